@@ -1,0 +1,81 @@
+"""The default ``Authenticator`` and ``GenerationParamsProvider``."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+from attrs import frozen
+
+from .errors import ConfigError
+from .events import GenerationParams
+from .ports import ParamOverrides
+
+__all__ = ["ChannelDefaults", "TokenAuthenticator", "parse_tokens"]
+
+
+def parse_tokens(spec: str) -> dict[str, str]:
+    """``CLIPJOBS_TOKENS``: ``token=user,token2=user2`` into ``{token: user}``."""
+    tokens: dict[str, str] = {}
+    for index, item in enumerate(part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        token, sep, user = item.partition("=")
+        token, user = token.strip(), user.strip()
+        if not sep or not token or not user:
+            raise ConfigError(
+                f"CLIPJOBS_TOKENS entry {index + 1} is not token=user (tokens stay unprinted)"
+            )
+        if len(token) < 8:
+            raise ConfigError(f"CLIPJOBS_TOKENS entry {index + 1}: tokens need 8+ characters")
+        tokens[token] = user
+    if not tokens:
+        raise ConfigError("CLIPJOBS_TOKENS is set but holds no token=user entry")
+    return tokens
+
+
+class TokenAuthenticator:
+    """Bearer tokens from a fixed mapping, compared in constant time."""
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self._tokens = dict(tokens)
+
+    def __repr__(self) -> str:
+        return f"TokenAuthenticator(<{len(self._tokens)} tokens>)"
+
+    async def authenticate(self, token: str) -> str | None:
+        found = None
+        for known, user in self._tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = user
+        return found
+
+
+_DEFAULT_PARAMS = GenerationParams(
+    prompt="An upbeat instrumental track for a short video", instrumental=True
+)
+
+
+@frozen
+class ChannelDefaults:
+    """The same base params for every channel, with the request's overrides on top."""
+
+    base: GenerationParams = _DEFAULT_PARAMS
+
+    async def params_for(
+        self, channel_id: str, user_id: str, overrides: ParamOverrides
+    ) -> GenerationParams:
+        b = self.base
+        return GenerationParams(
+            prompt=b.prompt if overrides.prompt is None else overrides.prompt,
+            style=b.style if overrides.style is None else overrides.style,
+            title=b.title if overrides.title is None else overrides.title,
+            custom_mode=b.custom_mode if overrides.custom_mode is None else overrides.custom_mode,
+            instrumental=(
+                b.instrumental if overrides.instrumental is None else overrides.instrumental
+            ),
+            model=b.model if overrides.model is None else overrides.model,
+            negative_tags=(
+                b.negative_tags if overrides.negative_tags is None else overrides.negative_tags
+            ),
+        )

@@ -1,0 +1,125 @@
+"""Commands: what someone asks of a job. ``decide`` turns them into events.
+
+Each carries ``at``, the moment it was issued (read from the service's clock),
+so that deciding stays pure.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from attrs import field, frozen
+
+from .events import ClipStep, GenerationParams, JobPolicy, Observation, Source
+
+__all__ = [
+    "Command",
+    "FailJob",
+    "FinishClip",
+    "MarkRequestSent",
+    "MarkRequestUncertain",
+    "RecordClipStep",
+    "RecordObservation",
+    "RecordTaskCreated",
+    "ScheduleRetry",
+    "StartClip",
+    "StartJob",
+    "TimeOut",
+]
+
+
+@frozen
+class StartJob:
+    job_id: str
+    channel_id: str
+    user_id: str
+    request_id: str
+    params: GenerationParams
+    at: datetime
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+    policy: JobPolicy = field(factory=JobPolicy)
+    exclusive: bool = True
+
+
+@frozen
+class MarkRequestSent:
+    """The sender is about to call generate."""
+
+    at: datetime
+
+
+@frozen
+class ScheduleRetry:
+    """The generate call failed and Suno did not act on it."""
+
+    error: str
+    retry_at: datetime
+    at: datetime
+
+
+@frozen
+class MarkRequestUncertain:
+    """The generate call may have reached Suno; do not send it again."""
+
+    reason: str
+    at: datetime
+
+
+@frozen
+class RecordTaskCreated:
+    task_id: str
+    at: datetime
+
+
+@frozen
+class RecordObservation:
+    """Suno said something about the job's task (callback or poll)."""
+
+    observation: Observation
+    source: Source
+    at: datetime
+
+
+@frozen
+class FailJob:
+    error_code: str
+    message: str
+    at: datetime
+
+
+@frozen
+class TimeOut:
+    at: datetime
+
+
+@frozen
+class StartClip:
+    at: datetime
+
+
+@frozen
+class RecordClipStep:
+    step: ClipStep
+    at: datetime
+
+
+@frozen
+class FinishClip:
+    clip_url: str
+    at: datetime
+
+
+Command = (
+    StartJob
+    | MarkRequestSent
+    | ScheduleRetry
+    | MarkRequestUncertain
+    | RecordTaskCreated
+    | RecordObservation
+    | FailJob
+    | TimeOut
+    | StartClip
+    | RecordClipStep
+    | FinishClip
+)

@@ -1,0 +1,290 @@
+"""The events of a job's log (SPEC section 3) and the values they carry.
+
+Every event is a frozen ``attrs`` class with the moment it happened in ``at``
+(timezone-aware UTC). Nothing here reads a clock: the service stamps commands,
+commands become events, and the fold only copies times it is given.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from attrs import field, frozen
+
+__all__ = [
+    "ClipProcessingStarted",
+    "ClipReady",
+    "ClipStep",
+    "ClipStepReached",
+    "Event",
+    "GenerationParams",
+    "JobAccepted",
+    "JobFailed",
+    "JobPolicy",
+    "JobTimedOut",
+    "LateObservation",
+    "Observation",
+    "ProviderStatus",
+    "Source",
+    "SunoProgressObserved",
+    "SunoRequestRetryScheduled",
+    "SunoRequestSent",
+    "SunoRequestUncertain",
+    "SunoSucceeded",
+    "SunoTaskCreated",
+    "Track",
+]
+
+
+class ProviderStatus(StrEnum):
+    """A task's status as Suno reports it (record-info ``status``)."""
+
+    PENDING = "PENDING"
+    TEXT_SUCCESS = "TEXT_SUCCESS"
+    FIRST_SUCCESS = "FIRST_SUCCESS"
+    SUCCESS = "SUCCESS"
+    CREATE_TASK_FAILED = "CREATE_TASK_FAILED"
+    GENERATE_AUDIO_FAILED = "GENERATE_AUDIO_FAILED"
+    CALLBACK_EXCEPTION = "CALLBACK_EXCEPTION"
+    SENSITIVE_WORD_ERROR = "SENSITIVE_WORD_ERROR"
+
+    @property
+    def is_failure(self) -> bool:
+        return self in _FAILURES
+
+    @property
+    def is_progress(self) -> bool:
+        return self in _PROGRESS
+
+
+_FAILURES = frozenset(
+    {
+        ProviderStatus.CREATE_TASK_FAILED,
+        ProviderStatus.GENERATE_AUDIO_FAILED,
+        ProviderStatus.CALLBACK_EXCEPTION,
+        ProviderStatus.SENSITIVE_WORD_ERROR,
+    }
+)
+_PROGRESS = frozenset(
+    {ProviderStatus.PENDING, ProviderStatus.TEXT_SUCCESS, ProviderStatus.FIRST_SUCCESS}
+)
+
+
+class Source(StrEnum):
+    """Where an observation of Suno came from."""
+
+    CALLBACK = "callback"
+    POLL = "poll"
+    GENERATE = "generate"
+
+
+class ClipStep(StrEnum):
+    """The step post-processing is on while the job is in STAGE_60."""
+
+    DOWNLOADING = "downloading"
+    RENDERING = "rendering"
+
+
+@frozen
+class Track:
+    """One generated song (Suno yields two per request)."""
+
+    id: str
+    audio_url: str = ""
+    stream_audio_url: str = ""
+    image_url: str = ""
+    title: str = ""
+    duration: float | None = None
+
+
+@frozen
+class GenerationParams:
+    """What is sent to Suno's generate endpoint (besides the callback URL)."""
+
+    prompt: str = ""
+    style: str | None = None
+    title: str | None = None
+    custom_mode: bool = False
+    instrumental: bool = False
+    model: str = "V4_5"
+    negative_tags: str | None = None
+
+
+@frozen
+class JobPolicy:
+    """Timings and options fixed for a job when it is accepted.
+
+    They travel on ``JobAccepted`` so that the fold, and the schedule the
+    workers follow, depend on the log alone.
+    """
+
+    timeout_s: int = 600
+    poll_after_s: float = 30.0
+    poll_interval_s: float = 15.0
+    clip_render: bool = False
+
+
+@frozen
+class Observation:
+    """What Suno said about a task, from a callback or from record-info."""
+
+    task_id: str
+    status: ProviderStatus
+    tracks: tuple[Track, ...] = ()
+    error_code: int | None = None
+    error_message: str | None = None
+
+
+# --- events -----------------------------------------------------------------
+
+
+@frozen
+class JobAccepted:
+    """A job was created: it is in STAGE_10 and waits for the sender."""
+
+    job_id: str
+    channel_id: str
+    user_id: str
+    request_id: str
+    params: GenerationParams
+    at: datetime
+    idempotency_key: str | None = None
+    #: A digest of the request, to tell a retried request from a reused key.
+    fingerprint: str = ""
+    policy: JobPolicy = field(factory=JobPolicy)
+    #: Whether this job holds its channel until it ends (JOB_ALREADY_RUNNING).
+    exclusive: bool = True
+
+
+@frozen
+class SunoRequestSent:
+    """The generate call is about to go out (attempt 1, 2, ...)."""
+
+    attempt: int
+    at: datetime
+
+
+@frozen
+class SunoRequestRetryScheduled:
+    """The generate call failed before Suno acted on it; try again at ``retry_at``."""
+
+    attempt: int
+    error: str
+    retry_at: datetime
+    at: datetime
+
+
+@frozen
+class SunoRequestUncertain:
+    """A generate call may have reached Suno but no task id came back.
+
+    It is never re-sent (credits would be spent twice); a callback naming
+    the job can still adopt the task, otherwise the job times out.
+    """
+
+    reason: str
+    at: datetime
+
+
+@frozen
+class SunoTaskCreated:
+    """Suno gave the job a task id."""
+
+    task_id: str
+    source: Source
+    at: datetime
+
+
+@frozen
+class SunoProgressObserved:
+    """Suno reported progress; every observation is the heartbeat."""
+
+    status: ProviderStatus
+    source: Source
+    at: datetime
+    tracks: tuple[Track, ...] = ()
+
+
+@frozen
+class SunoSucceeded:
+    """The audio is ready."""
+
+    source: Source
+    tracks: tuple[Track, ...]
+    at: datetime
+
+
+@frozen
+class JobFailed:
+    """The job failed for good; ``error_code`` is machine-readable."""
+
+    error_code: str
+    message: str
+    at: datetime
+
+
+@frozen
+class JobTimedOut:
+    """No result within the job's timeout."""
+
+    timeout_s: int
+    at: datetime
+
+
+@frozen
+class LateObservation:
+    """Something Suno said that can no longer change the job: recorded, not lost.
+
+    ``reason``: ``after_terminal`` (the job had ended), ``duplicate`` (the
+    result was already recorded), ``stale`` (older news than the stage), or
+    ``task_mismatch`` (another task id than the job's).
+    """
+
+    reason: str
+    source: Source
+    at: datetime
+    task_id: str | None = None
+    status: ProviderStatus | None = None
+    tracks: tuple[Track, ...] = ()
+    detail: str | None = None
+
+
+@frozen
+class ClipProcessingStarted:
+    """Post-processing began (STAGE_60)."""
+
+    at: datetime
+
+
+@frozen
+class ClipStepReached:
+    """Post-processing moved on to a step (downloading, rendering)."""
+
+    step: ClipStep
+    at: datetime
+
+
+@frozen
+class ClipReady:
+    """The clip was rendered; ``clip_url`` is where the server serves it."""
+
+    clip_url: str
+    at: datetime
+
+
+Event = (
+    JobAccepted
+    | SunoRequestSent
+    | SunoRequestRetryScheduled
+    | SunoRequestUncertain
+    | SunoTaskCreated
+    | SunoProgressObserved
+    | SunoSucceeded
+    | JobFailed
+    | JobTimedOut
+    | LateObservation
+    | ClipProcessingStarted
+    | ClipStepReached
+    | ClipReady
+)

@@ -1,0 +1,192 @@
+"""An in-memory ``EventStore``: the reference implementation and a safe fake.
+
+It passes the same ``EventStoreContract`` as the SQLite and PostgreSQL stores.
+Every method does its work without awaiting in between, so each is atomic on
+the event loop. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Self
+
+from .changes import ChangeNotifier
+from .errors import (
+    ChannelBusy,
+    ConcurrencyError,
+    IdempotencyConflict,
+    InvalidRequest,
+    StoreUnavailable,
+)
+from .ports import Commit, OrphanCallback, RecordedEvent
+from .stages import Work
+from .state import JobState
+
+__all__ = ["InMemoryEventStore"]
+
+
+class InMemoryEventStore:
+    def __init__(self) -> None:
+        self._logs: dict[str, list[RecordedEvent]] = {}
+        self._jobs: dict[str, JobState] = {}
+        self._by_task: dict[str, str] = {}
+        self._by_key: dict[tuple[str, str], str] = {}
+        self._locks: dict[str, str] = {}
+        self._leases: dict[tuple[str, Work], tuple[str, datetime]] = {}
+        self._secrets: dict[str, str] = {}
+        self._orphans: list[OrphanCallback] = []
+        self._changes = ChangeNotifier()
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._changes.notify_all()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the in-memory store is closed")
+
+    async def append(self, commit: Commit) -> None:
+        self._check_open()
+        if not commit.events:
+            raise InvalidRequest("a commit needs at least one event")
+        job_id, expected = commit.job_id, commit.expected_version
+        current = self._jobs.get(job_id)
+        current_version = current.version if current is not None else 0
+        if current_version != expected:
+            raise ConcurrencyError(f"job {job_id} is at version {current_version}, not {expected}")
+        state = commit.state
+        if state.version != expected + len(commit.events) or state.job_id != job_id:
+            raise InvalidRequest("the commit's state does not follow from its events")
+        lock = state.channel_lock
+        if lock is not None and self._locks.get(lock, job_id) != job_id:
+            raise ChannelBusy(self._locks[lock])
+        key = (state.user_id, state.idempotency_key) if state.idempotency_key else None
+        if expected == 0 and key is not None and key in self._by_key:
+            raise IdempotencyConflict(self._by_key[key])
+
+        log = self._logs.setdefault(job_id, [])
+        for offset, event in enumerate(commit.events, start=1):
+            log.append(RecordedEvent(job_id, expected + offset, event))
+        self._jobs[job_id] = state
+        if state.task_id is not None:
+            self._by_task.setdefault(state.task_id, job_id)
+        if key is not None:
+            self._by_key.setdefault(key, job_id)
+        if current is not None and current.channel_lock and current.channel_lock != lock:
+            self._locks.pop(current.channel_lock, None)
+        if lock is not None:
+            self._locks[lock] = job_id
+        self._changes.notify(job_id)
+
+    async def load(self, job_id: str) -> JobState | None:
+        self._check_open()
+        return self._jobs.get(job_id)
+
+    async def read(self, job_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        self._check_open()
+        return [r for r in self._logs.get(job_id, ()) if r.version > after_version]
+
+    async def find_by_task_id(self, task_id: str) -> JobState | None:
+        self._check_open()
+        job_id = self._by_task.get(task_id)
+        return self._jobs.get(job_id) if job_id else None
+
+    async def find_by_idempotency_key(self, user_id: str, key: str) -> JobState | None:
+        self._check_open()
+        job_id = self._by_key.get((user_id, key))
+        return self._jobs.get(job_id) if job_id else None
+
+    async def find_channel_holder(self, user_id: str, channel_id: str) -> JobState | None:
+        self._check_open()
+        job_id = self._locks.get(f"{user_id}\x1f{channel_id}")
+        return self._jobs.get(job_id) if job_id else None
+
+    async def list_jobs(self, user_id: str, channel_id: str, limit: int = 20) -> list[JobState]:
+        self._check_open()
+        mine = [
+            s for s in self._jobs.values() if s.user_id == user_id and s.channel_id == channel_id
+        ]
+        mine.sort(key=lambda s: (s.created_at, s.job_id), reverse=True)
+        return mine[:limit]
+
+    async def claim(
+        self, work: Work, now: datetime, *, owner: str, limit: int, lease_s: float
+    ) -> list[JobState]:
+        self._check_open()
+        due: list[tuple[datetime, str, JobState]] = []
+        for state in self._jobs.values():
+            when = (
+                state.deadline_at
+                if work is Work.SWEEP
+                else (state.due_at if state.work is work else None)
+            )
+            if when is None or when > now:
+                continue
+            lease = self._leases.get((state.job_id, work))
+            if lease is not None and lease[1] > now:
+                continue
+            due.append((when, state.job_id, state))
+        due.sort(key=lambda item: (item[0], item[1]))
+        until = now + timedelta(seconds=lease_s)
+        taken = [state for _, _, state in due[: max(0, limit)]]
+        for state in taken:
+            self._leases[(state.job_id, work)] = (owner, until)
+        return taken
+
+    async def renew(
+        self, job_id: str, work: Work, now: datetime, *, owner: str, lease_s: float
+    ) -> bool:
+        self._check_open()
+        lease = self._leases.get((job_id, work))
+        if lease is None or lease[0] != owner or lease[1] <= now:
+            return False
+        self._leases[(job_id, work)] = (owner, now + timedelta(seconds=lease_s))
+        return True
+
+    async def release(self, job_id: str, work: Work, *, owner: str) -> None:
+        self._check_open()
+        lease = self._leases.get((job_id, work))
+        if lease is not None and lease[0] == owner:
+            del self._leases[(job_id, work)]
+
+    async def release_owner(self, owner: str) -> int:
+        self._check_open()
+        mine = [k for k, (o, _) in self._leases.items() if o == owner]
+        for k in mine:
+            del self._leases[k]
+        return len(mine)
+
+    async def wait_for_change(self, job_id: str, version: int, timeout: float) -> bool:
+        self._check_open()
+
+        async def current() -> int | None:
+            state = self._jobs.get(job_id)
+            return state.version if state is not None else None
+
+        return await self._changes.wait(job_id, version, timeout, current)
+
+    async def ensure_secret(self, name: str, candidate: str) -> str:
+        self._check_open()
+        return self._secrets.setdefault(name, candidate)
+
+    async def record_orphan(self, orphan: OrphanCallback) -> None:
+        self._check_open()
+        self._orphans.append(orphan)
+
+    async def list_orphans(self, limit: int = 50) -> list[OrphanCallback]:
+        self._check_open()
+        return list(reversed(self._orphans))[:limit]
+
+    async def count_active(self) -> int:
+        self._check_open()
+        return sum(1 for s in self._jobs.values() if not s.done)
+
+    async def ping(self) -> None:
+        self._check_open()

@@ -1,0 +1,40 @@
+"""The job's stages (SPEC section 2) and the kinds of background work."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["TERMINAL_STAGES", "Stage", "Work"]
+
+
+class Stage(StrEnum):
+    """Where a job is; the strings are the public contract."""
+
+    REQUEST_ACCEPTED = "STAGE_10_REQUEST_ACCEPTED"
+    SUNO_REQUEST_SENT = "STAGE_20_SUNO_REQUEST_SENT"
+    SUNO_TASK_CREATED = "STAGE_30_SUNO_TASK_CREATED"
+    SUNO_PENDING = "STAGE_40_SUNO_PENDING"
+    SUNO_SUCCESS = "STAGE_50_SUNO_SUCCESS"
+    CLIP_PROCESSING = "STAGE_60_CLIP_PROCESSING"
+    CLIP_READY = "STAGE_70_CLIP_READY"
+    FAILED = "STAGE_90_FAILED"
+    TIMEOUT = "STAGE_99_TIMEOUT"
+
+    @property
+    def number(self) -> int:
+        """The stage's number (10, 20, ... 99): it never goes down in a job's life."""
+        return int(self.value[6:8])
+
+
+#: Stages that absorb everything. STAGE_50 is terminal too, unless the job
+#: was accepted with post-processing on (see ``JobState.done``).
+TERMINAL_STAGES = frozenset({Stage.CLIP_READY, Stage.FAILED, Stage.TIMEOUT})
+
+
+class Work(StrEnum):
+    """What a background worker does to a job; stores index jobs by it."""
+
+    SEND = "send"
+    POLL = "poll"
+    SWEEP = "sweep"
+    RENDER = "render"

@@ -1,0 +1,12 @@
+"""Testing helpers that ship with clipjobs: strategies, the store contract, fakes.
+
+Importing this module needs ``pytest`` and ``hypothesis`` (the ``dev`` extra).
+"""
+
+from __future__ import annotations
+
+from . import strategies
+from ._store_contract import EventStoreContract, new_job, step
+from .fakes import ScriptedSuno
+
+__all__ = ["EventStoreContract", "ScriptedSuno", "new_job", "step", "strategies"]

@@ -1,0 +1,82 @@
+"""An in-process ``SunoClient`` fake, scripted per test.
+
+For the core's own tests and for users' unit tests. The faithful fake that
+speaks HTTP like sunoapi.org lives in ``clipjobs_suno.fake``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import InvalidRequest, SunoError, SunoNoCredits, SunoProtocolError
+from ..events import GenerationParams, Observation, ProviderStatus, Track
+
+__all__ = ["ScriptedSuno"]
+
+
+class ScriptedSuno:
+    """Answers from a script: queued errors, task statuses, a credit balance.
+
+    ``parse_callback`` takes ``{"task_id": ..., "status": ..., "audio_url": ...}``.
+    """
+
+    def __init__(self, *, credits: int = 100) -> None:
+        self.credits_left = credits
+        self.generate_errors: list[SunoError] = []
+        self.poll_errors: list[SunoError] = []
+        self.statuses: dict[str, ProviderStatus] = {}
+        self.generated: list[tuple[GenerationParams, str, str]] = []
+        self.polled: list[str] = []
+        self.generate_delay = 0.0
+        self.max_prompt = 5000
+
+    def validate(self, params: GenerationParams) -> None:
+        if len(params.prompt) > self.max_prompt:
+            raise InvalidRequest(f"prompt is longer than {self.max_prompt}", field="prompt")
+
+    async def generate(self, params: GenerationParams, callback_url: str) -> str:
+        if self.generate_delay:
+            await asyncio.sleep(self.generate_delay)
+        if self.generate_errors:
+            raise self.generate_errors.pop(0)
+        if self.credits_left <= 0:
+            raise SunoNoCredits("insufficient credits", code=429)
+        self.credits_left -= 1
+        task_id = secrets.token_hex(16)
+        self.generated.append((params, callback_url, task_id))
+        self.statuses[task_id] = ProviderStatus.PENDING
+        return task_id
+
+    def _observation(self, task_id: str, status: ProviderStatus) -> Observation:
+        tracks: tuple[Track, ...] = ()
+        if status is ProviderStatus.SUCCESS:
+            tracks = (
+                Track(f"{task_id}-1", audio_url=f"https://cdn.example/{task_id}-1.mp3"),
+                Track(f"{task_id}-2", audio_url=f"https://cdn.example/{task_id}-2.mp3"),
+            )
+        return Observation(task_id, status, tracks)
+
+    async def record_info(self, task_id: str) -> Observation:
+        self.polled.append(task_id)
+        if self.poll_errors:
+            raise self.poll_errors.pop(0)
+        status = self.statuses.get(task_id)
+        if status is None:
+            raise SunoError(f"unknown task {task_id}", code=400)
+        return self._observation(task_id, status)
+
+    async def credits(self) -> int:
+        return self.credits_left
+
+    def callback(self, task_id: str, status: ProviderStatus) -> dict[str, Any]:
+        """A callback body this fake's ``parse_callback`` reads."""
+        return {"task_id": task_id, "status": status.value}
+
+    def parse_callback(self, payload: Mapping[str, Any]) -> Observation:
+        try:
+            return self._observation(str(payload["task_id"]), ProviderStatus(payload["status"]))
+        except (KeyError, ValueError) as exc:
+            raise SunoProtocolError(f"not a scripted callback: {exc}") from exc

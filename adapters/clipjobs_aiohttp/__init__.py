@@ -1,0 +1,1 @@
+"""clipjobs_aiohttp (in progress)."""

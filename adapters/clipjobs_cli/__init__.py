@@ -1,0 +1,1 @@
+"""clipjobs_cli (in progress)."""

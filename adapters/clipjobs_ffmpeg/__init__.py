@@ -1,0 +1,1 @@
+"""clipjobs_ffmpeg (in progress)."""

@@ -1,0 +1,1 @@
+"""clipjobs_postgres (in progress)."""

@@ -1,0 +1,1 @@
+"""clipjobs_sqlite (in progress)."""

@@ -1,0 +1,1 @@
+"""clipjobs_suno (in progress)."""

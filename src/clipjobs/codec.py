@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 import cattrs
+from cattrs.cols import namedtuple_dict_structure_factory, namedtuple_dict_unstructure_factory
 from cattrs.strategies import configure_tagged_union
 
 from .errors import StoreCorrupt
@@ -50,6 +51,11 @@ def _make_converter() -> cattrs.Converter:
     # Full precision on the wire, so the fold of a decoded log equals the original.
     conv.register_unstructure_hook(datetime, lambda d: d.astimezone(UTC).isoformat())
     conv.register_structure_hook(datetime, lambda v, _: parse_ts(v))
+    # The projection document is a JSON object, not an array: readable in the database.
+    conv.register_unstructure_hook_factory(
+        lambda t: t is JobState, namedtuple_dict_unstructure_factory
+    )
+    conv.register_structure_hook_factory(lambda t: t is JobState, namedtuple_dict_structure_factory)
     configure_tagged_union(
         Event,
         conv,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import attrs
 import pytest
@@ -95,7 +96,7 @@ class EventStoreContract:
     The override is a ``pytest_asyncio.fixture`` yielding an open store.
     """
 
-    pytestmark = [pytest.mark.asyncio]
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
 
     @pytest_asyncio.fixture
     async def store(self) -> EventStore:  # pragma: no cover - overridden

@@ -9,7 +9,7 @@ built at the end. It builds no ``transitions`` machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ._machine import TABLE
@@ -221,7 +221,7 @@ def fold(events: Iterable[Event], state: JobState | None = None) -> JobState:
     Raises :class:`~clipjobs.errors.InvalidTransition` when the log breaks the
     stage graph, or does not start with ``JobAccepted``.
     """
-    it = iter(events)
+    it: Iterator[Any] = iter(events)  # dispatch is by type(event), not by narrowing
     if state is None:
         first = next(it, None)
         if type(first) is not JobAccepted:

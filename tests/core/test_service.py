@@ -110,7 +110,7 @@ async def test_owner_only() -> None:
 
 
 async def test_bad_input_writes_nothing() -> None:
-    """Bad channel ids, over-long prompts and bad idempotency keys are refused; nothing is stored."""
+    """Bad channel ids, over-long prompts and bad idempotency keys are refused, storing nothing."""
     service, store, *_ = make()
     with pytest.raises(InvalidRequest) as info:
         await service.start_job(JobRequest("bad channel!", "u1"))

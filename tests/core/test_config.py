@@ -1,0 +1,85 @@
+"""Settings from the environment: defaults, validation, one clear line per mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from clipjobs.config import Settings
+from clipjobs.errors import ConfigError
+
+
+def test_defaults_are_the_spec() -> None:
+    """An empty environment gives SPEC section 8's defaults and demo mode."""
+    s = Settings.from_env({})
+    assert (s.db_url, s.port, s.suno_base_url) == (
+        "sqlite:///clipjobs.db",
+        8080,
+        "https://api.sunoapi.org",
+    )
+    assert (s.stale_after_s, s.job_timeout_s, s.poll_after_s, s.poll_interval_s) == (
+        60,
+        600,
+        30,
+        15,
+    )
+    assert s.suno_max_rps == 2
+    assert s.demo
+    assert s.tokens is None
+    assert not s.clip_render
+
+
+def test_values_are_read() -> None:
+    """Every variable is read and typed."""
+    s = Settings.from_env(
+        {
+            "CLIPJOBS_DB": "postgresql://u@h/db",
+            "CLIPJOBS_PORT": "9090",
+            "SUNO_API_KEY": "sk-secret-key",
+            "PUBLIC_BASE_URL": "https://clips.example/",
+            "CLIPJOBS_TOKENS": "tok-aaaaaaaa=alice, tok-bbbbbbbb=bob",
+            "CLIPJOBS_JOB_TIMEOUT_S": "120",
+            "CLIPJOBS_CLIP_RENDER": "on",
+            "CLIPJOBS_LOG_FORMAT": "JSON",
+        }
+    )
+    assert s.port == 9090
+    assert s.public_base_url == "https://clips.example"
+    assert s.tokens == {"tok-aaaaaaaa": "alice", "tok-bbbbbbbb": "bob"}
+    assert s.policy().timeout_s == 120
+    assert s.policy().clip_render
+    assert s.log_format == "json"
+    assert not s.demo
+    assert "sk-secret-key" not in repr(s)
+    assert "tok-aaaaaaaa" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"CLIPJOBS_PORT": "eighty"}, "CLIPJOBS_PORT"),
+        ({"CLIPJOBS_PORT": "70000"}, "between"),
+        ({"CLIPJOBS_DB": "mysql://x"}, "CLIPJOBS_DB"),
+        ({"PUBLIC_BASE_URL": "clips.example"}, "PUBLIC_BASE_URL"),
+        ({"CLIPJOBS_TOKENS": "no-equals-sign"}, "CLIPJOBS_TOKENS"),
+        ({"CLIPJOBS_TOKENS": "short=bob"}, "8+"),
+        ({"CLIPJOBS_CLIP_RENDER": "maybe"}, "on or off"),
+        ({"CLIPJOBS_STALE_AFTER_S": "nan"}, "CLIPJOBS_STALE_AFTER_S"),
+        ({"SUNO_MODEL": "V9"}, "SUNO_MODEL"),
+        ({"CLIPJOBS_LOG_LEVEL": "loud"}, "CLIPJOBS_LOG_LEVEL"),
+        ({"CLIPJOBS_PG_SCHEMA": "x; drop"}, "CLIPJOBS_PG_SCHEMA"),
+    ],
+)
+def test_bad_values_give_one_clear_line(env: dict[str, str], needle: str) -> None:
+    """Each bad value raises ConfigError with one line naming the problem."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_token_values_are_never_echoed() -> None:
+    """A malformed token list is reported without printing the tokens."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"CLIPJOBS_TOKENS": "supersecretvalue"})
+    assert "supersecretvalue" not in str(info.value)

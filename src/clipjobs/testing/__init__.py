@@ -7,6 +7,14 @@ from __future__ import annotations
 
 from . import strategies
 from ._store_contract import EventStoreContract, new_job, step
+from ._suno_contract import SunoClientContract
 from .fakes import ScriptedSuno
 
-__all__ = ["EventStoreContract", "ScriptedSuno", "new_job", "step", "strategies"]
+__all__ = [
+    "EventStoreContract",
+    "ScriptedSuno",
+    "SunoClientContract",
+    "new_job",
+    "step",
+    "strategies",
+]

@@ -1,0 +1,421 @@
+"""The fake Suno keeps Suno's quirks on the wire: shapes, codes, callbacks, media, control."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clipjobs import FakeClock
+from clipjobs.errors import InvalidRequest
+from clipjobs.events import GenerationParams
+from clipjobs_suno import MODELS, SunoApiClient
+from clipjobs_suno.fake import SCENARIOS, FakeSuno, running_fake_suno, serve_fake
+
+pytestmark = pytest.mark.asyncio
+
+AUTH = {"Authorization": "Bearer any-key"}
+
+
+class Wire:
+    """Raw HTTP to a running fake, with its clock."""
+
+    def __init__(self, url: str, fake: FakeSuno, clock: FakeClock, session: aiohttp.ClientSession):
+        self.url, self.fake, self.clock, self.session = url, fake, clock, session
+
+    async def call(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kw: Any
+    ) -> tuple[int, Any]:
+        async with self.session.request(
+            method, self.url + path, headers=AUTH if headers is None else headers, **kw
+        ) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def generate(self, callback: str, **fields: Any) -> str:
+        body = {
+            "customMode": False,
+            "instrumental": False,
+            "model": "V4_5",
+            "callBackUrl": callback,
+            "prompt": "a song",
+            **fields,
+        }
+        status, answer = await self.call("POST", "/api/v1/generate", json=body)
+        assert status == 200 and answer["code"] == 200, answer
+        return str(answer["data"]["taskId"])
+
+    async def record_info(self, task_id: str) -> dict[str, Any]:
+        status, answer = await self.call(
+            "GET", "/api/v1/generate/record-info", params={"taskId": task_id}
+        )
+        assert status == 200 and answer["code"] == 200, answer
+        return dict(answer["data"])
+
+
+@pytest_asyncio.fixture
+async def wire() -> AsyncIterator[Wire]:
+    clock = FakeClock()
+    async with (
+        running_fake_suno(clock=clock, callback_retry_delay_s=1.0) as (url, fake),
+        aiohttp.ClientSession() as session,
+    ):
+        yield Wire(url, fake, clock, session)
+
+
+async def test_task_ids_are_32_hex(wire: Wire, receiver: Any) -> None:
+    """generate answers Suno's envelope with a 32-hex-character taskId."""
+    status, answer = await wire.call(
+        "POST",
+        "/api/v1/generate",
+        json={
+            "customMode": False,
+            "instrumental": False,
+            "model": "V5",
+            "callBackUrl": receiver.url,
+            "prompt": "a song",
+        },
+    )
+    assert status == 200
+    assert set(answer) == {"code", "msg", "data"}
+    assert (answer["code"], answer["msg"]) == (200, "success")
+    assert re.fullmatch(r"[0-9a-f]{32}", answer["data"]["taskId"])
+
+
+async def test_record_info_is_camel_case_with_null_response_while_pending(
+    wire: Wire, receiver: Any
+) -> None:
+    """record-info is camelCase, ``response`` null while PENDING, track 2 empty at FIRST_SUCCESS."""
+    task_id = await wire.generate(receiver.url)
+    pending = await wire.record_info(task_id)
+    assert pending["status"] == "PENDING" and pending["response"] is None
+    assert {"taskId", "param", "status", "errorCode", "errorMessage", "operationType"} <= set(
+        pending
+    )
+    assert "callBackUrl" not in pending["param"]
+    await wire.clock.advance(2.0)
+    first = await wire.record_info(task_id)
+    assert first["status"] == "FIRST_SUCCESS"
+    one, two = first["response"]["sunoData"]
+    assert one["audioUrl"].endswith("/1.mp3") and two["audioUrl"] == ""
+    assert "audio_url" not in one
+    await wire.clock.advance(1.0)
+    done = await wire.record_info(task_id)
+    assert done["status"] == "SUCCESS"
+    assert all(t["audioUrl"].startswith(wire.url) for t in done["response"]["sunoData"])
+    assert isinstance(done["response"]["sunoData"][0]["createTime"], int)
+
+
+async def test_callbacks_are_snake_case_as_documented(wire: Wire, receiver: Any) -> None:
+    """Callbacks carry task_id/callbackType and snake_case track fields; text has data []."""
+    task_id = await wire.generate(receiver.url)
+    await wire.clock.advance(3.0)
+    await wire.fake.settle()
+    text, first, complete = receiver.for_task(task_id)
+    assert text == {
+        "code": 200,
+        "msg": "Text generation completed.",
+        "data": {"callbackType": "text", "task_id": task_id, "data": []},
+    }
+    assert first["data"]["callbackType"] == "first"
+    assert [t["audio_url"] == "" for t in first["data"]["data"]] == [False, True]
+    track = complete["data"]["data"][0]
+    assert {"id", "audio_url", "stream_audio_url", "image_url", "createTime", "duration"} <= set(
+        track
+    )
+    assert not {"audioUrl", "streamAudioUrl", "imageUrl", "taskId"} & set(track)
+
+
+async def test_error_callback_has_null_data(wire: Wire, receiver: Any) -> None:
+    """A failed task's callback is callbackType error with ``data: null`` and a non-200 code."""
+    await wire.call("POST", "/_fake/config", json={"scenario": "generate-failed"})
+    task_id = await wire.generate(receiver.url)
+    await wire.clock.advance(3.0)
+    await wire.fake.settle()
+    error = receiver.for_task(task_id)[-1]
+    assert error["code"] != 200
+    assert error["data"] == {"callbackType": "error", "task_id": task_id, "data": None}
+
+
+async def test_missing_callback_url_is_sunos_exact_answer(wire: Wire) -> None:
+    """No callBackUrl gets Suno's exact answer: code 400 "Please enter callBackUrl." at HTTP 200."""
+    body = {"customMode": False, "instrumental": False, "model": "V4", "prompt": "x"}
+    status, answer = await wire.call("POST", "/api/v1/generate", json=body)
+    assert (status, answer) == (
+        200,
+        {"code": 400, "msg": "Please enter callBackUrl.", "data": None},
+    )
+
+
+async def test_too_long_is_413_and_bad_json_is_400(wire: Wire, receiver: Any) -> None:
+    """Over-limit fields answer 413; a body that is not JSON answers 400."""
+    body = {
+        "customMode": True,
+        "instrumental": False,
+        "model": "V4",
+        "callBackUrl": receiver.url,
+        "prompt": "la",
+        "style": "s" * 201,
+        "title": "t",
+    }
+    _, answer = await wire.call("POST", "/api/v1/generate", json=body)
+    assert answer["code"] == 413
+    _, answer = await wire.call("POST", "/api/v1/generate", data=b"{nope")
+    assert answer["code"] == 400
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer "}, {"Authorization": "Basic x"}]
+)
+async def test_missing_key_is_401(wire: Wire, headers: dict[str, str]) -> None:
+    """Without a bearer key every API call answers code 401."""
+    _, answer = await wire.call("GET", "/api/v1/generate/credit", headers=headers)
+    assert answer["code"] == 401
+
+
+async def test_configured_key_is_enforced() -> None:
+    """A fake built with an api_key accepts that key only."""
+    async with running_fake_suno(api_key="right") as (url, _), aiohttp.ClientSession() as s:
+        for key, code in (("wrong", 401), ("right", 200)):
+            async with s.get(
+                f"{url}/api/v1/generate/credit", headers={"Authorization": f"Bearer {key}"}
+            ) as r:
+                assert (await r.json())["code"] == code
+
+
+async def test_bad_path_or_method_is_404_not_405(wire: Wire) -> None:
+    """A wrong path or method answers 404 as Suno does, never 405 (which means rate limited)."""
+    for method, path in (("GET", "/api/v1/generate"), ("POST", "/api/v1/nothing")):
+        status, answer = await wire.call(method, path)
+        assert (status, answer["code"]) == (404, 404)
+
+
+async def test_rate_limit_is_per_key(wire: Wire) -> None:
+    """20 calls per 10 s per key: the 21st answers 430 while another key is still served."""
+    codes = []
+    for _ in range(21):
+        _, answer = await wire.call("GET", "/api/v1/generate/credit")
+        codes.append(answer["code"])
+    assert codes == [200] * 20 + [430]
+    _, other = await wire.call(
+        "GET", "/api/v1/generate/credit", headers={"Authorization": "Bearer other"}
+    )
+    assert other["code"] == 200
+    await wire.clock.advance(10.0)
+    _, again = await wire.call("GET", "/api/v1/generate/credit")
+    assert again["code"] == 200
+
+
+async def test_generate_cost_and_partial_balance(wire: Wire, receiver: Any) -> None:
+    """Each generate spends generate_cost; a balance below it answers 429."""
+    await wire.call("POST", "/_fake/config", json={"credits": 15, "generate_cost": 10})
+    await wire.generate(receiver.url)
+    _, answer = await wire.call("GET", "/api/v1/generate/credit")
+    assert answer["data"] == 5
+    body = {
+        "customMode": False,
+        "instrumental": False,
+        "model": "V4",
+        "callBackUrl": receiver.url,
+        "prompt": "x",
+    }
+    _, answer = await wire.call("POST", "/api/v1/generate", json=body)
+    assert answer["code"] == 429
+
+
+async def test_callback_retried_three_times_then_given_up(wire: Wire, receiver: Any) -> None:
+    """A receiver answering 500 gets the callback 1 + 3 times, then Suno gives up on it."""
+    await wire.call("POST", "/_fake/config", json={"scenario": "success"})
+    receiver.answers.extend([500] * 10)
+    task_id = await wire.generate(receiver.url)
+    await wire.clock.advance(1.0)
+    for _ in range(3):
+        await wire.fake.settle()
+        await wire.clock.advance(1.0)
+    await wire.fake.settle()
+    text_attempts = [d for d in wire.fake.deliveries(task_id) if d.stage == "text"]
+    assert [d.attempt for d in text_attempts] == [1, 2, 3, 4]
+    assert all(d.status == 500 for d in text_attempts)
+
+
+async def test_retry_succeeds_after_a_failure(wire: Wire, receiver: Any) -> None:
+    """One failed delivery is retried, and the listing shows both answers."""
+    receiver.answers.append(503)
+    task_id = await wire.generate(receiver.url)
+    await wire.clock.advance(1.0)
+    await wire.fake.settle()
+    await wire.clock.advance(1.0)
+    await wire.fake.settle()
+    _, listing = await wire.call("GET", "/_fake/tasks")
+    (task,) = [t for t in listing["tasks"] if t["taskId"] == task_id]
+    text = [d for d in task["deliveries"] if d["callbackType"] == "text"]
+    assert [(d["attempt"], d["status"]) for d in text] == [(1, 503), (2, 200)]
+
+
+async def test_slow_receiver_times_out(receiver: Any) -> None:
+    """A receiver that does not answer within callback_timeout_s counts as a failed delivery."""
+    receiver.hang = True
+    async with (
+        running_fake_suno(
+            text_after_s=0,
+            first_after_s=0,
+            complete_after_s=0,
+            callback_timeout_s=0.05,
+            callback_retries=0,
+        ) as (url, fake),
+        aiohttp.ClientSession() as session,
+    ):
+        client = SunoApiClient(session, "k", base_url=url)
+        task_id = await client.generate(GenerationParams(prompt="a song"), receiver.url)
+        await fake.settle()
+        (first, *_) = fake.deliveries(task_id)
+        assert first.status is None and first.error and "no answer" in first.error
+
+
+async def test_media_are_real_files(wire: Wire, receiver: Any, tmp_path: Path) -> None:
+    """Audio URLs serve MP3 (decodable when ffprobe exists) and image URLs serve JPEG."""
+    task_id = await wire.generate(receiver.url)
+    await wire.clock.advance(3.0)
+    tracks = (await wire.record_info(task_id))["response"]["sunoData"]
+    for track in tracks:
+        async with wire.session.get(track["audioUrl"]) as r:
+            assert (r.status, r.content_type) == (200, "audio/mpeg")
+            audio = await r.read()
+        async with wire.session.get(track["streamAudioUrl"]) as r:
+            assert r.status == 200 and await r.read() == audio
+        async with wire.session.get(track["imageUrl"]) as r:
+            assert (r.status, r.content_type) == (200, "image/jpeg")
+            assert (await r.read())[:3] == b"\xff\xd8\xff"
+        assert audio[:3] == b"ID3" or audio[0] == 0xFF
+        if shutil.which("ffprobe"):
+            path = tmp_path / "track.mp3"
+            path.write_bytes(audio)
+            probe = await asyncio.to_thread(
+                subprocess.run,
+                [
+                    *("ffprobe", "-v", "error", "-of", "json"),
+                    *("-show_entries", "format=duration:stream=codec_name", str(path)),
+                ],
+                capture_output=True,
+                check=True,
+            )
+            found = json.loads(probe.stdout)
+            assert found["streams"][0]["codec_name"] == "mp3"
+            assert float(found["format"]["duration"]) == pytest.approx(track["duration"], abs=0.1)
+    async with wire.session.get(f"{wire.url}/files/not-a-task/1.mp3") as r:
+        assert r.status == 404
+
+
+async def test_control_endpoint_validates(wire: Wire) -> None:
+    """POST /_fake/config refuses unknown settings and scenarios; GET shows the config."""
+    for bad in (
+        {"scenario": "chaos"},
+        {"colour": "red"},
+        {"credits": -1},
+        {"text_after_s": 5},
+        [],
+    ):
+        async with wire.session.post(f"{wire.url}/_fake/config", json=bad) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]
+    async with wire.session.get(f"{wire.url}/_fake/config") as r:
+        shown = await r.json()
+    assert shown["config"]["scenario"] == "success"
+    assert list(shown["scenarios"]) == list(SCENARIOS)
+
+
+async def test_scenario_applies_to_tasks_created_after_it(wire: Wire, receiver: Any) -> None:
+    """A task keeps the scenario it was created under when the scenario changes later."""
+    first = await wire.generate(receiver.url)
+    await wire.call("POST", "/_fake/config", json={"scenario": "stuck"})
+    second = await wire.generate(receiver.url)
+    await wire.clock.advance(5.0)
+    assert (await wire.record_info(first))["status"] == "SUCCESS"
+    assert (await wire.record_info(second))["status"] == "PENDING"
+
+
+async def test_shutdown_cancels_pending_callbacks(receiver: Any) -> None:
+    """Leaving the server with callbacks still scheduled cancels them: no task outlives it."""
+    before = asyncio.all_tasks()
+    async with (
+        running_fake_suno(text_after_s=60, first_after_s=60, complete_after_s=60) as (url, _),
+        aiohttp.ClientSession() as session,
+    ):
+        client = SunoApiClient(session, "k", base_url=url)
+        await client.generate(GenerationParams(prompt="a song"), receiver.url)
+        assert len(asyncio.all_tasks() - before) >= 1
+    await asyncio.sleep(0)
+    assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+
+
+async def test_serve_fake_runs_until_cancelled() -> None:
+    """serve_fake (the CLI's entry) listens, answers, and stops cleanly when cancelled."""
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(
+        serve_fake("127.0.0.1", 0, "success", 3, on_ready=ready.set_result)
+    )
+    url = await asyncio.wait_for(ready, 5)
+    async with aiohttp.ClientSession() as session:
+        assert await SunoApiClient(session, "k", base_url=url).credits() == 3
+    server.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await server
+
+
+async def test_serve_fake_refuses_bad_settings() -> None:
+    """An unknown scenario stops serve_fake before it listens."""
+    with pytest.raises(ValueError, match="scenario"):
+        await serve_fake("127.0.0.1", 0, "chaos", 3)
+
+
+# --- the client and the fake share one rulebook ------------------------------
+
+params = st.builds(
+    GenerationParams,
+    prompt=st.text(max_size=40) | st.integers(0, 5200).map(lambda n: "p" * n),
+    style=st.none() | st.text(max_size=5) | st.integers(0, 1100).map(lambda n: "s" * n),
+    title=st.none() | st.text(max_size=5) | st.integers(0, 110).map(lambda n: "t" * n),
+    custom_mode=st.booleans(),
+    instrumental=st.booleans(),
+    model=st.sampled_from(sorted(MODELS)) | st.sampled_from(["V2", "v4", ""]),
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(p=params)
+async def test_validate_agrees_with_the_fake(
+    wire: Wire, receiver: Any, p: GenerationParams
+) -> None:
+    """client.validate refuses exactly what the fake answers 400/413 to, naming the same field."""
+    client = SunoApiClient(wire.session, "k", base_url=wire.url)
+    await wire.clock.advance(10.0)  # keep clear of the rate limit
+    await wire.call("POST", "/_fake/config", json={"credits": 100, "scenario": "stuck"})
+    try:
+        client.validate(p)
+        refused: str | None = None
+    except InvalidRequest as exc:
+        refused = exc.field
+    body = {
+        "customMode": p.custom_mode,
+        "instrumental": p.instrumental,
+        "model": p.model,
+        "callBackUrl": receiver.url,
+        "prompt": p.prompt,
+    }
+    body |= {k: v for k, v in (("style", p.style), ("title", p.title)) if v is not None}
+    _, answer = await wire.call("POST", "/api/v1/generate", json=body)
+    if refused is None:
+        assert answer["code"] == 200, answer
+    else:
+        assert answer["code"] in (400, 413)
+        assert refused in answer["msg"]

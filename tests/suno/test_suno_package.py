@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import clipjobs_suno
 import clipjobs_suno.fake
@@ -42,3 +44,19 @@ def test_importing_the_client_does_not_load_the_fake() -> None:
     code = "import sys, clipjobs_suno; print('clipjobs_suno.fake' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_readme_example_runs(tmp_path: Path) -> None:
+    """The adapter README's python block runs against the fake and prints the audio URLs."""
+    text = (Path(clipjobs_suno.__file__).parent / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "credits: 100" in out.stdout and ".mp3" in out.stdout

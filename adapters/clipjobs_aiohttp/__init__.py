@@ -1,1 +1,25 @@
-"""clipjobs_aiohttp (in progress)."""
+"""The clipjobs HTTP API on aiohttp: a sub-application you serve or mount.
+
+::
+
+    from clipjobs_aiohttp import ApiConfig, create_app
+
+    app = create_app(service, TokenAuthenticator({"token": "user"}), ApiConfig())
+    parent.add_subapp("/clips", app)      # or serve ``app`` itself
+"""
+
+from __future__ import annotations
+
+from ._app import create_app, load_openapi
+from ._config import ApiConfig
+from ._keys import AUTHENTICATOR, CONFIG, METRICS, SERVICE
+
+__all__ = [
+    "AUTHENTICATOR",
+    "CONFIG",
+    "METRICS",
+    "SERVICE",
+    "ApiConfig",
+    "create_app",
+    "load_openapi",
+]

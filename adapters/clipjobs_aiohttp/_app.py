@@ -1,0 +1,139 @@
+"""``create_app``: the HTTP API as a sub-application anyone can mount."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from clipjobs.ids import new_request_id
+from clipjobs.logs import current_request_id, pipeline_log
+from clipjobs.metrics import Metrics
+from clipjobs.ports import Authenticator
+from clipjobs.service import JobService
+from clipjobs.webhook import WEBHOOK_PATH
+
+from . import _handlers as h
+from ._config import ApiConfig
+from ._errors import ApiError, error_response, translate
+from ._keys import AUTHENTICATOR, CONFIG, LIFECYCLE, METRICS, OPENAPI, SERVICE, Lifecycle
+
+__all__ = ["create_app", "load_openapi"]
+
+#: Query parameters whose values never reach a log line.
+_SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key"})
+
+
+def load_openapi(path: Path | None = None) -> dict[str, Any]:
+    """The OpenAPI document: ``path``, or the copy shipped inside this package."""
+    if path is not None:
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = resources.files(__package__).joinpath("openapi.yaml").read_text(encoding="utf-8")
+    document = yaml.safe_load(text)
+    if not isinstance(document, dict):
+        raise ValueError("the OpenAPI document is not a mapping")
+    return document
+
+
+def _loggable_path(request: web.Request) -> str:
+    """The path with secret query values replaced by ``***``."""
+    if not request.query_string:
+        return request.path
+    parts = [
+        f"{quote(k, safe='')}={'***' if k.lower() in _SECRET_PARAMS else quote(v, safe='')}"
+        for k, v in request.query.items()
+    ]
+    return f"{request.path}?{'&'.join(parts)}"
+
+
+def _route_label(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    # Unmatched paths share one label: URLs people make up must not grow the metrics.
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _middleware(config: ApiConfig, service: JobService, metrics: Metrics) -> Any:
+    @web.middleware
+    async def clipjobs_api(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        rid = new_request_id(service.clock.now())
+        reset = current_request_id.set(rid)
+        status = 500
+        try:
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                error = translate(exc, config.retry_after_s)
+                if error is None:
+                    pipeline_log.exception(
+                        "unhandled error on %s %s", request.method, _loggable_path(request)
+                    )
+                    error = ApiError(500, "INTERNAL_ERROR", "Internal server error.")
+                response = error_response(error, rid)
+            if not response.prepared:
+                response.headers["X-Request-Id"] = rid
+            status = response.status
+            return response
+        finally:
+            metrics.inc(
+                "clipjobs_http_requests_total", route=_route_label(request), status=str(status)
+            )
+            pipeline_log.info(
+                "%s %s %s %.1fms",
+                request.method,
+                _loggable_path(request),
+                status,
+                (time.perf_counter() - started) * 1000,
+                extra={"request_id": rid},
+            )
+            current_request_id.reset(reset)
+
+    return clipjobs_api
+
+
+def create_app(
+    service: JobService,
+    authenticator: Authenticator,
+    config: ApiConfig | None = None,
+    *,
+    metrics: Metrics | None = None,
+) -> web.Application:
+    """The clipjobs HTTP API (SPEC section 4) as an ``aiohttp`` application.
+
+    Serve it as it is, or mount it in your own app with
+    ``parent.add_subapp("/prefix", app)``: its routes, ``Location`` headers
+    and error bodies follow the prefix. ``metrics`` defaults to the service's.
+    """
+    config = config or ApiConfig()
+    metrics = metrics or service.metrics
+    app = web.Application(middlewares=[_middleware(config, service, metrics)])
+    lifecycle = Lifecycle()
+    app[SERVICE] = service
+    app[AUTHENTICATOR] = authenticator
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[LIFECYCLE] = lifecycle
+    app[OPENAPI] = load_openapi(config.openapi_path)
+    app.on_startup.append(lifecycle.on_startup)
+    app.on_shutdown.append(lifecycle.on_shutdown)
+
+    api = "/api/music-clips"
+    router = app.router
+    router.add_post(f"{api}/channels/{{channel_id}}/runOnce", h.run_once)
+    router.add_get(f"{api}/channels/{{channel_id}}/jobs", h.list_jobs)
+    router.add_get(f"{api}/jobs/{{job_id}}", h.get_job, name=h.JOB_ROUTE)
+    router.add_get(f"{api}/jobs/{{job_id}}/events", h.job_events, allow_head=False)
+    router.add_get(f"{api}/jobs/{{job_id}}/history", h.history)
+    router.add_get(f"{api}/openapi.json", h.openapi)
+    router.add_post(WEBHOOK_PATH, h.suno_webhook)
+    router.add_get("/healthz", h.healthz)
+    router.add_get("/readyz", h.readyz)
+    router.add_get("/metrics", h.metrics)
+    return app

@@ -1,0 +1,356 @@
+"""The route handlers of SPEC section 4."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from clipjobs.codec import format_ts
+from clipjobs.errors import ClipjobsError, StoreError
+from clipjobs.i18n import Lang, accepted_message, pick_language
+from clipjobs.ids import JOB_ID_PATTERN, new_request_id
+from clipjobs.logs import current_request_id
+from clipjobs.service import ErrorCode, JobRequest, Unauthorized
+from clipjobs.state import JobState
+
+from ._errors import ApiError, translate
+from ._input import (
+    etag_matches,
+    last_event_id,
+    parse_json_object,
+    parse_limit,
+    parse_run_once,
+    prefer_wait,
+    read_body,
+)
+from ._keys import AUTHENTICATOR, CONFIG, LIFECYCLE, METRICS, OPENAPI, SERVICE
+from ._views import event_view, job_body, job_view
+
+__all__ = [
+    "get_job",
+    "healthz",
+    "history",
+    "job_events",
+    "list_jobs",
+    "metrics",
+    "openapi",
+    "readyz",
+    "run_once",
+    "suno_webhook",
+]
+
+T = TypeVar("T")
+
+#: The route name ``Location`` headers are built from (prefix-aware when mounted).
+JOB_ROUTE = "clipjobs-job"
+
+
+def request_id(request: web.Request) -> str:
+    rid = current_request_id.get()
+    return rid if rid is not None else new_request_id(request.app[SERVICE].clock.now())
+
+
+def _json(
+    body: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(body, ensure_ascii=False),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def _user(request: web.Request) -> str:
+    """The caller's user id from the bearer token; ``x-user-id`` must agree."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    unauthorized = ApiError(
+        401,
+        "UNAUTHORIZED",
+        "A valid Authorization: Bearer token is required.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    if scheme.lower() != "bearer" or not token:
+        raise unauthorized
+    user = await request.app[AUTHENTICATOR].authenticate(token)
+    if user is None:
+        raise unauthorized
+    claimed = request.headers.get("x-user-id")
+    if claimed is not None and claimed != user:
+        raise ApiError(403, "FORBIDDEN", "x-user-id does not match the token's user.")
+    return user
+
+
+def _lang(request: web.Request) -> Lang:
+    return pick_language(request.headers.get("Accept-Language"), request.query.get("lang"))
+
+
+def _job_id(request: web.Request) -> str:
+    job_id = request.match_info["job_id"]
+    if not JOB_ID_PATTERN.match(job_id):
+        # Not an id we could have issued: no store read needed to say so.
+        raise ApiError(404, "JOB_NOT_FOUND", "Job not found")
+    return job_id
+
+
+def _stale_after(request: web.Request) -> float:
+    configured = request.app[CONFIG].stale_after_s
+    return configured if configured is not None else request.app[SERVICE].config.stale_after_s
+
+
+def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, Any]:
+    return job_body(
+        state,
+        lang=lang,
+        now=request.app[SERVICE].clock.now(),
+        stale_after_s=_stale_after(request),
+        request_id=request_id(request),
+    )
+
+
+async def _unless_closing(request: web.Request, work: Awaitable[T]) -> tuple[bool, T | None]:
+    """Await ``work`` unless the app shuts down first: ``(finished, result)``."""
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(request.app[LIFECYCLE].closing.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stop):
+            pending.cancel()
+        await asyncio.gather(task, stop, return_exceptions=True)
+    if task.cancelled():
+        return False, None
+    return True, task.result()  # re-raises what the work raised
+
+
+# --- runOnce -----------------------------------------------------------------
+
+
+async def run_once(request: web.Request) -> web.Response:
+    """POST /api/music-clips/channels/{channelId}/runOnce"""
+    service, config = request.app[SERVICE], request.app[CONFIG]
+    user = await _user(request)
+    body = parse_json_object(await read_body(request, config.max_body_bytes), optional=True)
+    overrides, body_user = parse_run_once(body)
+    if body_user is not None and body_user != user:
+        raise ApiError(403, "FORBIDDEN", "userId does not match the token's user.")
+    outcome = await service.start_job(
+        JobRequest(
+            channel_id=request.match_info["channel_id"],
+            user_id=user,
+            overrides=overrides,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            request_id=request_id(request),
+        )
+    )
+    job = outcome.job
+    failed = outcome.failed_at_once
+    if failed == ErrorCode.CALLBACK_URL_NOT_CONFIGURED:
+        raise ApiError(400, failed, job.error_message or failed, jobId=job.job_id)
+    if failed == ErrorCode.SUNO_NO_CREDITS:
+        raise ApiError(402, failed, job.error_message or failed, credits=0, jobId=job.job_id)
+    location = str(request.app.router[JOB_ROUTE].url_for(job_id=job.job_id))
+    return _json(
+        {
+            "success": True,
+            "ok": True,
+            "jobId": job.job_id,
+            "channelId": job.channel_id,
+            "stage": job.stage.value,
+            "createdAt": format_ts(job.created_at),
+            "message": accepted_message(_lang(request)),
+            "requestId": request_id(request),
+        },
+        status=202,
+        headers={"Location": location, "Retry-After": str(config.retry_after_s)},
+    )
+
+
+# --- reading jobs --------------------------------------------------------------
+
+
+def _job_headers(request: web.Request, state: JobState) -> dict[str, str]:
+    headers = {"ETag": f'"{state.version}"', "Cache-Control": "no-cache", "Vary": "Accept-Language"}
+    if not state.done:
+        headers["Retry-After"] = str(request.app[CONFIG].retry_after_s)
+    return headers
+
+
+async def get_job(request: web.Request) -> web.StreamResponse:
+    """GET /api/music-clips/jobs/{jobId} — with ETag, 304 and ``Prefer: wait=N``."""
+    service, config = request.app[SERVICE], request.app[CONFIG]
+    user = await _user(request)
+    job_id = _job_id(request)
+    state = await service.get(job_id, user)
+    if_none_match = request.headers.get("If-None-Match")
+    if etag_matches(if_none_match, state.version):
+        wait = prefer_wait(request.headers.get("Prefer"), config.long_poll_max_s)
+        if wait > 0 and not state.done:
+            finished, changed = await _unless_closing(
+                request, service.wait_for_change(job_id, user, state.version, wait)
+            )
+            if finished and changed is not None:
+                state = changed
+        if etag_matches(if_none_match, state.version):
+            return web.Response(status=304, headers=_job_headers(request, state))
+    return _json(_body(request, state, _lang(request)), headers=_job_headers(request, state))
+
+
+async def history(request: web.Request) -> web.Response:
+    """GET /api/music-clips/jobs/{jobId}/history — the event log, owner only."""
+    user = await _user(request)
+    job_id = _job_id(request)
+    events = await request.app[SERVICE].history(job_id, user)
+    return _json(
+        {
+            "success": True,
+            "ok": True,
+            "jobId": job_id,
+            "events": [event_view(e) for e in events],
+            "requestId": request_id(request),
+        }
+    )
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """GET /api/music-clips/channels/{channelId}/jobs — the caller's recent jobs there."""
+    service, config = request.app[SERVICE], request.app[CONFIG]
+    user = await _user(request)
+    channel_id = request.match_info["channel_id"]
+    limit = parse_limit(request.query.get("limit"), config.list_limit)
+    jobs = await service.list_jobs(user, channel_id, limit)
+    lang, now, stale = _lang(request), service.clock.now(), _stale_after(request)
+    return _json(
+        {
+            "success": True,
+            "ok": True,
+            "channelId": channel_id,
+            "jobs": [job_view(j, lang=lang, now=now, stale_after_s=stale) for j in jobs],
+            "requestId": request_id(request),
+        }
+    )
+
+
+# --- SSE -------------------------------------------------------------------------
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """GET /api/music-clips/jobs/{jobId}/events — one SSE event per change until done."""
+    service, config = request.app[SERVICE], request.app[CONFIG]
+    user = await _user(request)
+    job_id = _job_id(request)
+    lang = _lang(request)
+    state = await service.get(job_id, user)
+    sent = last_event_id(request.headers.get("Last-Event-ID"))
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Request-Id": request_id(request),
+        }
+    )
+    await response.prepare(request)
+    try:
+        await response.write(f"retry: {config.retry_after_s * 1000}\n\n".encode())
+        while True:
+            if state.version > sent:
+                data = json.dumps(_body(request, state, lang), ensure_ascii=False)
+                await response.write(f"id: {state.version}\nevent: job\ndata: {data}\n\n".encode())
+                sent = state.version
+            if state.done:
+                break
+            finished, changed = await _unless_closing(
+                request, service.store.wait_for_change(job_id, sent, config.sse_keepalive_s)
+            )
+            if not finished:
+                break
+            if changed:
+                state = await service.get(job_id, user)
+            else:
+                await response.write(b": keep-alive\n\n")
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client went away: nothing left to tell it
+    except ClipjobsError as exc:
+        error = translate(exc, config.retry_after_s)
+        code = error.code if error is not None else "INTERNAL_ERROR"
+        body = {"success": False, "ok": False, "error": code, "requestId": request_id(request)}
+        try:
+            await response.write(f"event: error\ndata: {json.dumps(body)}\n\n".encode())
+            await response.write_eof()
+        except ConnectionError:
+            pass
+    return response
+
+
+# --- the Suno webhook -------------------------------------------------------------
+
+
+async def suno_webhook(request: web.Request) -> web.Response:
+    """POST /api/webhooks/suno/music?job=…&token=… — the per-job token is the auth."""
+    service, config = request.app[SERVICE], request.app[CONFIG]
+    job_id = request.query.get("job")
+    token = request.query.get("token")
+    raw = await read_body(request, config.max_body_bytes)
+    try:
+        payload = parse_json_object(raw, optional=False)
+    except ApiError:
+        # Tell forgers nothing about the body before they prove the token.
+        if not job_id or not service.signer.verify(job_id, token):
+            raise ApiError(401, "UNAUTHORIZED", "Invalid or missing webhook token.") from None
+        raise
+    assert payload is not None
+    try:
+        result = await service.handle_callback(job_id, token, payload)
+    except Unauthorized:
+        raise ApiError(401, "UNAUTHORIZED", "Invalid or missing webhook token.") from None
+    return _json(
+        {
+            "code": 200,
+            "msg": "success",
+            "success": True,
+            "ok": True,
+            "result": result.value,
+            "requestId": request_id(request),
+        }
+    )
+
+
+# --- operations --------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz — the process answers."""
+    return _json({"success": True, "ok": True, "status": "ok", "requestId": request_id(request)})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """GET /readyz — the store answers too."""
+    try:
+        await request.app[SERVICE].store.ping()
+    except ClipjobsError:
+        raise ApiError(503, "STORE_UNAVAILABLE", "The job store does not answer.") from None
+    return _json({"success": True, "ok": True, "status": "ready", "requestId": request_id(request)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics — Prometheus text, with the active-jobs gauge when the store answers."""
+    gauges: dict[str, float] = {}
+    with contextlib.suppress(StoreError):  # metrics stay readable while the database is down
+        gauges["clipjobs_active_jobs"] = await request.app[SERVICE].store.count_active()
+    return web.Response(
+        body=request.app[METRICS].render(gauges=gauges).encode(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """GET /api/music-clips/openapi.json"""
+    return _json(request.app[OPENAPI])

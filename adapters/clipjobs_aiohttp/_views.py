@@ -1,0 +1,75 @@
+"""What a job looks like on the wire: one function for GET, SSE and the list."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from clipjobs.codec import encode_event, format_ts
+from clipjobs.i18n import Lang
+from clipjobs.ports import RecordedEvent
+from clipjobs.state import JobState
+
+__all__ = ["event_view", "job_body", "job_view"]
+
+
+def job_view(state: JobState, *, lang: Lang, now: datetime, stale_after_s: float) -> dict[str, Any]:
+    """The job's fields: the seed's GET body (less success/ok/requestId) and clipjobs' extras."""
+    heartbeat = state.heartbeat(now, stale_after_s)
+    return {
+        "jobId": state.job_id,
+        "channelId": state.channel_id,
+        "stage": state.stage.value,
+        "progressText": state.progress_text(lang),
+        "sunoTaskId": state.task_id,
+        "audioUrl": state.audio_url,
+        "error": state.error_text(lang),
+        "createdAt": format_ts(state.created_at),
+        "updatedAt": format_ts(state.updated_at),
+        "heartbeat": {
+            "secondsSinceUpdate": heartbeat.seconds_since_update,
+            "isStale": heartbeat.is_stale,
+        },
+        "done": state.done,
+        "errorCode": state.error_code,
+        "version": state.version,
+        "tracks": [
+            {
+                "id": t.id,
+                "audioUrl": t.audio_url or None,
+                "streamAudioUrl": t.stream_audio_url or None,
+                "imageUrl": t.image_url or None,
+                "title": t.title or None,
+                "duration": t.duration,
+            }
+            for t in state.tracks
+        ],
+        "clipUrl": state.clip_url,
+        "clipStep": state.clip_step.value if state.clip_step is not None else None,
+    }
+
+
+def job_body(
+    state: JobState, *, lang: Lang, now: datetime, stale_after_s: float, request_id: str
+) -> dict[str, Any]:
+    """GET /api/music-clips/jobs/{jobId}: ``success, ok``, the job, ``requestId``."""
+    view = job_view(state, lang=lang, now=now, stale_after_s=stale_after_s)
+    body: dict[str, Any] = {"success": True, "ok": True}
+    # The seed's order first (requestId right after heartbeat), then the extras.
+    for key, value in view.items():
+        body[key] = value
+        if key == "heartbeat":
+            body["requestId"] = request_id
+    return body
+
+
+def event_view(recorded: RecordedEvent) -> dict[str, Any]:
+    """One entry of ``/history``: the event as the store keeps it."""
+    name, payload = encode_event(recorded.event)
+    return {
+        "version": recorded.version,
+        "type": name,
+        "at": format_ts(recorded.recorded_at),
+        "data": json.loads(payload),
+    }

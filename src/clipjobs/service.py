@@ -357,7 +357,12 @@ class JobService:
         if not job_id or not self.signer.verify(job_id, token):
             self.metrics.inc("clipjobs_callbacks_total", result=CallbackResult.FORGED.value)
             raise Unauthorized("invalid or missing webhook token")
-        result = await self._record_callback(job_id, payload)
+        try:
+            result = await self._record_callback(job_id, payload)
+        except Unauthorized:
+            # A valid token used for another job's task is forged all the same.
+            self.metrics.inc("clipjobs_callbacks_total", result=CallbackResult.FORGED.value)
+            raise
         self.metrics.inc("clipjobs_callbacks_total", result=result.value)
         return result
 

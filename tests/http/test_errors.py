@@ -58,6 +58,10 @@ async def test_400_invalid_request_names_the_field(api: Api) -> None:
     for body, field in cases:
         error = await _error(await api.run_once(json=body), 400, "INVALID_REQUEST")
         assert error["field"] == field
+    lone_surrogate = await api.run_once(
+        data=b'{"prompt": "\\ud800"}', headers={"Content-Type": "application/json"}
+    )
+    assert (await _error(lone_surrogate, 400, "INVALID_REQUEST"))["field"] == "prompt"
     for raw in (b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe"):
         response = await api.run_once(data=raw, headers={"Content-Type": "application/json"})
         assert (await _error(response, 400, "INVALID_REQUEST"))["field"] == "body"

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from ._app import create_app, load_openapi
+from ._app import RedactedAccessLogger, create_app, load_openapi
 from ._config import ApiConfig
 from ._keys import AUTHENTICATOR, CONFIG, METRICS, SERVICE
 
@@ -20,6 +20,7 @@ __all__ = [
     "METRICS",
     "SERVICE",
     "ApiConfig",
+    "RedactedAccessLogger",
     "create_app",
     "load_openapi",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import traceback
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,11 @@ from urllib.parse import quote
 
 import yaml
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from clipjobs.ids import new_request_id
-from clipjobs.logs import current_request_id, pipeline_log
+from clipjobs.logs import RedactingFilter, current_request_id, pipeline_log
 from clipjobs.metrics import Metrics
 from clipjobs.ports import Authenticator
 from clipjobs.service import JobService
@@ -24,9 +26,10 @@ from ._config import ApiConfig
 from ._errors import ApiError, error_response, translate
 from ._keys import AUTHENTICATOR, CONFIG, LIFECYCLE, METRICS, OPENAPI, SERVICE, Lifecycle
 
-__all__ = ["create_app", "load_openapi"]
+__all__ = ["RedactedAccessLogger", "create_app", "load_openapi"]
 
 #: Query parameters whose values never reach a log line.
+_REDACT = RedactingFilter()
 _SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key"})
 
 
@@ -42,7 +45,7 @@ def load_openapi(path: Path | None = None) -> dict[str, Any]:
     return document
 
 
-def _loggable_path(request: web.Request) -> str:
+def _loggable_path(request: web.BaseRequest) -> str:
     """The path with secret query values replaced by ``***``."""
     if not request.query_string:
         return request.path
@@ -51,6 +54,27 @@ def _loggable_path(request: web.Request) -> str:
         for k, v in request.query.items()
     ]
     return f"{request.path}?{'&'.join(parts)}"
+
+
+class RedactedAccessLogger(AbstractAccessLogger):
+    """An ``access_log_class`` for runners serving clipjobs: webhook tokens become ``***``.
+
+    aiohttp's default access log prints the request line, query string and
+    all, which would write every webhook token into the logs. Pass this as
+    ``web.run_app(app, access_log_class=RedactedAccessLogger)`` or to
+    ``web.AppRunner``, or ``access_log=None`` (the API logs each request on
+    ``clipjobs.pipeline`` itself).
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %s %.1fms",
+            request.remote,
+            request.method,
+            _loggable_path(request),
+            response.status,
+            time * 1000,
+        )
 
 
 def _route_label(request: web.Request) -> str:
@@ -72,8 +96,14 @@ def _middleware(config: ApiConfig, service: JobService, metrics: Metrics) -> Any
             except Exception as exc:
                 error = translate(exc, config.retry_after_s)
                 if error is None:
-                    pipeline_log.exception(
-                        "unhandled error on %s %s", request.method, _loggable_path(request)
+                    # Redacted by hand: an exception's text may quote a header or a URL.
+                    details = _REDACT.redact("".join(traceback.format_exception(exc)))
+                    pipeline_log.error(
+                        "unhandled error on %s %s\n%s",
+                        request.method,
+                        _loggable_path(request),
+                        details,
+                        extra={"request_id": rid},
                     )
                     error = ApiError(500, "INTERNAL_ERROR", "Internal server error.")
                 response = error_response(error, rid)

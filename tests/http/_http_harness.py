@@ -128,8 +128,8 @@ async def running_api(
     if prefix is not None:
         served = web.Application()
         served.add_subapp(prefix, app)
-    async with (
-        store,
-        TestClient(TestServer(served, host="127.0.0.1", port=0, **(server_kwargs or {}))) as client,
-    ):
+    server = TestServer(served, host="127.0.0.1", port=0)
+    # Runner options (access_log_class…) only reach the runner through start_server.
+    await server.start_server(**(server_kwargs or {}))
+    async with store, TestClient(server) as client:
         yield Api(client, service, store, suno, clock, signer, prefix or "")

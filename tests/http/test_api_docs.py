@@ -1,0 +1,493 @@
+"""docs/api.md is rendered from live calls, so its examples cannot drift.
+
+``CLIPJOBS_REGEN_DOCS=1 python -m pytest tests/http/test_api_docs.py`` rewrites
+it; otherwise the test fails when the committed file differs from what the API
+answers now. Every recorded JSON answer is also checked against the OpenAPI
+document's schema for its status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import re
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _http_harness import ALICE_TOKEN, BOB_TOKEN, Api, running_api
+from _openapi_check import check
+from attrs import define, field
+
+from clipjobs import ProviderStatus, ServiceConfig
+from clipjobs.testing import ScriptedSuno
+
+pytestmark = pytest.mark.asyncio
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+SHOWN_REQUEST_HEADERS = (
+    "Authorization",
+    "x-user-id",
+    "Idempotency-Key",
+    "Accept-Language",
+    "If-None-Match",
+    "Prefer",
+    "Last-Event-ID",
+    "Content-Type",
+)
+SHOWN_RESPONSE_HEADERS = ("Location", "Retry-After", "ETag", "Content-Type", "X-Request-Id")
+
+
+@define
+class Normaliser:
+    """Replaces random ids and secrets with stable placeholders, in order of appearance."""
+
+    jobs: dict[str, str] = field(factory=dict)
+    tasks: dict[str, str] = field(factory=dict)
+    webhook_tokens: set[str] = field(factory=set)
+
+    def __call__(self, text: str) -> str:
+        def job(m: re.Match[str]) -> str:
+            return self.jobs.setdefault(
+                m.group(0),
+                f"job_{m.group(1)}_{'abc123' if not self.jobs else f'abc12{len(self.jobs) + 3}'}",
+            )
+
+        text = re.sub(r"job_(\d{13})_[a-z0-9]{10}", job, text)
+        text = re.sub(r"req_(\d{13})_[a-z0-9]{8}", r"req_\1_def456", text)
+
+        def task(m: re.Match[str]) -> str:
+            return self.tasks.setdefault(m.group(0), f"suno_task_{len(self.tasks) + 1}")
+
+        for token in self.webhook_tokens:
+            text = text.replace(token, "<webhook-token>")
+        text = re.sub(r"\b[0-9a-f]{32}\b", task, text)
+        return text.replace(ALICE_TOKEN, "<alice's token>").replace(BOB_TOKEN, "<bob's token>")
+
+
+@define
+class Recorder:
+    """Makes calls and writes them down as Markdown."""
+
+    normalise: Normaliser = field(factory=Normaliser)
+    parts: list[str] = field(factory=list)
+
+    def text(self, markdown: str) -> None:
+        self.parts.append(markdown.strip() + "\n")
+
+    async def call(
+        self,
+        api: Api,
+        title: str,
+        method: str,
+        path: str,
+        *,
+        template: str,
+        token: str | None = ALICE_TOKEN,
+        headers: dict[str, str] | None = None,
+        json_body: Any = None,
+        raw_body: str | None = None,
+        params: dict[str, str] | None = None,
+        data: Any = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        if json_body is not None:
+            sent["Content-Type"] = "application/json"
+        for name, value in (params or {}).items():
+            if name == "token":
+                self.normalise.webhook_tokens.add(value)
+        response = await api.client.request(
+            method,
+            path,
+            headers=sent,
+            params=params,
+            data=data
+            if data is not None
+            else (json.dumps(json_body) if json_body is not None else None),
+        )
+        raw = await response.read()
+        status = response.status
+        got_headers = {
+            k: response.headers[k] for k in SHOWN_RESPONSE_HEADERS if k in response.headers
+        }
+        content_type = response.headers.get("Content-Type", "")
+        body: Any = json.loads(raw) if content_type.startswith("application/json") else raw.decode()
+        if content_type.startswith("application/json"):
+            check(template, method, status, body)
+        query = "&".join(f"{k}={v}" for k, v in (params or {}).items())
+        lines = [f"{method} {path}{'?' + query if query else ''} HTTP/1.1"]
+        lines += [f"{k}: {sent[k]}" for k in SHOWN_REQUEST_HEADERS if k in sent]
+        request_text = "\n".join(lines)
+        if json_body is not None:
+            request_text += "\n\n" + json.dumps(json_body, ensure_ascii=False, indent=2)
+        elif raw_body is not None:
+            request_text += "\n\n" + raw_body
+        reply = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+        reply += [f"{k}: {v}" for k, v in got_headers.items()]
+        reply_text = "\n".join(reply)
+        if isinstance(body, dict):
+            shown = dict(body)
+            if "openapi" in shown:  # the document itself is docs/openapi.yaml
+                shown = {
+                    "openapi": body["openapi"],
+                    "info": {"title": body["info"]["title"]},
+                    "…": "…",
+                }
+            reply_text += "\n\n" + json.dumps(shown, ensure_ascii=False, indent=2)
+        elif body:
+            reply_text += "\n\n" + body.rstrip("\n")
+        self.parts.append(
+            f"#### {title}\n\n```http\n{self.normalise(request_text)}\n```\n\n"
+            f"```http\n{self.normalise(reply_text)}\n```\n"
+        )
+        return status, body, dict(response.headers)
+
+    def section(self, title: str) -> None:
+        self.text(f"## {title}\n\n{SECTIONS[title]}")
+
+    def render(self) -> str:
+        return "\n".join(self.parts)
+
+
+INTRO = """
+# clipjobs HTTP API
+
+<!-- Generated by tests/http/test_api_docs.py from live calls; do not edit by hand.
+     Regenerate: CLIPJOBS_REGEN_DOCS=1 python -m pytest tests/http/test_api_docs.py -->
+
+Every example below is a real request to a real server (the in-memory store and
+the scripted Suno, a fake clock starting at 2026-01-01T00:00:00Z), recorded by
+the test suite. Random parts are normalised: job ids become
+`job_1767225600000_abc123`…, request ids `req_…_def456`, Suno task ids
+`suno_task_N`, tokens `<…token>`. Every JSON answer is checked against
+[`openapi.yaml`](openapi.yaml) (also served at `GET /api/music-clips/openapi.json`).
+
+Conventions:
+- Auth: `Authorization: Bearer <token>`; tokens map to users (`CLIPJOBS_TOKENS`).
+  An `x-user-id` header, when sent, must be the token's user (else 403). A job is
+  visible only to its owner: anyone else gets 404 `JOB_NOT_FOUND`.
+- Every answer has an `X-Request-Id` header; every JSON body has `requestId`.
+- Errors: `{"success": false, "ok": false, "error": CODE, "message": …, "requestId": …}`,
+  plus `field` (INVALID_REQUEST) or `jobId` where one is concerned.
+- Texts are Russian by default; `Accept-Language: en` or `?lang=en` for English.
+- Mounted under a prefix (`parent.add_subapp("/clips", app)`), every path and
+  `Location` starts with it.
+"""
+
+
+SECTIONS = {
+    "POST /api/music-clips/channels/{channelId}/runOnce": (
+        "Starts a job and answers at once; the Suno call happens afterwards. Body "
+        "(optional): `userId`, `prompt`, `style`, `title`, `customMode`, `instrumental`, "
+        "`model`, `negativeTags`; unknown fields are ignored."
+    ),
+    "GET /api/music-clips/jobs/{jobId}": (
+        "The seed's body, plus `done`, `errorCode`, `version`, `tracks`, `clipUrl`, "
+        "`clipStep`. `ETag` is the version; `Retry-After: 3` while the job is not done."
+    ),
+    "POST /api/webhooks/suno/music?job={jobId}&token={token}": (
+        "Suno's callback. The URL given to Suno carries the job id and an HMAC token of "
+        "it; there is no bearer token. Duplicates, any order and unknown tasks are "
+        "answered 200; a wrong or missing token is 401 and nothing is recorded. (The "
+        "examples use the scripted Suno's payload shape; the real one is Suno's "
+        "snake_case callback.)"
+    ),
+    "GET /api/music-clips/jobs/{jobId}/events": (
+        "Server-Sent Events: `id:` is the version, `event: job`, `data:` the GET body. "
+        "The current state comes first (only when newer than `Last-Event-ID`), then one "
+        "event per change; `: keep-alive` every 15 s of silence; the stream ends after a "
+        "terminal stage."
+    ),
+    "GET /api/music-clips/jobs/{jobId}/history": (
+        'The event log, oldest first: what the "Показать детали" panel shows.'
+    ),
+    "GET /api/music-clips/channels/{channelId}/jobs": (
+        "The caller's recent jobs on the channel, newest first (`?limit=`, 1–100, default 20)."
+    ),
+}
+
+
+async def _seed_flow(rec: Recorder) -> None:
+    async with running_api() as api:
+        runs = "/api/music-clips/channels/channel_xyz/runOnce"
+        tpl_run = "/api/music-clips/channels/{channelId}/runOnce"
+        tpl_job = "/api/music-clips/jobs/{jobId}"
+        rec.section("POST /api/music-clips/channels/{channelId}/runOnce")
+        _, accepted, _ = await rec.call(
+            api,
+            "202 Accepted",
+            "POST",
+            runs,
+            template=tpl_run,
+            headers={"x-user-id": "alice"},
+            json_body={"userId": "alice"},
+        )
+        job_id = accepted["jobId"]
+        await rec.call(
+            api,
+            "409 JOB_ALREADY_RUNNING — the channel has a running job",
+            "POST",
+            runs,
+            template=tpl_run,
+        )
+        await rec.call(
+            api,
+            "400 INVALID_REQUEST — a field of the wrong type",
+            "POST",
+            "/api/music-clips/channels/other/runOnce",
+            template=tpl_run,
+            json_body={"prompt": "sea", "instrumental": "yes"},
+        )
+        await rec.call(
+            api, "401 UNAUTHORIZED — no token", "POST", runs, template=tpl_run, token=None
+        )
+        await rec.call(
+            api,
+            "403 FORBIDDEN — x-user-id is another user",
+            "POST",
+            runs,
+            template=tpl_run,
+            headers={"x-user-id": "bob"},
+        )
+        key_path = "/api/music-clips/channels/keyed/runOnce"
+        await rec.call(
+            api,
+            "202 Accepted — with an Idempotency-Key (a retry gets the same job)",
+            "POST",
+            key_path,
+            template=tpl_run,
+            headers={"Idempotency-Key": "click-42"},
+            json_body={"prompt": "sea"},
+        )
+        await rec.call(
+            api,
+            "422 IDEMPOTENCY_KEY_REUSED — the same key with another body",
+            "POST",
+            key_path,
+            template=tpl_run,
+            headers={"Idempotency-Key": "click-42"},
+            json_body={"prompt": "forest"},
+        )
+        await rec.call(
+            api,
+            "413 PAYLOAD_TOO_LARGE — a body over 1 MiB",
+            "POST",
+            "/api/music-clips/channels/big/runOnce",
+            template=tpl_run,
+            headers={"Content-Type": "application/json"},
+            raw_body="<3 MiB of JSON>",
+            data=io.BytesIO(b'{"prompt":"' + b"x" * (3 << 20) + b'"}'),
+        )
+        async with running_api(service_config=ServiceConfig(callback_base_url=None)) as bare:
+            await rec.call(
+                bare,
+                "400 CALLBACK_URL_NOT_CONFIGURED — no PUBLIC_BASE_URL (the job exists, failed)",
+                "POST",
+                runs,
+                template=tpl_run,
+            )
+        async with running_api(suno=ScriptedSuno(credits=0)) as broke:
+            await rec.call(
+                broke,
+                "402 SUNO_NO_CREDITS — the pre-flight credit check (the job exists, failed)",
+                "POST",
+                runs,
+                template=tpl_run,
+            )
+
+        rec.section("GET /api/music-clips/jobs/{jobId}")
+        job = f"/api/music-clips/jobs/{job_id}"
+        await rec.call(api, "STAGE_10_REQUEST_ACCEPTED", "GET", job, template=tpl_job)
+        await api.clock.advance(5.2)
+        await api.service.send(job_id)
+        await rec.call(api, "STAGE_30_SUNO_TASK_CREATED", "GET", job, template=tpl_job)
+        task_id = await api.task_id(job_id)
+        token = api.signer.token(job_id)
+        await api.clock.advance(25.3)
+        webhook = "/api/webhooks/suno/music"
+        tpl_hook = webhook
+        rec.section("POST /api/webhooks/suno/music?job={jobId}&token={token}")
+        await rec.call(
+            api,
+            "200 — a progress callback",
+            "POST",
+            webhook,
+            template=tpl_hook,
+            token=None,
+            params={"job": job_id, "token": token},
+            json_body=api.suno.callback(task_id, ProviderStatus.TEXT_SUCCESS),
+        )
+        await rec.call(
+            api,
+            "401 UNAUTHORIZED — a forged token",
+            "POST",
+            webhook,
+            template=tpl_hook,
+            token=None,
+            params={"job": job_id, "token": "0" * 31 + "1"},
+            json_body=api.suno.callback(task_id, ProviderStatus.SUCCESS),
+        )
+        rec.text("### GET /api/music-clips/jobs/{jobId} as the job moves on")
+        await rec.call(api, "STAGE_40_SUNO_PENDING", "GET", job, template=tpl_job)
+        await rec.call(
+            api,
+            "STAGE_40_SUNO_PENDING in English",
+            "GET",
+            job,
+            template=tpl_job,
+            headers={"Accept-Language": "en"},
+        )
+        version = await api.version(job_id)
+        await rec.call(
+            api,
+            "304 Not Modified — If-None-Match names the current version",
+            "GET",
+            job,
+            template=tpl_job,
+            headers={"If-None-Match": f'"{version}"'},
+        )
+        pending = asyncio.ensure_future(
+            rec.call(
+                api,
+                "Long-poll — Prefer: wait=30 holds the request until the job changes",
+                "GET",
+                job,
+                template=tpl_job,
+                headers={"If-None-Match": f'"{version}"', "Prefer": "wait=30"},
+            )
+        )
+        for _ in range(500):
+            if api.store._changes.waiting:
+                break
+            await asyncio.sleep(0.01)
+        await api.clock.advance(105.0)
+        await api.service.handle_callback(
+            job_id, token, api.suno.callback(task_id, ProviderStatus.SUCCESS)
+        )
+        await pending
+        await rec.call(
+            api,
+            "200 — a duplicate callback",
+            "POST",
+            webhook,
+            template=tpl_hook,
+            token=None,
+            params={"job": job_id, "token": token},
+            json_body=api.suno.callback(task_id, ProviderStatus.SUCCESS),
+        )
+        await rec.call(
+            api,
+            "404 JOB_NOT_FOUND — someone else's job (or none)",
+            "GET",
+            job,
+            template=tpl_job,
+            token=BOB_TOKEN,
+        )
+
+        rec.section("GET /api/music-clips/jobs/{jobId}/events")
+        await rec.call(
+            api,
+            "Resuming a finished job from the version before the last",
+            "GET",
+            f"{job}/events",
+            template="/api/music-clips/jobs/{jobId}/events",
+            headers={"Last-Event-ID": str(await api.version(job_id) - 1)},
+        )
+        rec.section("GET /api/music-clips/jobs/{jobId}/history")
+        await rec.call(
+            api, "200", "GET", f"{job}/history", template="/api/music-clips/jobs/{jobId}/history"
+        )
+        rec.section("GET /api/music-clips/channels/{channelId}/jobs")
+        await rec.call(
+            api,
+            "200",
+            "GET",
+            "/api/music-clips/channels/channel_xyz/jobs",
+            template="/api/music-clips/channels/{channelId}/jobs",
+            params={"limit": "5"},
+        )
+
+        other = await api.start("failing")
+        await api.service.send(other)
+        await api.callback(other, ProviderStatus.GENERATE_AUDIO_FAILED)
+        late = await api.start("slow")
+        await api.clock.advance(75)
+        rec.text("### More stages")
+        await rec.call(
+            api,
+            "Stale heartbeat — no news for 75 s",
+            "GET",
+            f"/api/music-clips/jobs/{late}",
+            template=tpl_job,
+        )
+        await rec.call(
+            api, "STAGE_90_FAILED", "GET", f"/api/music-clips/jobs/{other}", template=tpl_job
+        )
+        await api.clock.advance(600)
+        await api.service.sweep(late)
+        await rec.call(
+            api, "STAGE_99_TIMEOUT", "GET", f"/api/music-clips/jobs/{late}", template=tpl_job
+        )
+
+        rec.text("## Operations\n\nNo token needed.")
+        await rec.call(
+            api,
+            "GET /healthz — 200 while the process runs",
+            "GET",
+            "/healthz",
+            template="/healthz",
+            token=None,
+        )
+        await rec.call(
+            api,
+            "GET /readyz — 200 when the store answers, else 503",
+            "GET",
+            "/readyz",
+            template="/readyz",
+            token=None,
+        )
+        text = await _metrics_excerpt(api)
+        rec.text(f"#### GET /metrics — Prometheus text (an excerpt)\n\n```text\n{text}\n```")
+        await rec.call(
+            api,
+            "GET /api/music-clips/openapi.json — the OpenAPI 3.1 document (docs/openapi.yaml)",
+            "GET",
+            "/api/music-clips/openapi.json",
+            template="/api/music-clips/openapi.json",
+            token=None,
+        )
+
+
+async def _metrics_excerpt(api: Api) -> str:
+    response = await api.client.get("/metrics")
+    keep = (
+        "clipjobs_jobs_started_total",
+        "clipjobs_jobs_finished_total",
+        "clipjobs_callbacks_total",
+        "clipjobs_active_jobs",
+    )
+    lines = [
+        line
+        for line in (await response.text()).splitlines()
+        if any(line.startswith(k) or line.endswith(k) or f" {k} " in line for k in keep)
+    ]
+    return "\n".join(lines)
+
+
+async def test_api_md_is_what_the_api_answers() -> None:
+    """docs/api.md equals the examples recorded from live calls (CLIPJOBS_REGEN_DOCS=1: rewrite)."""
+    rec = Recorder()
+    rec.text(INTRO)
+    await _seed_flow(rec)
+    rendered = rec.render()
+    if os.environ.get("CLIPJOBS_REGEN_DOCS") == "1":
+        DOC.write_text(rendered, encoding="utf-8")
+    assert DOC.exists(), "run CLIPJOBS_REGEN_DOCS=1 python -m pytest tests/http/test_api_docs.py"
+    assert DOC.read_text(encoding="utf-8") == rendered, (
+        "docs/api.md is stale: CLIPJOBS_REGEN_DOCS=1 python -m pytest tests/http/test_api_docs.py"
+    )

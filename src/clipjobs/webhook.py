@@ -34,7 +34,8 @@ class WebhookSigner:
         return hmac.new(self._key, job_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def verify(self, job_id: str, token: str | None) -> bool:
-        if not token:
+        # Tokens are hex: anything else is forged (and compare_digest refuses non-ASCII str).
+        if not token or not token.isascii():
             return False
         return hmac.compare_digest(self.token(job_id), token)
 

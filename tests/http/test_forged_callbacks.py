@@ -26,6 +26,7 @@ async def test_wrong_missing_and_foreign_tokens_are_401_and_change_nothing(api: 
         {"job": job_id, "token": "0" * 32},
         {"job": job_id},
         {"job": job_id, "token": ""},
+        {"job": job_id, "token": "ключ"},
         {"token": api.signer.token(job_id)},
         {},
         # A valid token for another job, naming this job's task in the payload.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from pathlib import Path
 
 import pytest
 from _http_harness import ALICE_TOKEN, BOB_TOKEN, Api, auth, running_api
 
 from clipjobs import ProviderStatus
 from clipjobs.ids import JOB_ID_PATTERN
+from clipjobs_aiohttp import ApiConfig
 
 pytestmark = pytest.mark.asyncio
 
@@ -295,3 +298,31 @@ async def test_other_users_jobs_are_404_not_403(api: Api) -> None:
     events = await api.client.get(f"/api/music-clips/jobs/{job_id}/events", headers=auth(BOB_TOKEN))
     assert events.status == 404
     assert ALICE_TOKEN not in await theirs.text()
+
+
+async def test_request_id_reaches_the_log_lines_and_the_event(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runOnce requestId is on its job-log and access-log records and in JobAccepted."""
+    caplog.set_level(logging.INFO, logger="clipjobs")
+    response = await api.run_once()
+    rid = response.headers["X-Request-Id"]
+    job_id = (await response.json())["jobId"]
+    job_lines = [r for r in caplog.records if r.name == "clipjobs.job"]
+    access = [r for r in caplog.records if r.name == "clipjobs.pipeline"]
+    assert job_lines and all(getattr(r, "request_id", None) == rid for r in job_lines)
+    assert job_id in job_lines[0].getMessage()
+    assert any(
+        getattr(r, "request_id", None) == rid and "runOnce" in r.getMessage() for r in access
+    )
+    (accepted, *_) = await api.store.read(job_id)
+    assert accepted.event.request_id == rid  # type: ignore[union-attr]
+
+
+async def test_openapi_path_in_the_config_is_served(tmp_path: Path) -> None:
+    """ApiConfig.openapi_path serves that document instead of the packaged one."""
+    document = tmp_path / "openapi.yaml"
+    document.write_text("openapi: 3.1.0\ninfo: {title: mine, version: '1'}\npaths: {}\n")
+    async with running_api(config=ApiConfig(openapi_path=document)) as api:
+        served = await (await api.client.get("/api/music-clips/openapi.json")).json()
+        assert served["info"]["title"] == "mine"

@@ -1,0 +1,146 @@
+"""The schema, as forward migrations run at start-up, and the refusal of newer databases.
+
+Each migration is a tuple of statements applied in one transaction together
+with its row in ``clipjobs_schema``; a database stamped with a version this
+code does not know was written by a newer clipjobs and is refused rather than
+guessed at. Timestamps are ISO 8601 UTC text with microseconds and a fixed
+width, so text order is time order and the indexes can range-scan them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from clipjobs.errors import StoreCorrupt
+
+__all__ = ["LATEST", "MIGRATIONS", "migrate", "ts"]
+
+_V1 = (
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        UNIQUE (job_id, version)
+    )
+    """,
+    """
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        done INTEGER NOT NULL,
+        channel_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        task_id TEXT,
+        idempotency_key TEXT,
+        channel_lock TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        work TEXT,
+        due_at TEXT,
+        deadline_at TEXT
+    )
+    """,
+    "CREATE INDEX jobs_task_id ON jobs (task_id) WHERE task_id IS NOT NULL",
+    "CREATE UNIQUE INDEX jobs_channel_lock ON jobs (channel_lock) WHERE channel_lock IS NOT NULL",
+    """
+    CREATE UNIQUE INDEX jobs_idempotency ON jobs (user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL
+    """,
+    "CREATE INDEX jobs_by_channel ON jobs (user_id, channel_id, created_at, job_id)",
+    # What the workers scan: only unfinished jobs have work or a deadline.
+    "CREATE INDEX jobs_due ON jobs (work, due_at, job_id) WHERE work IS NOT NULL",
+    """
+    CREATE INDEX jobs_deadline ON jobs (deadline_at, job_id)
+    WHERE deadline_at IS NOT NULL AND done = 0
+    """,
+    "CREATE INDEX jobs_active ON jobs (done) WHERE done = 0",
+    """
+    CREATE TABLE leases (
+        job_id TEXT NOT NULL,
+        work TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        until TEXT NOT NULL,
+        PRIMARY KEY (job_id, work)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX leases_owner ON leases (owner)",
+    """
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE orphan_callbacks (
+        id INTEGER PRIMARY KEY,
+        received_at TEXT NOT NULL,
+        task_id TEXT,
+        payload TEXT NOT NULL,
+        reason TEXT NOT NULL
+    )
+    """,
+)
+
+#: ``(version, statements)`` in order; append, never edit a released one.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1),)
+LATEST = MIGRATIONS[-1][0]
+
+
+def ts(value: datetime) -> str:
+    """Fixed-width ISO 8601 UTC with microseconds: sorts as text in time order."""
+    u = value.astimezone(UTC)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+        f".{u.microsecond:06d}Z"
+    )
+
+
+def migrate(conn: sqlite3.Connection, path: str, *, latest: int = LATEST) -> int:
+    """Bring the database up to ``latest`` in one transaction; the version it was at.
+
+    Runs on the writer's thread with the connection in autocommit mode.
+    ``latest`` is a parameter only so tests can play an older clipjobs.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS clipjobs_schema ("
+            " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        row = conn.execute("SELECT max(version) FROM clipjobs_schema").fetchone()
+        found = int(row[0] or 0)
+        if found > latest:
+            raise StoreCorrupt(
+                f"{path} was written by a newer clipjobs (schema version {found}; this one"
+                f" knows up to {latest}): upgrade clipjobs or point CLIPJOBS_DB elsewhere"
+            )
+        now = ts(datetime.now(UTC))
+        for version, statements in MIGRATIONS:
+            if found < version <= latest:
+                for statement in statements:
+                    try:
+                        conn.execute(statement)
+                    except sqlite3.OperationalError as exc:
+                        if "already exists" not in str(exc):
+                            raise
+                        raise StoreCorrupt(
+                            f"{path} holds tables clipjobs did not create ({exc}):"
+                            " point CLIPJOBS_DB at a file of its own"
+                        ) from exc
+                conn.execute(
+                    "INSERT INTO clipjobs_schema (version, applied_at) VALUES (?, ?)",
+                    (version, now),
+                )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return found

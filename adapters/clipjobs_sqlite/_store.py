@@ -1,0 +1,452 @@
+"""``SQLiteEventStore``: job logs, projection rows, leases and the change feed in one SQLite file.
+
+How it keeps its promises:
+
+- every write goes through one :class:`~._writer.GroupWriter`: concurrent
+  appends share one transaction and one fsync, each in its own savepoint,
+  and every caller is answered after the COMMIT (``synchronous=FULL`` in WAL
+  mode, so an append that returned survives a power cut);
+- an append updates the projection row only if it is still at the expected
+  version, in the same savepoint as the events; ``UNIQUE`` indexes decide
+  between new jobs racing for a channel lock or an idempotency key;
+- reads use a second connection (WAL readers never wait for the writer) and
+  ``load`` is one primary-key look-up of the projection row;
+- waiters are woken by :class:`~clipjobs.changes.ChangeNotifier` after the
+  COMMIT. Only this process's commits wake them: SQLite has no cross-process
+  notification (see ``docs/storage.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Literal, Self
+
+import aiosqlite
+
+from clipjobs.changes import ChangeNotifier
+from clipjobs.codec import decode_event, decode_state, encode_event, encode_state, parse_ts
+from clipjobs.errors import (
+    ChannelBusy,
+    ConcurrencyError,
+    ConfigError,
+    IdempotencyConflict,
+    InvalidRequest,
+    StoreUnavailable,
+)
+from clipjobs.ports import Commit, OrphanCallback, RecordedEvent
+from clipjobs.stages import Work
+from clipjobs.state import JobState
+
+from ._errors import edge
+from ._schema import migrate, ts
+from ._url import MEMORY, parse_sqlite_url
+from ._writer import GroupWriter, on_thread
+
+__all__ = ["SQLiteEventStore", "Synchronous"]
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+_JOB_COLUMNS = (
+    "job_id, version, state, stage, done, channel_id, user_id, task_id, idempotency_key,"
+    " channel_lock, created_at, updated_at, work, due_at, deadline_at"
+)
+_INSERT_JOB = (
+    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 - constant column list
+)
+_UPDATE_JOB = (
+    "UPDATE jobs SET version = ?, state = ?, stage = ?, done = ?, channel_id = ?, user_id = ?,"
+    " task_id = ?, idempotency_key = ?, channel_lock = ?, created_at = ?, updated_at = ?,"
+    " work = ?, due_at = ?, deadline_at = ? WHERE job_id = ? AND version = ?"
+)
+_WHY_NOT_INSERTED = """
+    SELECT 1, job_id FROM jobs WHERE job_id = ?
+    UNION ALL SELECT 2, job_id FROM jobs WHERE channel_lock = ?
+    UNION ALL SELECT 3, job_id FROM jobs WHERE user_id = ? AND idempotency_key = ?
+    ORDER BY 1 LIMIT 1
+"""
+_INSERT_EVENT = (
+    "INSERT INTO events (job_id, version, type, payload, recorded_at) VALUES (?, ?, ?, ?, ?)"
+)
+_CLAIM_DUE = """
+    SELECT j.job_id, j.state FROM jobs AS j
+    WHERE j.work = ? AND j.due_at <= ?
+      AND NOT EXISTS (
+        SELECT 1 FROM leases AS l WHERE l.job_id = j.job_id AND l.work = ? AND l.until > ?)
+    ORDER BY j.due_at, j.job_id LIMIT ?
+"""
+_CLAIM_OVERDUE = """
+    SELECT j.job_id, j.state FROM jobs AS j
+    WHERE j.deadline_at IS NOT NULL AND j.done = 0 AND j.deadline_at <= ?
+      AND NOT EXISTS (
+        SELECT 1 FROM leases AS l WHERE l.job_id = j.job_id AND l.work = ? AND l.until > ?)
+    ORDER BY j.deadline_at, j.job_id LIMIT ?
+"""
+_TAKE_LEASE = """
+    INSERT INTO leases (job_id, work, owner, until) VALUES (?, ?, ?, ?)
+    ON CONFLICT (job_id, work) DO UPDATE SET owner = excluded.owner, until = excluded.until
+"""
+
+_Row = tuple[Any, ...]
+
+
+def _job_row(state: JobState) -> _Row:
+    work, due, deadline = state.work, state.due_at, state.deadline_at
+    return (
+        state.job_id,
+        state.version,
+        encode_state(state),
+        state.stage.value,
+        int(state.done),
+        state.channel_id,
+        state.user_id,
+        state.task_id,
+        state.idempotency_key,
+        state.channel_lock,
+        ts(state.created_at),
+        ts(state.updated_at),
+        work.value if work is not None else None,
+        ts(due) if due is not None else None,
+        ts(deadline) if deadline is not None else None,
+    )
+
+
+def _append(commit: Commit, job: _Row, events: list[_Row]) -> Callable[[sqlite3.Connection], None]:
+    """The append as the writer runs it, inside its own savepoint."""
+    job_id, expected = commit.job_id, commit.expected_version
+
+    def run(conn: sqlite3.Connection) -> None:
+        if expected == 0:
+            try:
+                conn.execute(_INSERT_JOB, job)
+            except sqlite3.IntegrityError:
+                why = conn.execute(_WHY_NOT_INSERTED, (job_id, job[9], job[6], job[8])).fetchone()
+                if why is None:
+                    raise
+                if why[0] == 2:
+                    raise ChannelBusy(why[1]) from None
+                if why[0] == 3:
+                    raise IdempotencyConflict(why[1]) from None
+                raise ConcurrencyError(f"job {job_id} already exists") from None
+        else:
+            try:
+                updated = conn.execute(_UPDATE_JOB, (*job[1:], job_id, expected)).rowcount
+            except sqlite3.IntegrityError:
+                # Only the channel lock can collide on an update.
+                holder = conn.execute(
+                    "SELECT job_id FROM jobs WHERE channel_lock = ? AND job_id <> ?",
+                    (job[9], job_id),
+                ).fetchone()
+                if holder is None:
+                    raise
+                raise ChannelBusy(holder[0]) from None
+            if updated != 1:
+                raise ConcurrencyError(f"job {job_id} is not at version {expected} any more")
+        conn.executemany(_INSERT_EVENT, events)
+
+    return run
+
+
+class SQLiteEventStore:
+    """The ``EventStore`` in one SQLite file (or ``":memory:"``).
+
+    ``await SQLiteEventStore.open(path)`` or ``async with SQLiteEventStore(path)``.
+    ``synchronous="FULL"`` (the default) makes every returned append survive
+    a power loss; ``"NORMAL"`` only a crash of the process (see docs/storage.md).
+    ``busy_timeout`` is how long to wait for another process's lock before
+    raising ``StoreUnavailable``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 5.0,
+        max_group: int = 512,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ConfigError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        if max_group < 1:
+            raise ConfigError("max_group must be at least 1")
+        self._path = os.fspath(path)
+        self._memory = self._path == MEMORY
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._max_group = max_group
+        self._wdb: aiosqlite.Connection | None = None
+        self._rdb: aiosqlite.Connection | None = None
+        self._writer: GroupWriter | None = None
+        self._changes = ChangeNotifier()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 5.0,
+        max_group: int = 512,
+    ) -> Self:
+        """Open (creating and migrating if need be) the database at ``path``."""
+        store = cls(path, synchronous=synchronous, busy_timeout=busy_timeout, max_group=max_group)
+        await store._start()
+        return store
+
+    @classmethod
+    async def open_url(cls, url: str, **options: Any) -> Self:
+        """Open the database a ``sqlite:///…`` URL names (``CLIPJOBS_DB``)."""
+        return await cls.open(parse_sqlite_url(url), **options)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _start(self) -> None:
+        if self._closed:
+            raise StoreUnavailable(f"the store for {self._path} is closed")
+        if self._writer is not None:
+            return
+        try:
+            with edge(self._path):
+                self._wdb = await self._connect()
+                await on_thread(self._wdb, self._prepare)
+                if self._memory:
+                    # A second connection would open a different, empty database.
+                    self._rdb = self._wdb
+                else:
+                    self._rdb = await self._connect()
+                    await self._rdb.execute("PRAGMA query_only = ON")
+        except BaseException:
+            await self._close_connections()
+            raise
+        self._writer = GroupWriter(
+            self._wdb, self._path, max_group=self._max_group, committed=self._notify
+        )
+        self._writer.start()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        # isolation_level=None: sqlite3 must not open transactions behind our back;
+        # the writer issues BEGIN IMMEDIATE itself.
+        return await aiosqlite.connect(self._path, isolation_level=None, timeout=self._busy_timeout)
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        if not self._memory and mode != "wal":
+            raise StoreUnavailable(
+                f"the database {self._path} cannot use write-ahead logging (journal_mode={mode})"
+            )
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        migrate(conn, self._path)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._writer is not None:
+                await self._writer.stop()
+        finally:
+            await self._close_connections()
+            self._changes.notify_all()
+
+    async def _close_connections(self) -> None:
+        for db in {id(c): c for c in (self._rdb, self._wdb) if c is not None}.values():
+            # Closing is best effort: the file is consistent after every COMMIT.
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await db.close()
+        self._rdb = self._wdb = None
+
+    def _notify(self, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self._changes.notify(job_id)
+
+    def _write(self) -> GroupWriter:
+        if self._closed or self._writer is None:
+            raise StoreUnavailable(f"the store for {self._path} is closed or not opened")
+        return self._writer
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        db = self._rdb
+        if self._closed or db is None:
+            raise StoreUnavailable(f"the store for {self._path} is closed or not opened")
+        with edge(self._path):
+            return list(await db.execute_fetchall(sql, params))
+
+    # --- EventStore ----------------------------------------------------------
+
+    async def append(self, commit: Commit) -> None:
+        writer = self._write()
+        if not commit.events:
+            raise InvalidRequest("a commit needs at least one event")
+        state, expected = commit.state, commit.expected_version
+        if state.version != expected + len(commit.events) or state.job_id != commit.job_id:
+            raise InvalidRequest("the commit's state does not follow from its events")
+        events: list[_Row] = []
+        for version, event in enumerate(commit.events, start=expected + 1):
+            type_, payload = encode_event(event)
+            events.append((commit.job_id, version, type_, payload, ts(event.at)))
+        with edge(self._path):
+            await writer.submit(_append(commit, _job_row(state), events), commit.job_id)
+
+    async def load(self, job_id: str) -> JobState | None:
+        rows = await self._fetch("SELECT state FROM jobs WHERE job_id = ?", (job_id,))
+        return decode_state(rows[0][0]) if rows else None
+
+    async def read(self, job_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        rows = await self._fetch(
+            "SELECT version, type, payload FROM events"
+            " WHERE job_id = ? AND version > ? ORDER BY version",
+            (job_id, after_version),
+        )
+        return [RecordedEvent(job_id, v, decode_event(t, p)) for v, t, p in rows]
+
+    async def find_by_task_id(self, task_id: str) -> JobState | None:
+        rows = await self._fetch(
+            "SELECT state FROM jobs WHERE task_id = ? ORDER BY rowid LIMIT 1", (task_id,)
+        )
+        return decode_state(rows[0][0]) if rows else None
+
+    async def find_by_idempotency_key(self, user_id: str, key: str) -> JobState | None:
+        rows = await self._fetch(
+            "SELECT state FROM jobs WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
+        )
+        return decode_state(rows[0][0]) if rows else None
+
+    async def find_channel_holder(self, user_id: str, channel_id: str) -> JobState | None:
+        lock = f"{user_id}\x1f{channel_id}"
+        rows = await self._fetch("SELECT state FROM jobs WHERE channel_lock = ?", (lock,))
+        return decode_state(rows[0][0]) if rows else None
+
+    async def list_jobs(self, user_id: str, channel_id: str, limit: int = 20) -> list[JobState]:
+        rows = await self._fetch(
+            "SELECT state FROM jobs WHERE user_id = ? AND channel_id = ?"
+            " ORDER BY created_at DESC, job_id DESC LIMIT ?",
+            (user_id, channel_id, max(0, limit)),
+        )
+        return [decode_state(r[0]) for r in rows]
+
+    async def claim(
+        self, work: Work, now: datetime, *, owner: str, limit: int, lease_s: float
+    ) -> list[JobState]:
+        writer = self._write()
+        if limit <= 0:
+            return []
+        at, until = ts(now), ts(now + timedelta(seconds=lease_s))
+        params: tuple[Any, ...]
+        if work is Work.SWEEP:
+            query, params = _CLAIM_OVERDUE, (at, work.value, at, limit)
+        else:
+            query, params = _CLAIM_DUE, (work.value, at, work.value, at, limit)
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(query, params).fetchall()
+            conn.executemany(_TAKE_LEASE, [(r[0], work.value, owner, until) for r in rows])
+            return [r[1] for r in rows]
+
+        with edge(self._path):
+            documents = await writer.submit(run)
+        return [decode_state(d) for d in documents]
+
+    async def renew(
+        self, job_id: str, work: Work, now: datetime, *, owner: str, lease_s: float
+    ) -> bool:
+        writer = self._write()
+        params = (ts(now + timedelta(seconds=lease_s)), job_id, work.value, owner, ts(now))
+
+        def run(conn: sqlite3.Connection) -> bool:
+            return (
+                conn.execute(
+                    "UPDATE leases SET until = ?"
+                    " WHERE job_id = ? AND work = ? AND owner = ? AND until > ?",
+                    params,
+                ).rowcount
+                == 1
+            )
+
+        with edge(self._path):
+            return await writer.submit(run)
+
+    async def release(self, job_id: str, work: Work, *, owner: str) -> None:
+        writer = self._write()
+        params = (job_id, work.value, owner)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM leases WHERE job_id = ? AND work = ? AND owner = ?", params)
+
+        with edge(self._path):
+            await writer.submit(run)
+
+    async def release_owner(self, owner: str) -> int:
+        writer = self._write()
+
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM leases WHERE owner = ?", (owner,)).rowcount
+
+        with edge(self._path):
+            return await writer.submit(run)
+
+    async def wait_for_change(self, job_id: str, version: int, timeout: float) -> bool:
+        self._write()
+
+        async def current() -> int | None:
+            rows = await self._fetch("SELECT version FROM jobs WHERE job_id = ?", (job_id,))
+            return int(rows[0][0]) if rows else None
+
+        return await self._changes.wait(job_id, version, timeout, current)
+
+    async def ensure_secret(self, name: str, candidate: str) -> str:
+        writer = self._write()
+
+        def run(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, candidate),
+            )
+            return str(
+                conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0]
+            )
+
+        with edge(self._path):
+            return await writer.submit(run)
+
+    async def record_orphan(self, orphan: OrphanCallback) -> None:
+        writer = self._write()
+        params = (ts(orphan.received_at), orphan.task_id, orphan.payload, orphan.reason)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO orphan_callbacks (received_at, task_id, payload, reason)"
+                " VALUES (?, ?, ?, ?)",
+                params,
+            )
+
+        with edge(self._path):
+            await writer.submit(run)
+
+    async def list_orphans(self, limit: int = 50) -> list[OrphanCallback]:
+        rows = await self._fetch(
+            "SELECT received_at, task_id, payload, reason FROM orphan_callbacks"
+            " ORDER BY id DESC LIMIT ?",
+            (max(0, limit),),
+        )
+        return [OrphanCallback(parse_ts(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    async def count_active(self) -> int:
+        rows = await self._fetch("SELECT count(*) FROM jobs WHERE done = 0", ())
+        return int(rows[0][0])
+
+    async def ping(self) -> None:
+        self._write()
+        await self._fetch("SELECT 1", ())

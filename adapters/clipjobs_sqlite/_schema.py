@@ -56,10 +56,8 @@ _V1 = (
     "CREATE INDEX jobs_by_channel ON jobs (user_id, channel_id, created_at, job_id)",
     # What the workers scan: only unfinished jobs have work or a deadline.
     "CREATE INDEX jobs_due ON jobs (work, due_at, job_id) WHERE work IS NOT NULL",
-    """
-    CREATE INDEX jobs_deadline ON jobs (deadline_at, job_id)
-    WHERE deadline_at IS NOT NULL AND done = 0
-    """,
+    # deadline_at is NULL once a job is done, so this indexes exactly the undone jobs.
+    "CREATE INDEX jobs_deadline ON jobs (deadline_at, job_id) WHERE deadline_at IS NOT NULL",
     "CREATE INDEX jobs_active ON jobs (done) WHERE done = 0",
     """
     CREATE TABLE leases (
@@ -121,6 +119,9 @@ def migrate(conn: sqlite3.Connection, path: str, *, latest: int = LATEST) -> int
                 f"{path} was written by a newer clipjobs (schema version {found}; this one"
                 f" knows up to {latest}): upgrade clipjobs or point CLIPJOBS_DB elsewhere"
             )
+        # A file SQLite could only open read-only still answers BEGIN IMMEDIATE;
+        # a write, even of no rows, says so now rather than at the first append.
+        conn.execute("UPDATE clipjobs_schema SET applied_at = applied_at WHERE 0")
         now = ts(datetime.now(UTC))
         for version, statements in MIGRATIONS:
             if found < version <= latest:

@@ -41,10 +41,11 @@ from clipjobs.ports import Commit, OrphanCallback, RecordedEvent
 from clipjobs.stages import Work
 from clipjobs.state import JobState
 
+from ._aio import connect, on_thread
 from ._errors import edge
 from ._schema import migrate, ts
 from ._url import MEMORY, parse_sqlite_url
-from ._writer import GroupWriter, on_thread
+from ._writer import GroupWriter
 
 __all__ = ["SQLiteEventStore", "Synchronous"]
 
@@ -78,9 +79,10 @@ _CLAIM_DUE = """
         SELECT 1 FROM leases AS l WHERE l.job_id = j.job_id AND l.work = ? AND l.until > ?)
     ORDER BY j.due_at, j.job_id LIMIT ?
 """
+# JobState.deadline_at is None once a job is done: "has a deadline" means "undone".
 _CLAIM_OVERDUE = """
     SELECT j.job_id, j.state FROM jobs AS j
-    WHERE j.deadline_at IS NOT NULL AND j.done = 0 AND j.deadline_at <= ?
+    WHERE j.deadline_at IS NOT NULL AND j.deadline_at <= ?
       AND NOT EXISTS (
         SELECT 1 FROM leases AS l WHERE l.job_id = j.job_id AND l.work = ? AND l.until > ?)
     ORDER BY j.deadline_at, j.job_id LIMIT ?
@@ -239,7 +241,7 @@ class SQLiteEventStore:
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: sqlite3 must not open transactions behind our back;
         # the writer issues BEGIN IMMEDIATE itself.
-        return await aiosqlite.connect(self._path, isolation_level=None, timeout=self._busy_timeout)
+        return await connect(self._path, isolation_level=None, timeout=self._busy_timeout)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()

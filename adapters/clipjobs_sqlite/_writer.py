@@ -15,30 +15,18 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from clipjobs.errors import ClipjobsError, StoreUnavailable
 
+from ._aio import on_thread
 from ._errors import translate
 
-__all__ = ["GroupWriter", "on_thread"]
+__all__ = ["GroupWriter"]
 
 T = TypeVar("T")
-
-
-async def on_thread(db: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``fn(connection)`` on the aiosqlite connection's own thread, in one hop.
-
-    aiosqlite has no public call for "run these statements back to back":
-    each ``execute`` is a round trip to its thread (~150 µs on a small
-    machine), which would cost a group of 100 appends far more than its
-    fsync. ``_execute`` and ``_conn`` are how aiosqlite's own methods do it
-    (unchanged since 0.10); ``tests/sqlite`` exercises this path on every run.
-    """
-    result = await db._execute(lambda: fn(db._conn))  # type: ignore[no-untyped-call]
-    return cast(T, result)
 
 
 class _Op:

@@ -13,6 +13,7 @@ from ._decide import decide
 from ._fold import evolve, fold
 from ._machine import mermaid
 from .auth import ChannelDefaults, TokenAuthenticator
+from .budget import BudgetedSuno, BudgetRecord, Priority, SunoBudget
 from .clock import FakeClock, SystemClock
 from .commands import (
     Command,
@@ -77,10 +78,13 @@ from .service import (
 from .stages import TERMINAL_STAGES, Stage, Work
 from .state import Heartbeat, JobState, SendState
 from .webhook import WebhookSigner
+from .workers import LoopLimits, WorkerConfig, Workers
 
 __all__ = [
     "TERMINAL_STAGES",
     "Authenticator",
+    "BudgetRecord",
+    "BudgetedSuno",
     "CallbackResult",
     "ChannelDefaults",
     "ClipProcessingStarted",
@@ -108,6 +112,7 @@ __all__ = [
     "JobState",
     "JobTimedOut",
     "LateObservation",
+    "LoopLimits",
     "MarkRequestSent",
     "MarkRequestUncertain",
     "Metrics",
@@ -115,6 +120,7 @@ __all__ = [
     "OrphanCallback",
     "ParamOverrides",
     "PostProcessor",
+    "Priority",
     "ProviderStatus",
     "RecordClipStep",
     "RecordObservation",
@@ -128,6 +134,7 @@ __all__ = [
     "StartClip",
     "StartJob",
     "StartOutcome",
+    "SunoBudget",
     "SunoClient",
     "SunoProgressObserved",
     "SunoRequestRetryScheduled",
@@ -142,6 +149,8 @@ __all__ = [
     "Unauthorized",
     "WebhookSigner",
     "Work",
+    "WorkerConfig",
+    "Workers",
     "decide",
     "errors",
     "evolve",

@@ -185,6 +185,9 @@ class JobService:
         self.metrics = metrics or Metrics()
         self._rng = rng or random.Random()  # jitter only
         self._credits: tuple[float, int] | None = None
+        #: Called with the job's new state after every commit of this service
+        #: (the workers use it to wake the sender when a job is created).
+        self.on_commit: list[Callable[[JobState], None]] = []
 
     # --- reading -----------------------------------------------------------
 
@@ -347,6 +350,11 @@ class JobService:
             self.metrics.observe("clipjobs_stage_duration_seconds", spent, stage=old.stage.value)
         if new.done and (old is None or not old.done):
             self.metrics.inc("clipjobs_jobs_finished_total", stage=new.stage.value)
+        for hook in list(self.on_commit):
+            try:
+                hook(new)
+            except Exception:  # a listener's bug must not undo a durable commit
+                pipeline_log.exception("on_commit hook %r failed", hook)
 
     # --- callbacks -----------------------------------------------------------
 

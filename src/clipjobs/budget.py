@@ -1,0 +1,325 @@
+"""One Suno budget per process: every call waits its turn, generate calls first.
+
+Suno allows 20 requests per 10 seconds (``CLIPJOBS_SUNO_MAX_RPS`` = 2). The
+budget is a sliding window over the start times of the calls it let through:
+a call may start only when fewer than ``limit`` calls started in the last
+``window_s`` seconds, so *every* window of that length holds at most
+``limit`` starts, not just aligned ones. A call counts from the moment the
+budget lets it go until ``window_s`` after it started; calls granted but not
+yet started count too, so the record never undercounts.
+
+Waiters are served by :class:`Priority` (generate, then polls, then credit
+checks) and first come, first served within a priority. A 405/430 answer
+(``SunoRateLimited``) pauses every call for a back-off period and halves the
+rate; the rate doubles back once per ``recover_s`` without another 430.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from enum import IntEnum
+from typing import Any, Self, TypeVar
+
+from attrs import frozen
+
+from .errors import SunoRateLimited, SunoTransient
+from .events import GenerationParams, Observation
+from .logs import pipeline_log
+from .metrics import Metrics
+from .ports import Clock, SunoClient
+
+__all__ = ["BudgetRecord", "BudgetedSuno", "Priority", "SunoBudget"]
+
+_T = TypeVar("_T")
+#: How many times a burst of 430s may halve the rate (down to 1/16).
+_MAX_SLOWDOWN = 4
+
+
+class Priority(IntEnum):
+    """Who goes first when calls wait: a lower value is served earlier."""
+
+    GENERATE = 0
+    POLL = 1
+    CREDITS = 2
+
+
+@frozen
+class BudgetRecord:
+    """One call the budget let through: when it asked and when it started."""
+
+    started_at: datetime
+    priority: Priority
+    queued_at: datetime
+
+
+@frozen(order=True)
+class _Ticket:
+    priority: int
+    seq: int
+    queued_at: datetime
+    future: asyncio.Future[None]
+
+
+class SunoBudget:
+    """A priority-ordered sliding-window rate limit for all of a process's Suno calls.
+
+    ``max_rps * window_s`` calls may start per window (at least one; a rate
+    under one call per window widens the window instead). Time comes from
+    the ``Clock`` port, so a ``FakeClock`` drives it in tests.
+    """
+
+    def __init__(
+        self,
+        max_rps: float = 2.0,
+        *,
+        clock: Clock,
+        window_s: float = 10.0,
+        backoff_s: float | None = None,
+        backoff_max_s: float | None = None,
+        recover_s: float | None = None,
+        history: int = 100_000,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if not (math.isfinite(max_rps) and max_rps > 0):
+            raise ValueError(f"max_rps must be a positive number, not {max_rps!r}")
+        if not (math.isfinite(window_s) and window_s > 0):
+            raise ValueError(f"window_s must be a positive number, not {window_s!r}")
+        per_window = math.floor(max_rps * window_s + 1e-9)
+        if per_window < 1:
+            per_window, window_s = 1, 1.0 / max_rps
+        self.max_rps = max_rps
+        self.limit = per_window
+        self.window = timedelta(seconds=window_s)
+        self.backoff = timedelta(seconds=window_s if backoff_s is None else backoff_s)
+        self.backoff_max = timedelta(
+            seconds=6 * window_s if backoff_max_s is None else backoff_max_s
+        )
+        self.recover = timedelta(seconds=3 * window_s if recover_s is None else recover_s)
+        self._clock = clock
+        self._metrics = metrics
+        self._starts: deque[datetime] = deque(maxlen=per_window)
+        self._history: deque[BudgetRecord] = deque(maxlen=max(history, per_window))
+        self._heap: list[_Ticket] = []
+        self._seq = itertools.count()
+        self._pending = 0
+        self._level = 0
+        self._limited_at: datetime | None = None
+        self._paused_until: datetime | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at: datetime | None = None
+        self._closed = False
+        #: Calls let through, by priority; and 430/405 answers that slowed the budget.
+        self.started: dict[Priority, int] = dict.fromkeys(Priority, 0)
+        self.slowdowns = 0
+
+    # --- what tests and operators read --------------------------------------
+
+    @property
+    def history(self) -> list[BudgetRecord]:
+        """The most recent calls let through (up to ``history``), oldest first."""
+        return list(self._history)
+
+    def peak(self, window_s: float | None = None) -> int:
+        """The most calls that started within any window of ``window_s`` in the history."""
+        width = self.window if window_s is None else timedelta(seconds=window_s)
+        starts = sorted(r.started_at for r in self._history)
+        best, low = 0, 0
+        for high, at in enumerate(starts):
+            while at - starts[low] >= width:
+                low += 1
+            best = max(best, high - low + 1)
+        return best
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for their turn."""
+        return sum(1 for t in self._heap if not t.future.done())
+
+    def current_limit(self, now: datetime | None = None) -> int:
+        """Calls allowed per window now: ``limit``, halved per recent 430."""
+        return max(1, self.limit >> self._slowdown(now or self._clock.now()))
+
+    def paused_until(self) -> datetime | None:
+        """When a 430 pause ends, if one is in force."""
+        now = self._clock.now()
+        until = self._paused_until
+        return until if until is not None and until > now else None
+
+    def headroom(self) -> int:
+        """Calls that could start right now without waiting (0 while paused)."""
+        now = self._clock.now()
+        if self.paused_until() is not None:
+            return 0
+        recent = sum(1 for at in self._starts if at > now - self.window)
+        return max(0, self.current_limit(now) - recent - self._pending - self.waiting)
+
+    # --- taking a turn ------------------------------------------------------
+
+    async def acquire(self, priority: Priority) -> None:
+        """Wait until a call of this priority may start; the caller starts it at once."""
+        if self._closed:
+            raise SunoTransient("the Suno budget is closed")
+        loop = asyncio.get_running_loop()
+        ticket = _Ticket(int(priority), next(self._seq), self._clock.now(), loop.create_future())
+        heapq.heappush(self._heap, ticket)
+        self._dispatch()
+        try:
+            await ticket.future
+        except asyncio.CancelledError:
+            if ticket.future.done() and not ticket.future.cancelled():
+                # Granted just before the cancel: count it, the slot was handed out.
+                self._record(priority, ticket.queued_at)
+            else:
+                ticket.future.cancel()
+                self._dispatch()
+            raise
+        self._record(priority, ticket.queued_at)
+
+    def rate_limited(self) -> None:
+        """Suno said 430/405: pause everything and halve the rate.
+
+        Answers to calls that were in flight together are one burst: a 430
+        during the pause it caused changes nothing more.
+        """
+        now = self._clock.now()
+        if self._paused_until is not None and now < self._paused_until:
+            return
+        level = self._slowdown(now)
+        seconds = min(self.backoff_max.total_seconds(), self.backoff.total_seconds() * 2**level)
+        self._level = min(level + 1, _MAX_SLOWDOWN)
+        self._limited_at = now
+        self._paused_until = now + timedelta(seconds=seconds)
+        self.slowdowns += 1
+        if self._metrics is not None:
+            self._metrics.inc("clipjobs_suno_rate_limited_total")
+        pipeline_log.warning(
+            "Suno rate limit hit: pausing Suno calls for %.1f s, then at most %d per %g s",
+            seconds,
+            self.current_limit(now),
+            self.window.total_seconds(),
+        )
+        self._dispatch()
+
+    async def aclose(self) -> None:
+        """Stop the timer and fail every waiter with SunoTransient; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for ticket in self._heap:
+            if not ticket.future.done():
+                ticket.future.set_exception(SunoTransient("the Suno budget is closed"))
+        self._heap.clear()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- inside ---------------------------------------------------------------
+
+    def _slowdown(self, now: datetime) -> int:
+        if self._level == 0 or self._limited_at is None:
+            return 0
+        recovered = int((now - self._limited_at) / self.recover)
+        return max(0, self._level - recovered)
+
+    def _record(self, priority: Priority, queued_at: datetime) -> None:
+        now = self._clock.now()
+        self._pending -= 1
+        self._starts.append(now)
+        self._history.append(BudgetRecord(now, priority, queued_at))
+        self.started[priority] += 1
+        self._dispatch()
+
+    def _next_slot(self, now: datetime) -> datetime | None:
+        """When the next call may start; None until a granted call has started."""
+        if self._paused_until is not None and now < self._paused_until:
+            return self._paused_until
+        free = self.current_limit(now) - self._pending
+        if free <= 0:
+            return None
+        recent = [at for at in self._starts if at > now - self.window]
+        if len(recent) < free:
+            return now
+        return recent[-free] + self.window
+
+    def _dispatch(self) -> None:
+        if self._closed:
+            return
+        while self._heap:
+            head = self._heap[0]
+            if head.future.done():
+                heapq.heappop(self._heap)
+                continue
+            now = self._clock.now()
+            when = self._next_slot(now)
+            if when is None:
+                return  # a granted call's start will dispatch again
+            if when > now:
+                self._arm(when, now)
+                return
+            heapq.heappop(self._heap)
+            self._pending += 1
+            head.future.set_result(None)
+
+    def _arm(self, when: datetime, now: datetime) -> None:
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= when:
+            return  # an earlier wake-up is set; it will re-arm
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().create_task(
+            self._wake((when - now).total_seconds())
+        )
+
+    async def _wake(self, seconds: float) -> None:
+        await self._clock.sleep(seconds)
+        self._timer = None
+        self._timer_at = None
+        self._dispatch()
+
+
+class BudgetedSuno:
+    """A ``SunoClient`` whose network calls each wait their turn in a ``SunoBudget``.
+
+    ``validate`` and ``parse_callback`` are local and never wait.
+    """
+
+    def __init__(self, inner: SunoClient, budget: SunoBudget) -> None:
+        self.inner = inner
+        self.budget = budget
+
+    def validate(self, params: GenerationParams) -> None:
+        self.inner.validate(params)
+
+    async def generate(self, params: GenerationParams, callback_url: str) -> str:
+        return await self._call(
+            Priority.GENERATE, lambda: self.inner.generate(params, callback_url)
+        )
+
+    async def record_info(self, task_id: str) -> Observation:
+        return await self._call(Priority.POLL, lambda: self.inner.record_info(task_id))
+
+    async def credits(self) -> int:
+        return await self._call(Priority.CREDITS, self.inner.credits)
+
+    def parse_callback(self, payload: Mapping[str, Any]) -> Observation:
+        return self.inner.parse_callback(payload)
+
+    async def _call(self, priority: Priority, call: Callable[[], Awaitable[_T]]) -> _T:
+        await self.budget.acquire(priority)
+        try:
+            return await call()
+        except SunoRateLimited:
+            self.budget.rate_limited()
+            raise

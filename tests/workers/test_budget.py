@@ -1,0 +1,206 @@
+"""The Suno budget: priorities, the sliding window, 430 slow-downs, and BudgetedSuno."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+
+import pytest
+
+from clipjobs import BudgetedSuno, FakeClock, GenerationParams, Priority, SunoBudget
+from clipjobs.errors import SunoRateLimited, SunoTransient
+from clipjobs.testing import ScriptedSuno
+
+pytestmark = pytest.mark.asyncio
+
+
+async def settle() -> None:
+    """Let every ready task run (the budget hands out turns through futures)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_waiters_are_served_generate_then_poll_then_credits_fifo_within() -> None:
+    """With the window full, waiting calls start generate first, then polls in arrival order, then
+    credit checks.
+    """
+    clock = FakeClock()
+    budget = SunoBudget(1.0, clock=clock, window_s=1.0)
+    await budget.acquire(Priority.POLL)  # fills the window
+    order: list[str] = []
+
+    async def call(name: str, priority: Priority) -> None:
+        await budget.acquire(priority)
+        order.append(name)
+
+    arrivals = [
+        ("p1", Priority.POLL),
+        ("c1", Priority.CREDITS),
+        ("p2", Priority.POLL),
+        ("g1", Priority.GENERATE),
+        ("p3", Priority.POLL),
+        ("g2", Priority.GENERATE),
+    ]
+    tasks = []
+    for name, priority in arrivals:
+        tasks.append(asyncio.create_task(call(name, priority)))
+        await settle()
+    assert order == []
+    for _ in arrivals:
+        await clock.advance(1.0)
+        await settle()
+    await asyncio.gather(*tasks)
+    assert order == ["g1", "g2", "p1", "p2", "p3", "c1"]
+    await budget.aclose()
+
+
+async def test_no_window_ever_holds_more_than_the_limit() -> None:
+    """Many callers with random priorities and a clock moving in random steps never get more than
+    `limit` starts in any window.
+    """
+    rng = random.Random(7)
+    clock = FakeClock()
+    budget = SunoBudget(5.0, clock=clock, window_s=1.0)
+    assert budget.limit == 5
+    tasks = [asyncio.create_task(budget.acquire(rng.choice(list(Priority)))) for _ in range(60)]
+    await settle()
+    while not all(t.done() for t in tasks):
+        await clock.advance(rng.uniform(0.05, 0.4))
+        await settle()
+    assert len(budget.history) == 60
+    assert budget.peak() == 5
+    # It is not over-cautious either: 60 calls at 5 per second take about 11 windows.
+    span = budget.history[-1].started_at - budget.history[0].started_at
+    assert timedelta(seconds=11) <= span < timedelta(seconds=13)
+    await budget.aclose()
+
+
+async def test_default_budget_is_twenty_per_ten_seconds() -> None:
+    """CLIPJOBS_SUNO_MAX_RPS=2 means 20 calls per 10-second window."""
+    budget = SunoBudget(clock=FakeClock())
+    assert (budget.limit, budget.window) == (20, timedelta(seconds=10))
+
+
+async def test_a_rate_under_one_call_per_window_widens_the_window() -> None:
+    """max_rps=0.05 allows one call per 20 seconds rather than none."""
+    clock = FakeClock()
+    budget = SunoBudget(0.05, clock=clock)
+    assert (budget.limit, budget.window) == (1, timedelta(seconds=20))
+    await budget.acquire(Priority.POLL)
+    second = asyncio.create_task(budget.acquire(Priority.POLL))
+    await clock.advance(19.9)
+    await settle()
+    assert not second.done()
+    await clock.advance(0.1)
+    await settle()
+    assert second.done()
+    await budget.aclose()
+
+
+async def test_rate_limit_pauses_halves_and_recovers() -> None:
+    """A 430 pauses every call for the back-off and halves the rate; recovery restores it."""
+    clock = FakeClock()
+    budget = SunoBudget(4.0, clock=clock, window_s=1.0, backoff_s=2.0, recover_s=5.0)
+    budget.rate_limited()
+    assert budget.slowdowns == 1
+    assert budget.current_limit() == 2
+    assert budget.headroom() == 0
+    waiter = asyncio.create_task(budget.acquire(Priority.GENERATE))
+    await clock.advance(1.9)
+    await settle()
+    assert not waiter.done()
+    # Answers of calls that were in flight together are one burst: no second halving.
+    budget.rate_limited()
+    assert (budget.slowdowns, budget.current_limit()) == (1, 2)
+    await clock.advance(0.1)
+    await settle()
+    assert waiter.done()
+    assert budget.history[0].started_at == clock.now()
+    await clock.advance(3.0)  # 5 s after the 430
+    assert budget.current_limit() == 4
+    await budget.aclose()
+
+
+async def test_repeated_rate_limits_back_off_longer() -> None:
+    """A second 430 after the first pause doubles the pause and halves the rate again."""
+    clock = FakeClock()
+    budget = SunoBudget(8.0, clock=clock, window_s=1.0, backoff_s=1.0, recover_s=60.0)
+    budget.rate_limited()
+    await clock.advance(1.0)
+    budget.rate_limited()
+    assert budget.current_limit() == 2
+    until = budget.paused_until()
+    assert until is not None
+    assert until - clock.now() == timedelta(seconds=2)
+    await budget.aclose()
+
+
+async def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
+    """A waiter cancelled in the queue does not hold a slot: the next waiter gets it."""
+    clock = FakeClock()
+    budget = SunoBudget(1.0, clock=clock, window_s=1.0)
+    await budget.acquire(Priority.POLL)
+    first = asyncio.create_task(budget.acquire(Priority.GENERATE))
+    second = asyncio.create_task(budget.acquire(Priority.POLL))
+    await settle()
+    first.cancel()
+    await settle()
+    await clock.advance(1.0)
+    await settle()
+    assert first.cancelled()
+    assert second.done()
+    assert [r.priority for r in budget.history] == [Priority.POLL, Priority.POLL]
+    await budget.aclose()
+
+
+async def test_closing_fails_waiters_and_later_calls_as_transient() -> None:
+    """aclose wakes waiting calls with SunoTransient (not sent), refuses new ones, and is
+    idempotent.
+    """
+    clock = FakeClock()
+    budget = SunoBudget(1.0, clock=clock, window_s=1.0)
+    await budget.acquire(Priority.POLL)
+    waiter = asyncio.create_task(budget.acquire(Priority.GENERATE))
+    await settle()
+    await budget.aclose()
+    await budget.aclose()
+    with pytest.raises(SunoTransient) as caught:
+        await waiter
+    assert not caught.value.maybe_sent
+    with pytest.raises(SunoTransient):
+        await budget.acquire(Priority.POLL)
+
+
+async def test_budgeted_suno_acquires_with_the_call_s_priority() -> None:
+    """generate, record_info and credits each take a turn with their priority; validate and
+    parse_callback take none.
+    """
+    clock = FakeClock()
+    inner = ScriptedSuno()
+    async with SunoBudget(100.0, clock=clock, window_s=1.0) as budget:
+        suno = BudgetedSuno(inner, budget)
+        suno.validate(GenerationParams(prompt="x"))
+        task_id = await suno.generate(GenerationParams(prompt="x"), "https://cb.example/")
+        await suno.record_info(task_id)
+        assert await suno.credits() == 99
+        suno.parse_callback(inner.callback(task_id, inner.statuses[task_id]))
+        assert [r.priority for r in budget.history] == [
+            Priority.GENERATE,
+            Priority.POLL,
+            Priority.CREDITS,
+        ]
+        assert budget.started[Priority.POLL] == 1
+
+
+async def test_budgeted_suno_slows_the_budget_on_a_rate_limit_answer() -> None:
+    """A SunoRateLimited answer from the inner client is re-raised and slows the whole budget."""
+    clock = FakeClock()
+    inner = ScriptedSuno()
+    inner.generate_errors.append(SunoRateLimited("call frequency too high", code=430))
+    async with SunoBudget(10.0, clock=clock, window_s=1.0) as budget:
+        suno = BudgetedSuno(inner, budget)
+        with pytest.raises(SunoRateLimited):
+            await suno.generate(GenerationParams(prompt="x"), "https://cb.example/")
+        assert budget.slowdowns == 1
+        assert budget.current_limit() == 5

@@ -1,0 +1,255 @@
+"""Crashes, restarts and several worker processes on one store: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from _workers_harness import (
+    NO_POLL,
+    ProgressingSuno,
+    Rig,
+    contiguous,
+    event_types,
+    wait_for_stage,
+    wait_until,
+)
+
+from clipjobs import (
+    ClipStep,
+    InMemoryEventStore,
+    JobPolicy,
+    JobState,
+    LoopLimits,
+    ProviderStatus,
+    SendState,
+    Stage,
+    Work,
+    WorkerConfig,
+)
+from clipjobs.errors import ConfigError
+from clipjobs.events import GenerationParams
+from clipjobs.ports import StepReporter
+
+pytestmark = pytest.mark.asyncio
+
+
+class SuspendedSuno(ProgressingSuno):
+    """Suno receives the generate request (and creates the task), but the answer never comes."""
+
+    async def generate(self, params: GenerationParams, callback_url: str) -> str:
+        await super().generate(params, callback_url)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_send_left_in_flight_by_a_crash_is_not_resent_and_a_callback_adopts_it() -> None:
+    """A job a dead sender left IN_FLIGHT becomes uncertain, is never sent again, and its task's
+    callback adopts it.
+    """
+    store = InMemoryEventStore()
+    suno = SuspendedSuno()
+    dead = Rig(store, suno, policy=NO_POLL)
+    job = await dead.start()
+    # The dead process: it leased the job, recorded STAGE_20, sent, and died waiting.
+    await store.claim(Work.SEND, dead.clock.now(), owner="dead", limit=1, lease_s=0.3)
+    crashed = asyncio.create_task(dead.service.send(job.job_id))
+    await wait_until(lambda: len(suno.generated) == 1, what="the request reaches Suno")
+    crashed.cancel()
+    await asyncio.gather(crashed, return_exceptions=True)
+    in_flight = await store.load(job.job_id)
+    assert in_flight is not None
+    assert (in_flight.stage, in_flight.send_state) == (Stage.SUNO_REQUEST_SENT, SendState.IN_FLIGHT)
+
+    alive = Rig(store, ProgressingSuno(), policy=NO_POLL)
+    async with alive.workers("alive"):
+        uncertain = await wait_until_send_state(store, job.job_id, SendState.UNCERTAIN)
+        assert uncertain.stage is Stage.SUNO_REQUEST_SENT
+        assert uncertain.work is None  # nobody will ever send it again
+        await asyncio.sleep(0.1)
+        # Suno did create the task: its callback names the job and adopts the task.
+        (_, _, task_id) = suno.generated[0]
+        await alive.callback(job.job_id, task_id, ProviderStatus.FIRST_SUCCESS)
+        await alive.callback(job.job_id, task_id, ProviderStatus.SUCCESS)
+        done = await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
+    assert done.task_id == task_id
+    assert len(suno.generated) == 1
+    assert alive.inner.generated == []
+    types = event_types(await store.read(job.job_id))
+    assert types == [
+        "JobAccepted",
+        "SunoRequestSent",
+        "SunoRequestUncertain",
+        "SunoTaskCreated",
+        "SunoProgressObserved",
+        "SunoSucceeded",
+    ]
+    await dead.aclose()
+    await alive.aclose()
+
+
+async def wait_until_send_state(
+    store: InMemoryEventStore, job_id: str, send_state: SendState
+) -> JobState:
+    found: list[JobState] = []
+
+    async def check() -> bool:
+        state = await store.load(job_id)
+        if state is not None and state.send_state is send_state:
+            found.append(state)
+            return True
+        return False
+
+    await wait_until(check)
+    return found[-1]
+
+
+async def test_lease_expiry_hands_a_dead_workers_jobs_to_another() -> None:
+    """Jobs leased by a worker that died are polled by another only after the lease expires."""
+    store = InMemoryEventStore()
+    suno = ProgressingSuno()
+    rig = Rig(store, suno, policy=JobPolicy(timeout_s=60, poll_after_s=0.0, poll_interval_s=0.05))
+    jobs = [await rig.start(f"channel_{i}") for i in range(5)]
+    for job in jobs:
+        await rig.service.send(job.job_id)
+    taken = await store.claim(Work.POLL, rig.clock.now(), owner="dead", limit=5, lease_s=0.4)
+    assert len(taken) == 5
+    expires = rig.clock.now() + timedelta(seconds=0.4)
+    async with rig.workers("heir"):
+        for job in jobs:
+            await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
+    first_polls = [r.started_at for r in rig.budget.history if r.priority.name == "POLL"][:5]
+    assert len(first_polls) == 5
+    assert min(first_polls) >= expires
+    await rig.aclose()
+
+
+async def test_a_restart_with_the_same_owner_frees_its_leases_at_once() -> None:
+    """A worker restarted under its old owner id takes its jobs back without waiting out leases."""
+    store = InMemoryEventStore()
+    suno = ProgressingSuno()
+    rig = Rig(store, suno, policy=JobPolicy(timeout_s=60, poll_after_s=0.0, poll_interval_s=0.05))
+    job = await rig.start()
+    await rig.service.send(job.job_id)
+    await store.claim(Work.POLL, rig.clock.now(), owner="host:42", limit=1, lease_s=3600)
+    async with rig.workers("host:42"):
+        await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
+    await rig.aclose()
+
+
+async def test_two_worker_processes_never_run_the_same_step_at_once() -> None:
+    """Two Workers on one store share 40 jobs: each is sent once, no send or poll overlaps, all
+    succeed.
+    """
+    store = InMemoryEventStore()
+    suno = ProgressingSuno()
+    suno.generate_delay = 0.01
+    suno.poll_delay = 0.01
+    policy = JobPolicy(timeout_s=60, poll_after_s=0.0, poll_interval_s=0.0)
+    first = Rig(store, suno, policy=policy)
+    second = Rig(store, suno, policy=policy)
+    many = LoopLimits(batch=10, concurrency=10)
+    async with first.workers("a", send=many, poll=many), second.workers("b", send=many, poll=many):
+        jobs = [await (first if i % 2 else second).start(f"channel_{i}") for i in range(40)]
+        for job in jobs:
+            await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
+    assert suno.overlaps == []
+    assert len(suno.generated) == 40
+    assert len({url for _, url, _ in suno.generated}) == 40
+    for job in jobs:
+        history = await store.read(job.job_id)
+        assert contiguous(history)
+        assert event_types(history).count("SunoSucceeded") == 1
+    # Both processes did some of the work.
+    assert sum(first.budget.started.values()) > 0 and sum(second.budget.started.values()) > 0
+    await first.aclose()
+    await second.aclose()
+
+
+class Renderer:
+    """A post-processor that walks the steps and returns a clip URL."""
+
+    def __init__(self) -> None:
+        self.rendered: list[str] = []
+
+    async def process(self, job: JobState, report: StepReporter) -> str:
+        await report(ClipStep.DOWNLOADING)
+        await report(ClipStep.RENDERING)
+        self.rendered.append(job.job_id)
+        return f"/media/{job.job_id}.mp4"
+
+
+async def test_the_renderer_loop_turns_success_into_a_clip() -> None:
+    """With a post-processor, a job that reaches STAGE_50 is rendered to STAGE_70 by the renderer
+    loop.
+    """
+    store = InMemoryEventStore()
+    suno = ProgressingSuno(path=(ProviderStatus.SUCCESS,))
+    policy = JobPolicy(timeout_s=60, poll_after_s=0.0, poll_interval_s=0.05, clip_render=True)
+    rig = Rig(store, suno, policy=policy)
+    renderer = Renderer()
+    rig.service.post_processor = renderer
+    workers = rig.workers()
+    async with workers:
+        assert set(workers.running()) == {Work.SEND, Work.POLL, Work.SWEEP, Work.RENDER}
+        job = await rig.start()
+        ready = await wait_for_stage(store, job.job_id, Stage.CLIP_READY)
+    assert ready.clip_url == f"/media/{job.job_id}.mp4"
+    assert renderer.rendered == [job.job_id]
+    await rig.aclose()
+
+
+async def test_closing_waits_for_a_running_step_then_cancels_and_releases_it() -> None:
+    """aclose gives running steps the grace period, then cancels them and frees their leases; twice
+    is fine.
+    """
+    store = InMemoryEventStore()
+    suno = SuspendedSuno()
+    rig = Rig(store, suno, policy=NO_POLL)
+    workers = rig.workers(grace_s=0.1)
+    await workers.start()
+    job = await rig.start()
+    await wait_until(lambda: len(suno.generated) == 1)
+    assert workers.running()[Work.SEND] == 1
+    await asyncio.gather(workers.aclose(), workers.aclose())
+    await workers.aclose()
+    assert workers.running()[Work.SEND] == 0
+    # The lease is free: another worker can take the job at once (and finds it in flight).
+    taken = await store.claim(Work.SEND, rig.clock.now(), owner="next", limit=1, lease_s=1)
+    assert [s.job_id for s in taken] == [job.job_id]
+    assert taken[0].send_state is SendState.IN_FLIGHT
+    await rig.aclose()
+
+
+async def test_closed_workers_cannot_start_again() -> None:
+    """Workers are one-shot: starting closed ones is a programming error."""
+    rig = Rig(InMemoryEventStore(), ProgressingSuno())
+    workers = rig.workers()
+    await workers.aclose()
+    with pytest.raises(RuntimeError):
+        await workers.start()
+    await rig.aclose()
+
+
+async def test_a_failing_on_commit_hook_does_not_undo_the_commit() -> None:
+    """An on_commit listener that raises is logged; the job is created all the same."""
+    store = InMemoryEventStore()
+    rig = Rig(store, ProgressingSuno())
+
+    def broken(state: JobState) -> None:
+        raise RuntimeError("listener bug")
+
+    rig.service.on_commit.append(broken)
+    job = await rig.start()
+    assert await store.load(job.job_id) == job
+    await rig.aclose()
+
+
+async def test_worker_lease_must_outlast_the_suno_call() -> None:
+    """A lease no longer than the Suno call timeout is refused at configuration time."""
+    with pytest.raises(ConfigError, match="lease_s"):
+        WorkerConfig(owner="w", lease_s=30, suno_call_timeout_s=30)
+    assert WorkerConfig().owner  # host:pid by default
+    with pytest.raises(ValueError, match="batch"):
+        LoopLimits(batch=0)

@@ -93,11 +93,9 @@ LATEST = MIGRATIONS[-1][0]
 
 def ts(value: datetime) -> str:
     """Fixed-width ISO 8601 UTC with microseconds: sorts as text in time order."""
-    u = value.astimezone(UTC)
-    return (
-        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
-        f".{u.microsecond:06d}Z"
-    )
+    # isoformat pads the year to four digits and, with timespec, always
+    # writes the microseconds; it is several times cheaper than strftime.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def migrate(conn: sqlite3.Connection, path: str, *, latest: int = LATEST) -> int:

@@ -181,6 +181,27 @@ class SunoBudget:
             raise
         self._record(priority, ticket.queued_at)
 
+    async def acquire_within(self, priority: Priority, seconds: float) -> bool:
+        """Take a turn if one comes within ``seconds`` (0: only if one is free now)."""
+        if seconds <= 0:
+            return self._try_acquire(priority)
+        try:
+            async with asyncio.timeout(seconds):
+                await self.acquire(priority)
+        except TimeoutError:
+            return False
+        return True
+
+    def _try_acquire(self, priority: Priority) -> bool:
+        if self._closed or self.waiting:
+            return False
+        now = self._clock.now()
+        if self._next_slot(now) != now:
+            return False
+        self._pending += 1
+        self._record(priority, now)
+        return True
+
     def rate_limited(self) -> None:
         """Suno said 430/405: pause everything and halve the rate.
 
@@ -292,12 +313,19 @@ class SunoBudget:
 class BudgetedSuno:
     """A ``SunoClient`` whose network calls each wait their turn in a ``SunoBudget``.
 
-    ``validate`` and ``parse_callback`` are local and never wait.
+    ``validate`` and ``parse_callback`` are local and never wait. A credit
+    check waits at most ``credits_wait_s`` (default: only a turn free right
+    now) and otherwise raises ``SunoTransient``: it is runOnce's pre-flight,
+    which then proceeds without it, and a saturated budget must not make
+    every runOnce wait out the pre-flight's timeout.
     """
 
-    def __init__(self, inner: SunoClient, budget: SunoBudget) -> None:
+    def __init__(
+        self, inner: SunoClient, budget: SunoBudget, *, credits_wait_s: float = 0.0
+    ) -> None:
         self.inner = inner
         self.budget = budget
+        self.credits_wait_s = credits_wait_s
 
     def validate(self, params: GenerationParams) -> None:
         self.inner.validate(params)
@@ -311,13 +339,18 @@ class BudgetedSuno:
         return await self._call(Priority.POLL, lambda: self.inner.record_info(task_id))
 
     async def credits(self) -> int:
-        return await self._call(Priority.CREDITS, self.inner.credits)
+        if not await self.budget.acquire_within(Priority.CREDITS, self.credits_wait_s):
+            raise SunoTransient("no Suno budget to spare for a credit check now")
+        return await self._guarded(self.inner.credits)
 
     def parse_callback(self, payload: Mapping[str, Any]) -> Observation:
         return self.inner.parse_callback(payload)
 
     async def _call(self, priority: Priority, call: Callable[[], Awaitable[_T]]) -> _T:
         await self.budget.acquire(priority)
+        return await self._guarded(call)
+
+    async def _guarded(self, call: Callable[[], Awaitable[_T]]) -> _T:
         try:
             return await call()
         except SunoRateLimited:

@@ -204,3 +204,33 @@ async def test_budgeted_suno_slows_the_budget_on_a_rate_limit_answer() -> None:
             await suno.generate(GenerationParams(prompt="x"), "https://cb.example/")
         assert budget.slowdowns == 1
         assert budget.current_limit() == 5
+
+
+async def test_a_credit_check_does_not_wait_when_the_budget_is_busy() -> None:
+    """With other calls waiting, a credit check gives up at once (SunoTransient), never queueing."""
+    clock = FakeClock()
+    inner = ScriptedSuno()
+    async with SunoBudget(1.0, clock=clock, window_s=1.0) as budget:
+        suno = BudgetedSuno(inner, budget)
+        assert await suno.credits() == 100  # a free turn: taken
+        waiting = asyncio.create_task(budget.acquire(Priority.POLL))
+        await settle()
+        with pytest.raises(SunoTransient):
+            await suno.credits()
+        await clock.advance(1.0)
+        await settle()
+        await waiting
+        assert [r.priority for r in budget.history] == [Priority.CREDITS, Priority.POLL]
+
+
+async def test_a_patient_credit_check_waits_its_turn_behind_polls() -> None:
+    """With a patience set, a credit check queues at the lowest priority and gives up after it."""
+    clock = FakeClock()
+    async with SunoBudget(1000.0, clock=clock, window_s=0.001) as budget:
+        assert await budget.acquire_within(Priority.CREDITS, 0.5)
+    clock = FakeClock()
+    async with SunoBudget(1.0, clock=clock, window_s=1.0) as budget:
+        await budget.acquire(Priority.POLL)
+        # The fake clock never moves, so the turn never comes: False after the real 0.05 s.
+        assert not await budget.acquire_within(Priority.CREDITS, 0.05)
+        assert budget.waiting == 0

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import attrs
 import pytest
 import pytest_asyncio
 
@@ -188,14 +189,18 @@ async def test_a_failing_append_does_not_sink_its_group(tmp_path: Path) -> None:
         unstorable = Commit(
             surrogate.job_id,
             0,
-            (accepted.__class__(**{**_fields(accepted), "params": bad_params}),),
+            (attrs.evolve(accepted, params=bad_params),),
             surrogate.state._replace(params=bad_params),
         )
         good = [new_job() for _ in range(10)]
+        writer = store._writer
+        assert writer is not None
+        groups_before = writer.groups
         results = await asyncio.gather(
             *(store.append(c) for c in [*good[:5], stale, unstorable, base, *good[5:]]),
             return_exceptions=True,
         )
+        assert writer.groups == groups_before + 1  # they really shared one transaction
         assert results[:5] == [None] * 5 and results[8:] == [None] * 5
         assert isinstance(results[5], ConcurrencyError)
         assert isinstance(results[6], InvalidRequest)
@@ -204,12 +209,6 @@ async def test_a_failing_append_does_not_sink_its_group(tmp_path: Path) -> None:
             assert await store.load(c.job_id) == c.state
         assert await store.load(surrogate.job_id) is None
         assert await store.load(base.job_id) == moved.state
-
-
-def _fields(event: object) -> dict[str, object]:
-    import attrs
-
-    return attrs.asdict(event, recurse=False)  # type: ignore[arg-type]
 
 
 @pytest.mark.asyncio

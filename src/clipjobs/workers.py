@@ -39,8 +39,13 @@ _positive_s = validators.gt(0.0)
 
 
 def _default_owner() -> str:
-    """Stable across restarts on one host with a reused pid; override when that is not enough."""
+    # Stable across restarts only where the pid is (a container's pid 1);
+    # elsewhere set CLIPJOBS_WORKER_ID, or old leases wait out their expiry.
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner(value: str | None) -> str:
+    return value or _default_owner()
 
 
 @frozen
@@ -57,12 +62,13 @@ class WorkerConfig:
 
     ``owner`` names this process's leases; give each process its own, stable
     across its restarts (``CLIPJOBS_WORKER_ID``), and a restart frees the
-    leases its previous life held. ``lease_s`` must outlast the longest Suno
-    call (``suno_call_timeout_s``, the Suno client's generate timeout): a send
-    whose lease expired mid-call would be taken for a crashed one.
+    leases its previous life held. None (the default) means ``host:pid``.
+    ``lease_s`` must outlast the longest Suno call (``suno_call_timeout_s``,
+    the Suno client's generate timeout): a send whose lease expired mid-call
+    would be taken for a crashed one.
     """
 
-    owner: str = field(factory=_default_owner, validator=validators.min_len(1))
+    owner: str = field(default=None, converter=_owner, validator=validators.min_len(1))
     lease_s: float = field(default=60.0, validator=_positive_s)
     suno_call_timeout_s: float = field(default=30.0, validator=_positive_s)
     error_backoff_s: float = field(default=15.0, validator=_positive_s)

@@ -250,6 +250,7 @@ async def test_worker_lease_must_outlast_the_suno_call() -> None:
     """A lease no longer than the Suno call timeout is refused at configuration time."""
     with pytest.raises(ConfigError, match="lease_s"):
         WorkerConfig(owner="w", lease_s=30, suno_call_timeout_s=30)
-    assert WorkerConfig().owner  # host:pid by default
+    assert WorkerConfig().owner == WorkerConfig(owner=None).owner  # host:pid by default
+    assert ":" in WorkerConfig().owner
     with pytest.raises(ValueError, match="batch"):
         LoopLimits(batch=0)

@@ -163,6 +163,15 @@ class SunoBudget:
 
     async def acquire(self, priority: Priority) -> None:
         """Wait until a call of this priority may start; the caller starts it at once."""
+        await self._take(priority, None)
+
+    async def acquire_within(self, priority: Priority, seconds: float) -> bool:
+        """Take a turn if one comes within ``seconds`` (0: only if one is free now)."""
+        if seconds <= 0:
+            return self._try_acquire(priority)
+        return await self._take(priority, seconds)
+
+    async def _take(self, priority: Priority, timeout: float | None) -> bool:
         if self._closed:
             raise SunoTransient("the Suno budget is closed")
         loop = asyncio.get_running_loop()
@@ -170,9 +179,20 @@ class SunoBudget:
         heapq.heappush(self._heap, ticket)
         self._dispatch()
         try:
-            await ticket.future
+            if timeout is None:
+                await ticket.future
+            else:
+                # asyncio.wait leaves the ticket alone on timeout, so a turn
+                # granted at the last moment is never lost between the two.
+                await asyncio.wait((ticket.future,), timeout=timeout)
+                if not ticket.future.done():
+                    ticket.future.cancel()
+                    self._dispatch()
+                    return False
+                ticket.future.result()
         except asyncio.CancelledError:
-            if ticket.future.done() and not ticket.future.cancelled():
+            fut = ticket.future
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 # Granted just before the cancel: count it, the slot was handed out.
                 self._record(priority, ticket.queued_at)
             else:
@@ -180,16 +200,6 @@ class SunoBudget:
                 self._dispatch()
             raise
         self._record(priority, ticket.queued_at)
-
-    async def acquire_within(self, priority: Priority, seconds: float) -> bool:
-        """Take a turn if one comes within ``seconds`` (0: only if one is free now)."""
-        if seconds <= 0:
-            return self._try_acquire(priority)
-        try:
-            async with asyncio.timeout(seconds):
-                await self.acquire(priority)
-        except TimeoutError:
-            return False
         return True
 
     def _try_acquire(self, priority: Priority) -> bool:

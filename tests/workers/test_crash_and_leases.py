@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 import pytest
@@ -28,8 +29,8 @@ from clipjobs import (
     Work,
     WorkerConfig,
 )
-from clipjobs.errors import ConfigError
-from clipjobs.events import GenerationParams
+from clipjobs.errors import ConfigError, StoreUnavailable
+from clipjobs.events import GenerationParams, Observation
 from clipjobs.ports import StepReporter
 
 pytestmark = pytest.mark.asyncio
@@ -254,3 +255,55 @@ async def test_worker_lease_must_outlast_the_suno_call() -> None:
     assert ":" in WorkerConfig().owner
     with pytest.raises(ValueError, match="batch"):
         LoopLimits(batch=0)
+
+
+class FlakyStore(InMemoryEventStore):
+    """An in-memory store whose claims fail a few times and whose renewals report lost leases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claim_failures = 0
+        self.lose_leases = False
+
+    async def claim(self, work, now, *, owner, limit, lease_s):  # type: ignore[no-untyped-def]
+        if self.claim_failures > 0:
+            self.claim_failures -= 1
+            raise StoreUnavailable("database is locked")
+        return await super().claim(work, now, owner=owner, limit=limit, lease_s=lease_s)
+
+    async def renew(self, job_id, work, now, *, owner, lease_s):  # type: ignore[no-untyped-def]
+        if self.lose_leases:
+            return False
+        return await super().renew(job_id, work, now, owner=owner, lease_s=lease_s)
+
+
+class BuggySuno(ProgressingSuno):
+    """A Suno client with a bug: its first record-info raises a non-clipjobs exception, slowly."""
+
+    async def record_info(self, task_id: str) -> Observation:
+        if not self.polled:
+            self.polled.append(task_id)
+            await asyncio.sleep(0.2)
+            raise KeyError("a bug in a client")
+        return await super().record_info(task_id)
+
+
+async def test_loops_outlive_database_errors_bugs_and_lost_leases(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Failed claims, a step that hits a bug and a lost lease are logged; the job still finishes."""
+    store = FlakyStore()
+    store.claim_failures = 3
+    store.lose_leases = True
+    suno = BuggySuno()
+    rig = Rig(store, suno)
+    with caplog.at_level(logging.WARNING, logger="clipjobs.pipeline"):
+        async with rig.workers(lease_s=0.3, suno_call_timeout_s=0.1):
+            job = await rig.start()
+            await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("claim failed: StoreUnavailable: database is locked" in m for m in messages)
+    bug = next(r for r in caplog.records if "poll failed" in r.getMessage())
+    assert bug.levelname == "ERROR" and bug.exc_info is not None  # a bug gets its traceback
+    assert any("lease lost while the step runs" in m for m in messages)
+    await rig.aclose()

@@ -12,6 +12,8 @@ Waiters are served by :class:`Priority` (generate, then polls, then credit
 checks) and first come, first served within a priority. A 405/430 answer
 (``SunoRateLimited``) pauses every call for a back-off period and halves the
 rate; the rate doubles back once per ``recover_s`` without another 430.
+``BudgetedSuno`` puts a ``SunoClient`` behind the budget; its credit checks
+(runOnce's pre-flight) take a turn only when one is free, never queueing.
 """
 
 from __future__ import annotations

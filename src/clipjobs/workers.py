@@ -211,7 +211,7 @@ class _Loop:
     async def _release(self, job: JobState) -> None:
         try:
             await self.w.store.release(job.job_id, self.work, owner=self.w.config.owner)
-        except ClipjobsError as exc:
+        except Exception as exc:  # the lease expires by itself; the loop goes on
             self._log_failure("lease release failed", exc, job)
 
     async def _hold(self, job: JobState) -> None:
@@ -225,7 +225,7 @@ class _Loop:
                 owner=w.config.owner,
                 lease_s=w.config.error_backoff_s,
             )
-        except ClipjobsError as exc:
+        except Exception as exc:  # the lease expires by itself; the loop goes on
             self._log_failure("lease hold failed", exc, job)
 
     async def _renew(self) -> None:
@@ -242,12 +242,12 @@ class _Loop:
                         owner=w.config.owner,
                         lease_s=w.config.lease_s,
                     )
-                except ClipjobsError as exc:
+                except Exception as exc:  # retried at the next round, well before expiry
                     pipeline_log.warning(
                         "[%s] lease renewal failed: %s", job_id, exc, extra={"job_id": job_id}
                     )
                     continue
-                if not kept:
+                if not kept and job_id in self.running:  # not just finished meanwhile
                     pipeline_log.warning(
                         "[%s] %s lease lost while the step runs (the process stalled "
                         "longer than lease_s?)",

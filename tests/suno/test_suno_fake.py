@@ -419,3 +419,62 @@ async def test_validate_agrees_with_the_fake(
     else:
         assert answer["code"] in (400, 413)
         assert refused in answer["msg"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"vocalGender": "x"}, "vocalGender"),
+        ({"styleWeight": 2}, "styleWeight"),
+        ({"audioWeight": True}, "audioWeight"),
+        ({"negativeTags": 5}, "negativeTags"),
+        ({"callBackUrl": "ftp://example/cb"}, "callBackUrl"),
+        ({"prompt": 12}, "prompt"),
+        ({"customMode": "yes"}, "customMode"),
+    ],
+)
+async def test_optional_and_typed_fields_are_checked(
+    wire: Wire, receiver: Any, extra: dict[str, Any], field: str
+) -> None:
+    """Optional fields out of range and wrongly typed fields answer 400 naming the field."""
+    body = {
+        "customMode": False,
+        "instrumental": False,
+        "model": "V4_5",
+        "callBackUrl": receiver.url,
+        "prompt": "a song",
+        **extra,
+    }
+    _, answer = await wire.call("POST", "/api/v1/generate", json=body)
+    assert answer["code"] == 400
+    assert field in answer["msg"]
+
+
+async def test_optional_fields_in_range_are_accepted(wire: Wire, receiver: Any) -> None:
+    """vocalGender m/f and weights from 0 to 1 are accepted."""
+    task_id = await wire.generate(
+        receiver.url, vocalGender="f", styleWeight=0.5, weirdnessConstraint=0, negativeTags="x"
+    )
+    assert len(task_id) == 32
+
+
+async def test_malformed_requests_answer_400(wire: Wire) -> None:
+    """A non-object body, and record-info without taskId, answer code 400."""
+    _, answer = await wire.call("POST", "/api/v1/generate", json=[1, 2])
+    assert answer["code"] == 400
+    _, answer = await wire.call("GET", "/api/v1/generate/record-info")
+    assert (answer["code"], answer["msg"]) == (400, "Please enter taskId.")
+    async with wire.session.get(f"{wire.url}/files/nope/1.jpeg") as r:
+        assert r.status == 404
+
+
+async def test_python_api_configure_and_reuse() -> None:
+    """FakeSuno.configure validates like the endpoint; running_fake_suno reuses a given fake."""
+    fake = FakeSuno(credits=1)
+    with pytest.raises(ValueError, match="unknown"):
+        fake.configure(colour="red")
+    async with running_fake_suno(fake=fake, credits=9) as (url, same):
+        assert same is fake and fake.config.credits == 9
+        assert "success" in repr(fake)
+        async with aiohttp.ClientSession() as session:
+            assert await SunoApiClient(session, "k", base_url=url).credits() == 9

@@ -298,3 +298,21 @@ def test_parse_record_info_on_anything(data: Any, task_id: str | None) -> None:
         return
     assert isinstance(observation, Observation)
     assert all(isinstance(t, Track) for t in observation.tracks)
+
+
+@pytest.mark.parametrize(
+    ("duration", "expected"),
+    [(12.5, 12.5), (3, 3.0), ("12.5", 12.5), ("abc", None), (None, None), (True, None), (-1, None)],
+)
+def test_duration_forms(duration: Any, expected: float | None) -> None:
+    """A duration is a number, a numeric string, or nothing; junk never breaks parsing."""
+    body = copy.deepcopy(COMPLETE)
+    body["data"]["data"][0]["duration"] = duration
+    assert parse_callback(body).tracks[0].duration == expected
+
+
+@pytest.mark.parametrize(("raw", "code"), [(501, 501), ("501", 501), ("x", None), (True, None)])
+def test_record_info_error_code_forms(raw: Any, code: int | None) -> None:
+    """errorCode is read as a number or a numeric string; anything else is no code."""
+    data = {**RECORD_INFO, "status": "GENERATE_AUDIO_FAILED", "errorCode": raw}
+    assert parse_record_info(data, TASK).error_code == code

@@ -1,1 +1,17 @@
-"""clipjobs_ffmpeg (in progress)."""
+"""clipjobs_ffmpeg: post-processing — the generated song and its cover as a vertical video clip.
+
+``FfmpegPostProcessor`` implements the core's ``PostProcessor`` port: it
+downloads the first track's audio and cover (http(s), allowed hosts only,
+size-capped, content type checked), renders a 1080×1920 H.264/AAC MP4 with
+ffmpeg into the media directory atomically, and returns the clip's URL under
+``DEFAULT_PUBLIC_PREFIX`` (``/media``), where the HTTP server serves that
+directory. ``check_ffmpeg`` is the start-up check for ``CLIPJOBS_CLIP_RENDER=on``.
+"""
+
+from __future__ import annotations
+
+from ._codes import ClipErrorCode
+from ._ffmpeg import check_ffmpeg
+from ._processor import DEFAULT_PUBLIC_PREFIX, FfmpegPostProcessor
+
+__all__ = ["DEFAULT_PUBLIC_PREFIX", "ClipErrorCode", "FfmpegPostProcessor", "check_ffmpeg"]

@@ -1,0 +1,250 @@
+"""Running ffmpeg: the start-up check, the two commands, and a child that never outlives us.
+
+A clip is made in two runs. The first composes the still frame (the cover,
+letterboxed over a blurred copy of itself, or a solid color) as one
+1080×1920 JPEG; the second loops that frame over the audio and encodes.
+Splitting them tells a bad cover (fall back to the solid color) from bad
+audio (the job fails), and the encoder decodes the picture once, not once a
+frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import subprocess
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from clipjobs.errors import ConfigError, PostProcessError
+
+from ._codes import ClipErrorCode
+
+__all__ = ["HEIGHT", "MISSING", "WIDTH", "FfmpegRun", "check_ffmpeg", "compose_args", "encode_args"]
+
+WIDTH, HEIGHT = 1080, 1920
+MISSING = "CLIPJOBS_CLIP_RENDER=on needs ffmpeg on PATH (apt-get install ffmpeg)"
+_STDERR_LINES = 20
+_LINE_MAX = 300
+
+
+def check_ffmpeg(ffmpeg: str = "ffmpeg") -> str:
+    """ffmpeg's version line; ConfigError when it is missing or cannot encode H.264 and AAC.
+
+    Blocking (it runs ffmpeg twice): call it at start-up, before serving.
+    """
+    path = shutil.which(ffmpeg)
+    if path is None:
+        raise ConfigError(MISSING)
+    try:
+        version = subprocess.run(  # noqa: S603 - a fixed argv, no shell
+            [path, "-hide_banner", "-version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        encoders = subprocess.run(  # noqa: S603 - a fixed argv, no shell
+            [path, "-hide_banner", "-encoders"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(f"{MISSING}: {path} does not run ({type(exc).__name__})") from exc
+    missing = [name for name in ("libx264", "aac") if f" {name} " not in encoders]
+    if missing:
+        raise ConfigError(
+            f"CLIPJOBS_CLIP_RENDER=on needs an ffmpeg with {' and '.join(missing)} "
+            f"({path} lacks it; apt-get install ffmpeg)"
+        )
+    return version.splitlines()[0] if version else path
+
+
+def compose_args(cover: str | None, color: str) -> list[str]:
+    """Arguments making ``frame.jpg``: the cover fitted into 1080×1920, or a solid color."""
+    if cover is None:
+        source = ["-f", "lavfi", "-i", f"color=c={color}:s={WIDTH}x{HEIGHT}"]
+        graph = "[0:v]format=yuvj420p[out]"
+    else:
+        source = ["-i", cover]
+        small_w, small_h = WIDTH // 10, HEIGHT // 10
+        # Blurring a tenth-size copy and scaling it up costs little and looks the same.
+        graph = (
+            f"[0:v]split=2[a][b];"
+            f"[a]scale={small_w}:{small_h}:force_original_aspect_ratio=increase,"
+            f"crop={small_w}:{small_h},boxblur=4,scale={WIDTH}:{HEIGHT},setsar=1[bg];"
+            f"[b]scale={WIDTH}:{HEIGHT}:force_original_aspect_ratio=decrease,setsar=1[fg];"
+            f"[bg][fg]overlay=(W-w)/2:(H-h)/2,format=yuvj420p[out]"
+        )
+    return [
+        *_COMMON,
+        *source,
+        "-filter_complex",
+        graph,
+        "-map",
+        "[out]",
+        "-frames:v",
+        "1",
+        "-update",
+        "1",
+        "-q:v",
+        "2",
+        "-f",
+        "image2",
+        "frame.jpg",
+    ]
+
+
+def encode_args(
+    audio: str, output: str, *, clip_max_s: float, fps: float, preset: str, audio_kbps: int
+) -> list[str]:
+    """Arguments looping ``frame.jpg`` over ``audio`` into an H.264/AAC MP4 ``output``.
+
+    ``-t`` on the audio input makes the audio stream end at
+    min(its length, clip_max_s); ``-shortest`` with ``+shortest`` ends the
+    video there too (ffmpeg may add up to one frame).
+    """
+    return [
+        *_COMMON,
+        "-i",
+        "frame.jpg",
+        "-t",
+        f"{clip_max_s:.3f}",
+        "-i",
+        audio,
+        "-filter_complex",
+        f"[0:v]loop=loop=-1:size=1,setpts=N/({fps:g}*TB),format=yuv420p[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "1:a:0",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-tune",
+        "stillimage",
+        "-pix_fmt",
+        "yuv420p",
+        "-r",
+        f"{fps:g}",
+        "-c:a",
+        "aac",
+        "-b:a",
+        f"{audio_kbps}k",
+        "-shortest",
+        "-fflags",
+        "+shortest",
+        "-max_interleave_delta",
+        "0",
+        "-map_metadata",
+        "-1",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        output,
+    ]
+
+
+_COMMON = ("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y")
+
+
+class FfmpegRun:
+    """One ffmpeg child in ``cwd``: waited for, and killed if we are cancelled or time out."""
+
+    def __init__(
+        self,
+        ffmpeg: str,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        timeout_s: float,
+        on_start: Callable[[int], None] | None = None,
+    ) -> None:
+        self._argv = [ffmpeg, *args]
+        self._cwd = cwd
+        self._timeout_s = timeout_s
+        self._on_start = on_start
+        self._tail: deque[str] = deque(maxlen=_STDERR_LINES)
+
+    async def run(self) -> None:
+        """Run to exit 0, or raise PostProcessError (failed, killed by a signal, timed out)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv,
+                cwd=self._cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                # Its own session: a Ctrl-C meant for the server must not make ffmpeg
+                # exit 255 and fail the job; the server's shutdown cancels us and we kill it.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise PostProcessError(
+                ClipErrorCode.CLIP_RENDER_FAILED.value,
+                f"cannot start {self._argv[0]}: {exc.strerror or exc}",
+            ) from exc
+        if self._on_start is not None:
+            self._on_start(proc.pid)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._drain(proc)
+                code = await proc.wait()
+        except TimeoutError:
+            await _kill(proc)
+            raise PostProcessError(
+                ClipErrorCode.CLIP_RENDER_TIMEOUT.value,
+                f"ffmpeg ran longer than {self._timeout_s:g} s and was stopped",
+            ) from None
+        except BaseException:
+            await _kill(proc)
+            raise
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            raise PostProcessError(
+                ClipErrorCode.CLIP_RENDER_KILLED.value, f"ffmpeg was killed by {name}"
+            )
+        if code != 0:
+            last = self._tail[-1] if self._tail else "no message"
+            raise PostProcessError(
+                ClipErrorCode.CLIP_RENDER_FAILED.value, f"ffmpeg exited with {code}: {last}"
+            )
+
+    async def _drain(self, proc: asyncio.subprocess.Process) -> None:
+        stream = proc.stderr
+        if stream is None:  # pragma: no cover - stderr is a pipe above
+            return
+        # Chunks, not readline(): a corrupt input can make ffmpeg print a line longer
+        # than the stream's limit, and readline() would raise instead of reading on.
+        pending = b""
+        while chunk := await stream.read(4096):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                self._keep(line)
+            pending = pending[-4 * _LINE_MAX :]
+        self._keep(pending)
+
+    def _keep(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").strip()
+        if text:
+            self._tail.append(text[:_LINE_MAX])
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the child and reap it, even if we are cancelled again meanwhile."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    # communicate() reads stderr to EOF too, so the pipe transport closes cleanly;
+    # shielded, so a second cancellation cannot leave the child unreaped.
+    await asyncio.shield(proc.communicate())

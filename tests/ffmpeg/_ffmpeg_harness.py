@@ -1,0 +1,284 @@
+"""A real media server on 127.0.0.1, jobs folded from real events, and ffprobe.
+
+The media are the fake Suno's committed MP3/JPEG files, read as files (the
+adapters do not import each other, and neither do their tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import random
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from clipjobs import (
+    ClipProcessingStarted,
+    ClipStep,
+    GenerationParams,
+    JobAccepted,
+    JobPolicy,
+    JobState,
+    Source,
+    SunoRequestSent,
+    SunoSucceeded,
+    SunoTaskCreated,
+    Track,
+    fold,
+)
+from clipjobs_ffmpeg import FfmpegPostProcessor
+
+ROOT = Path(__file__).resolve().parents[2]
+MEDIA = ROOT / "adapters" / "clipjobs_suno" / "media"
+TRACK_1 = (MEDIA / "track-1.mp3").read_bytes()  # 4.08 s, decodes to ~4.0 s
+TRACK_2 = (MEDIA / "track-2.mp3").read_bytes()  # 3.06 s, decodes to ~3.0 s
+COVER_1 = (MEDIA / "cover-1.jpeg").read_bytes()
+#: MP3 frames concatenate: twenty copies make an 80 s song whose render takes seconds.
+LONG = TRACK_1 * 20
+FFMPEG = shutil.which("ffmpeg")
+FFPROBE = shutil.which("ffprobe")
+NEEDS_FFMPEG = "ffmpeg/ffprobe not on PATH (apt-get install ffmpeg; .ci/run installs it)"
+#: The processor's default background, as RGB.
+BACKGROUND = (0x1D, 0x1B, 0x26)
+FPS = 2.0
+
+_T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class MediaServer:
+    """The provider's CDN as a real aiohttp server: good files, bad files, redirects, errors."""
+
+    def __init__(self) -> None:
+        self.hits: collections.Counter[str] = collections.Counter()
+        self.port = 0
+        self._never = asyncio.Event()
+        app = web.Application(middlewares=[self._count])
+        app.router.add_get("/media/{name}", self._file)
+        app.router.add_get("/long.mp3", self._bytes(LONG, "audio/mpeg"))
+        app.router.add_get(
+            "/corrupt.mp3", self._bytes(random.Random(7).randbytes(20000), "audio/mpeg")
+        )
+        app.router.add_get("/octet.mp3", self._bytes(TRACK_2, "application/octet-stream"))
+        app.router.add_get("/page.mp3", self._bytes(b"<html>nope</html>", "text/html"))
+        app.router.add_get("/page.jpeg", self._bytes(b"<html>nope</html>", "text/html"))
+        app.router.add_get("/garbage.jpeg", self._bytes(b"\xff\xd8 not a jpeg" * 50, "image/jpeg"))
+        app.router.add_get("/empty.mp3", self._bytes(b"", "audio/mpeg"))
+        app.router.add_get("/missing.mp3", self._status(404))
+        app.router.add_get("/broken.mp3", self._status(500))
+        app.router.add_get("/flaky.mp3", self._flaky)
+        app.router.add_get("/chunked.mp3", self._chunked)
+        app.router.add_get("/away.mp3", self._redirect_away)
+        app.router.add_get("/home.mp3", self._redirect("/media/track-2.mp3"))
+        app.router.add_get("/loop.mp3", self._redirect("/loop.mp3"))
+        app.router.add_get("/slow.mp3", self._slow)
+        self._runner = web.AppRunner(app)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def close(self) -> None:
+        self._never.set()
+        await self._runner.cleanup()
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.hits[f"{request.host.split(':')[0]}{request.path}"] += 1
+        return await handler(request)
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        path = MEDIA / name
+        if "/" in name or not path.is_file():
+            raise web.HTTPNotFound()
+        kind = "audio/mpeg" if name.endswith(".mp3") else "image/jpeg"
+        return web.Response(body=path.read_bytes(), content_type=kind)
+
+    @staticmethod
+    def _bytes(body: bytes, content_type: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(body=body, headers={"Content-Type": content_type})
+
+        return handler
+
+    @staticmethod
+    def _status(status: int) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(status=status, text="no")
+
+        return handler
+
+    @staticmethod
+    def _redirect(location: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            raise web.HTTPFound(location)
+
+        return handler
+
+    async def _redirect_away(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(self.url("/media/track-1.mp3", host="localhost"))
+
+    async def _flaky(self, request: web.Request) -> web.Response:
+        if self.hits["127.0.0.1/flaky.mp3"] == 1:
+            return web.Response(status=503, text="busy")
+        return web.Response(body=TRACK_2, content_type="audio/mpeg")
+
+    async def _chunked(self, request: web.Request) -> web.StreamResponse:
+        # No Content-Length: only counting the bytes can enforce the cap.
+        response = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(TRACK_1), 1024):
+            await response.write(TRACK_1[start : start + 1024])
+        await response.write_eof()
+        return response
+
+    async def _slow(self, request: web.Request) -> web.Response:
+        await self._never.wait()
+        return web.Response(status=503)
+
+
+@asynccontextmanager
+async def media_server() -> AsyncIterator[MediaServer]:
+    server = MediaServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def processor(
+    session: aiohttp.ClientSession, media_dir: Path, **options: Any
+) -> FfmpegPostProcessor:
+    """A processor tuned for fast tests: 2 s clips at 2 fps, ultrafast, quick retries."""
+    settings: dict[str, Any] = {
+        "allowed_hosts": ["127.0.0.1"],
+        "clip_max_s": 2.0,
+        "fps": FPS,
+        "preset": "ultrafast",
+        "retry_backoff_s": 0.01,
+        "download_timeout_s": 10.0,
+        "render_timeout_s": 60.0,
+    }
+    settings.update(options)
+    return FfmpegPostProcessor(session, media_dir, **settings)
+
+
+_counter = 0
+
+
+def clip_job(audio_url: str = "", image_url: str = "", *, tracks: bool = True) -> JobState:
+    """A job in STAGE_60, folded from the events a real run records."""
+    global _counter
+    _counter += 1
+    job_id = f"job_1767225600000_ff{_counter:04d}"
+    songs = (Track("song-1", audio_url=audio_url, image_url=image_url, duration=4.08),)
+    return fold(
+        [
+            JobAccepted(
+                job_id,
+                "channel_ff",
+                "u1",
+                "req_1767225600000_abc123",
+                GenerationParams(prompt="a song"),
+                _T0,
+                policy=JobPolicy(clip_render=True),
+            ),
+            SunoRequestSent(1, _T0),
+            SunoTaskCreated("task-ff", Source.GENERATE, _T0),
+            SunoSucceeded(Source.CALLBACK, songs if tracks else (), _T0),
+            ClipProcessingStarted(_T0),
+        ]
+    )
+
+
+class Steps:
+    """A StepReporter that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.seen: list[ClipStep] = []
+
+    async def __call__(self, step: ClipStep) -> None:
+        self.seen.append(step)
+
+
+def listing(directory: Path) -> list[str]:
+    """Everything in ``directory``, hidden entries included, recursively."""
+    if not directory.exists():
+        return []
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+def probe(path: Path) -> dict[str, Any]:
+    """ffprobe's streams and format for ``path``, as a dict."""
+    assert FFPROBE is not None
+    out = subprocess.run(
+        [
+            FFPROBE,
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height,pix_fmt,duration:format=duration",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def first_frame_rgb(path: Path) -> tuple[int, int, int]:
+    """The average color of the clip's first frame (scaled to one pixel)."""
+    assert FFMPEG is not None
+    argv = [FFMPEG, "-v", "error", "-i", str(path), "-frames:v", "1", "-vf", "scale=1:1"]
+    raw = subprocess.run(
+        [*argv, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    return raw[0], raw[1], raw[2]
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+async def encoding_pid(proc: FfmpegPostProcessor, job_id: str, task: asyncio.Task[Any]) -> int:
+    """Wait until the job's ffmpeg is encoding the MP4 (not composing the frame); its pid."""
+    for _ in range(3000):
+        if task.done():
+            raise AssertionError(f"the render ended before encoding: {task.result()!r}")
+        pid = proc.ffmpeg_pid(job_id)
+        if pid is not None and b"clip.mp4" in cmdline(pid):
+            return pid
+        await asyncio.sleep(0.01)
+    raise AssertionError("ffmpeg never started encoding")
+
+
+def gone(pid: int) -> bool:
+    """Whether no process (not even an unreaped zombie) has this pid."""
+    return not Path(f"/proc/{pid}").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -282,3 +283,19 @@ async def encoding_pid(proc: FfmpegPostProcessor, job_id: str, task: asyncio.Tas
 def gone(pid: int) -> bool:
     """Whether no process (not even an unreaped zombie) has this pid."""
     return not Path(f"/proc/{pid}").exists()
+
+
+def ffmpeg_children() -> list[int]:
+    """Pids of ffmpeg processes (zombies included) whose parent is this test process."""
+    me = os.getpid()
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        if ppid == me and comm.startswith("ffmpeg"):
+            found.append(int(stat.parent.name))
+    return found

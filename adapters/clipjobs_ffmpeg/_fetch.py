@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from functools import partial
 from pathlib import Path
@@ -152,7 +152,9 @@ class Fetcher:
         self.attempts = max(1, attempts)
         self.retry_backoff_s = retry_backoff_s
 
-    async def fetch(self, url: str, dest: Path, kind: Kind) -> Downloaded:
+    async def fetch(
+        self, url: str, dest: Path, kind: Kind, *, log_extra: Mapping[str, str] | None = None
+    ) -> Downloaded:
         """Download ``url`` into ``dest`` (overwritten); its size and content type.
 
         On failure ``dest`` may hold a partial body: the caller owns the
@@ -168,7 +170,7 @@ class Fetcher:
                         f"{exc} (after {attempt} attempt{'s' if attempt > 1 else ''})",
                     ) from exc.__cause__
                 delay = self.retry_backoff_s * 2 ** (attempt - 1)
-                _log.warning("%s; retrying in %.1f s", exc, delay)
+                _log.warning("%s; retrying in %.1f s", exc, delay, extra=log_extra)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

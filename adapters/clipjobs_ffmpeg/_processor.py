@@ -187,11 +187,13 @@ class FfmpegPostProcessor:
     async def _download(self, job: JobState, track: Track, work: Path) -> tuple[str, str | None]:
         suffix = PurePosixPath(urlsplit(track.audio_url).path).suffix.lower()
         audio = "audio" + (suffix if _SUFFIX.match(suffix) else "")
-        await self._fetcher.fetch(track.audio_url, work / audio, Kind.AUDIO)
+        await self._fetcher.fetch(track.audio_url, work / audio, Kind.AUDIO, log_extra=_extra(job))
         if not track.image_url:
             return audio, None
         try:
-            got = await self._fetcher.fetch(track.image_url, work / "cover", Kind.IMAGE)
+            got = await self._fetcher.fetch(
+                track.image_url, work / "cover", Kind.IMAGE, log_extra=_extra(job)
+            )
         except PostProcessError as exc:
             # The cover is decoration: a clip over a plain background beats no clip.
             _log.warning(

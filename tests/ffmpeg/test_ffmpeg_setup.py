@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-from _ffmpeg_harness import FFMPEG, NEEDS_FFMPEG, processor
+from _ffmpeg_harness import FFMPEG, NEEDS_FFMPEG, ROOT, processor
 
 import clipjobs_ffmpeg
 from clipjobs import PostProcessor
@@ -110,3 +113,20 @@ def _script(path: Path, body: str) -> Path:
     path.write_text(f"#!/bin/sh\n{body}\n")
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
     return path
+
+
+@pytest.mark.skipif(FFMPEG is None, reason=NEEDS_FFMPEG)
+def test_readme_example_runs(tmp_path: Path) -> None:
+    """The adapter README's python block runs in a fresh interpreter."""
+    readme = (ROOT / "adapters" / "clipjobs_ffmpeg" / "README.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    result = subprocess.run(
+        [sys.executable, "-c", block],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ffmpeg version ")

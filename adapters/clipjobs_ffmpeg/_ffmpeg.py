@@ -29,6 +29,22 @@ WIDTH, HEIGHT = 1080, 1920
 MISSING = "CLIPJOBS_CLIP_RENDER=on needs ffmpeg on PATH (apt-get install ffmpeg)"
 _STDERR_LINES = 20
 _LINE_MAX = 300
+_COMMON = ("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y")
+# The downloads are untrusted bytes: ffmpeg probes content, not names, and would
+# happily read an HLS playlist or a concat list that names local files or URLs.
+# Only plain media demuxers, and no protocol but the file itself.
+_AUDIO_INPUT = (
+    "-protocol_whitelist",
+    "file",
+    "-format_whitelist",
+    "mp3,wav,mov,aac,ogg,flac,matroska",
+)
+_IMAGE_INPUT = (
+    "-protocol_whitelist",
+    "file",
+    "-format_whitelist",
+    "image2,jpeg_pipe,png_pipe,webp_pipe,bmp_pipe,gif",
+)
 
 
 def check_ffmpeg(ffmpeg: str = "ffmpeg") -> str:
@@ -71,7 +87,7 @@ def compose_args(cover: str | None, color: str) -> list[str]:
         source = ["-f", "lavfi", "-i", f"color=c={color}:s={WIDTH}x{HEIGHT}"]
         graph = "[0:v]format=yuvj420p[out]"
     else:
-        source = ["-i", cover]
+        source = [*_IMAGE_INPUT, "-i", cover]
         small_w, small_h = WIDTH // 10, HEIGHT // 10
         # Blurring a tenth-size copy and scaling it up costs little and looks the same.
         graph = (
@@ -111,8 +127,10 @@ def encode_args(
     """
     return [
         *_COMMON,
+        *_IMAGE_INPUT,
         "-i",
         "frame.jpg",
+        *_AUDIO_INPUT,
         "-t",
         f"{clip_max_s:.3f}",
         "-i",
@@ -150,9 +168,6 @@ def encode_args(
         "mp4",
         output,
     ]
-
-
-_COMMON = ("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y")
 
 
 class FfmpegRun:

@@ -81,6 +81,7 @@ class MediaServer:
         app.router.add_get("/home.mp3", self._redirect("/media/track-2.mp3"))
         app.router.add_get("/loop.mp3", self._redirect("/loop.mp3"))
         app.router.add_get("/slow.mp3", self._slow)
+        app.router.add_get("/playlist.mp3", self._playlist)
         self._runner = web.AppRunner(app)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
@@ -147,6 +148,15 @@ class MediaServer:
             await response.write(TRACK_1[start : start + 1024])
         await response.write_eof()
         return response
+
+    async def _playlist(self, request: web.Request) -> web.Response:
+        # An HLS playlist served as MP3: it names a local file and a URL on this server.
+        body = (
+            "#EXTM3U\n#EXT-X-TARGETDURATION:5\n"
+            f"#EXTINF:4,\nfile://{MEDIA / 'track-1.mp3'}\n"
+            f"#EXTINF:4,\n{self.url('/media/track-2.mp3')}\n#EXT-X-ENDLIST\n"
+        )
+        return web.Response(text=body, content_type="audio/mpeg")
 
     async def _slow(self, request: web.Request) -> web.Response:
         await self._never.wait()

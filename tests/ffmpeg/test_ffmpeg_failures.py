@@ -87,6 +87,20 @@ async def test_corrupt_audio_reports_ffmpegs_last_line(
     assert "/" not in message.partition(": ")[2]
 
 
+async def test_audio_that_is_a_playlist_reads_nothing_else(
+    server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
+) -> None:
+    """An HLS playlist posing as MP3 is refused by ffmpeg: no local file read, no URL fetched."""
+    job = clip_job(server.url("/playlist.mp3"))
+    with pytest.raises(PostProcessError) as info:
+        await processor(session, media_dir).process(job, Steps())
+
+    # Without the demuxer whitelist ffmpeg renders the local file into the clip.
+    assert info.value.code == ClipErrorCode.CLIP_RENDER_FAILED
+    assert server.hits["127.0.0.1/media/track-2.mp3"] == 0
+    assert listing(media_dir) == []
+
+
 async def test_5xx_is_retried_then_fails(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:

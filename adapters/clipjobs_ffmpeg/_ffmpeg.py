@@ -44,6 +44,9 @@ _IMAGE_INPUT = (
     "file",
     "-format_whitelist",
     "image2,jpeg_pipe,png_pipe,webp_pipe,bmp_pipe,gif",
+    # A small file can declare a huge picture; 40 Mpx is more than any cover needs.
+    "-max_pixels",
+    "40000000",
 )
 
 

@@ -185,8 +185,7 @@ class FfmpegPostProcessor:
     # --- steps -----------------------------------------------------------------
 
     async def _download(self, job: JobState, track: Track, work: Path) -> tuple[str, str | None]:
-        suffix = PurePosixPath(urlsplit(track.audio_url).path).suffix.lower()
-        audio = "audio" + (suffix if _SUFFIX.match(suffix) else "")
+        audio = "audio" + _suffix(track.audio_url)
         await self._fetcher.fetch(track.audio_url, work / audio, Kind.AUDIO, log_extra=_extra(job))
         if not track.image_url:
             return audio, None
@@ -277,6 +276,15 @@ def _publish(rendered: Path, final: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _suffix(url: str) -> str:
+    """The URL's file extension when it is a plain one (a hint for ffmpeg), else nothing."""
+    try:
+        suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
+    except ValueError:  # the fetcher refuses the URL with the right code
+        return ""
+    return suffix if _SUFFIX.match(suffix) else ""
 
 
 def _checked(job_id: str) -> str:

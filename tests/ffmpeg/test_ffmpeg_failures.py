@@ -123,6 +123,8 @@ async def test_5xx_is_retried_then_fails(
         "https://user:pw@evil.example/x.mp3?sig=secret",
         "//127.0.0.1/x.mp3",
         "http://127.0.0.1:99999/x.mp3",
+        "http://[::1/x.mp3",
+        "http:///x.mp3",
     ],
 )
 async def test_only_http_to_allowed_hosts(

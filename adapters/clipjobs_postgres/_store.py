@@ -1,0 +1,458 @@
+"""``PostgresEventStore``: job logs, projection rows, leases and the change feed on PostgreSQL.
+
+Many clipjobs processes share one database. What keeps them honest:
+
+- an append is one transaction that writes the events and the projection
+  row only if the row is still at the expected version (the conditional
+  UPDATE takes the row lock, and READ COMMITTED re-checks the version once
+  a concurrent writer commits), and announces the job with ``pg_notify``,
+  which PostgreSQL delivers on commit;
+- unique indexes decide the races between new jobs (the channel lock, the
+  idempotency key) — the database is the only arbiter that sees every process;
+- a claim locks due job rows with ``FOR UPDATE SKIP LOCKED`` and takes the
+  lease with an upsert that only overwrites an expired lease, in the same
+  statement, so two processes never hold the same job's work at once and a
+  dead process's leases run out. Lease times come from the caller's ``now``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self
+
+import asyncpg
+
+from clipjobs.changes import ChangeNotifier
+from clipjobs.codec import decode_event, decode_state, encode_event, encode_state
+from clipjobs.errors import (
+    ChannelBusy,
+    ConcurrencyError,
+    IdempotencyConflict,
+    InvalidRequest,
+    StoreUnavailable,
+)
+from clipjobs.ports import Commit, OrphanCallback, RecordedEvent
+from clipjobs.stages import Work
+from clipjobs.state import JobState
+
+from ._errors import edge
+from ._listener import ChangeListener
+from ._schema import check_schema_name, migrate, render
+
+__all__ = ["PostgresEventStore"]
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    _Conn = PoolConnectionProxy[asyncpg.Record]
+
+_JOB_COLUMNS = (
+    "job_id, version, stage, done, channel_id, user_id, task_id, idempotency_key,"
+    " channel_lock, created_at, updated_at, work, due_at, deadline_at, state"
+)
+
+_INSERT_JOB = (
+    f"INSERT INTO {{s}}.jobs ({_JOB_COLUMNS})"  # noqa: S608 -- constants only
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    # No conflict target: a taken job id, channel lock or idempotency key all
+    # leave the transaction usable, and _WHY_NOT_INSERTED says which it was.
+    " ON CONFLICT DO NOTHING"
+)
+
+_UPDATE_JOB = (
+    "UPDATE {s}.jobs SET version = $2, stage = $3, done = $4, channel_id = $5, user_id = $6,"
+    " task_id = $7, idempotency_key = $8, channel_lock = $9, created_at = $10,"
+    " updated_at = $11, work = $12, due_at = $13, deadline_at = $14, state = $15"
+    " WHERE job_id = $1 AND version = $16"
+)
+
+_WHY_NOT_INSERTED = """
+    SELECT 1 AS why, job_id FROM {s}.jobs WHERE job_id = $1
+    UNION ALL SELECT 2, job_id FROM {s}.jobs WHERE channel_lock = $2
+    UNION ALL SELECT 3, job_id FROM {s}.jobs WHERE user_id = $3 AND idempotency_key = $4
+    ORDER BY why LIMIT 1
+"""
+
+_INSERT_EVENTS = """
+    INSERT INTO {s}.events (job_id, version, type, payload, recorded_at)
+    SELECT $1, e.version, e.type, e.payload, e.recorded_at
+    FROM unnest($2::integer[], $3::text[], $4::text[], $5::timestamptz[])
+        AS e(version, type, payload, recorded_at)
+"""
+
+# $1 now, $2 work, $3 limit, $4 owner, $5 lease until.
+_CLAIM = """
+    WITH due AS (
+        SELECT j.job_id, j.state, j.{when} AS at
+        FROM {s}.jobs AS j
+        WHERE NOT j.done AND {which} AND j.{when} <= $1
+          AND NOT EXISTS (
+              SELECT 1 FROM {s}.leases AS l
+              WHERE l.job_id = j.job_id AND l.work = $2 AND l.until > $1)
+        ORDER BY j.{when}, j.job_id
+        LIMIT $3
+        FOR UPDATE OF j SKIP LOCKED
+    ), taken AS (
+        -- The snapshot above may predate a rival's committed lease; the upsert
+        -- sees the latest row and only overwrites a lease that has run out.
+        INSERT INTO {s}.leases AS l (job_id, work, owner, until)
+        SELECT job_id, $2, $4, $5 FROM due
+        ON CONFLICT (job_id, work) DO UPDATE
+            SET owner = excluded.owner, until = excluded.until
+            WHERE l.until <= $1
+        RETURNING l.job_id
+    )
+    SELECT due.state FROM due JOIN taken USING (job_id) ORDER BY due.at, due.job_id
+"""
+
+
+def _row(state: JobState) -> tuple[Any, ...]:
+    """The projection row's columns, in ``_JOB_COLUMNS`` order."""
+    work = state.work
+    return (
+        state.job_id,
+        state.version,
+        state.stage.value,
+        state.done,
+        state.channel_id,
+        state.user_id,
+        state.task_id,
+        state.idempotency_key,
+        state.channel_lock,
+        state.created_at,
+        state.updated_at,
+        work.value if work is not None else None,
+        state.due_at,
+        state.deadline_at,
+        encode_state(state),
+    )
+
+
+def _rowcount(status: str) -> int:
+    # asyncpg returns the command tag: "INSERT 0 1", "UPDATE 0", "DELETE 3".
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _storable(text: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; orphans are diagnostics and must be kept anyway.
+    return text.replace("\x00", "\ufffd") if text is not None else None
+
+
+class PostgresEventStore:
+    """An ``EventStore`` on PostgreSQL; several processes may share one schema.
+
+    ``await PostgresEventStore.open(dsn)`` or ``async with PostgresEventStore(dsn)``.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        schema: str = "clipjobs",
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout_s: float = 5.0,
+        acquire_timeout_s: float = 10.0,
+        command_timeout_s: float = 30.0,
+        reconnect_backoff_s: tuple[float, float] = (0.05, 5.0),
+        keepalive_s: float = 15.0,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = check_schema_name(schema)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout_s = connect_timeout_s
+        self._acquire_timeout_s = acquire_timeout_s
+        self._command_timeout_s = command_timeout_s
+        self._channel = f"{schema}_changes"
+        self._changes = ChangeNotifier()
+        self._listener = ChangeListener(
+            self._connect_listener,
+            self._channel,
+            self._changes,
+            min_backoff_s=reconnect_backoff_s[0],
+            max_backoff_s=reconnect_backoff_s[1],
+            keepalive_s=keepalive_s,
+        )
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._closed = False
+        self._claim_sql = {
+            work: render(
+                _CLAIM.replace("{when}", "deadline_at" if work is Work.SWEEP else "due_at").replace(
+                    "{which}", "TRUE" if work is Work.SWEEP else "j.work = $2"
+                ),
+                schema,
+            )
+            for work in Work
+        }
+        self._sql = {
+            name: render(sql, schema)
+            for name, sql in {
+                "insert_job": _INSERT_JOB,
+                "update_job": _UPDATE_JOB,
+                "why_not_inserted": _WHY_NOT_INSERTED,
+                "insert_events": _INSERT_EVENTS,
+                "load": "SELECT state FROM {s}.jobs WHERE job_id = $1",
+                "version": "SELECT version FROM {s}.jobs WHERE job_id = $1",
+                "read": "SELECT version, type, payload FROM {s}.events"
+                " WHERE job_id = $1 AND version > $2 ORDER BY version",
+                "by_task": "SELECT state FROM {s}.jobs WHERE task_id = $1"
+                " ORDER BY created_at, job_id LIMIT 1",
+                "by_key": "SELECT state FROM {s}.jobs WHERE user_id = $1 AND idempotency_key = $2",
+                "holder": "SELECT state FROM {s}.jobs WHERE user_id = $1 AND channel_id = $2"
+                " AND channel_lock IS NOT NULL LIMIT 1",
+                "list": "SELECT state FROM {s}.jobs WHERE user_id = $1 AND channel_id = $2"
+                " ORDER BY created_at DESC, job_id DESC LIMIT $3",
+                "renew": "UPDATE {s}.leases SET until = $5"
+                " WHERE job_id = $1 AND work = $2 AND owner = $3 AND until > $4",
+                "release": "DELETE FROM {s}.leases WHERE job_id = $1 AND work = $2 AND owner = $3",
+                "release_owner": "DELETE FROM {s}.leases WHERE owner = $1",
+                "secret_insert": "INSERT INTO {s}.secrets (name, value) VALUES ($1, $2)"
+                " ON CONFLICT (name) DO NOTHING",
+                "secret": "SELECT value FROM {s}.secrets WHERE name = $1",
+                "orphan_insert": "INSERT INTO {s}.orphans (received_at, task_id, payload, reason)"
+                " VALUES ($1, $2, $3, $4)",
+                "orphans": "SELECT received_at, task_id, payload, reason FROM {s}.orphans"
+                " ORDER BY id DESC LIMIT $1",
+                "active": "SELECT count(*) FROM {s}.jobs WHERE NOT done",
+                "drop": "DROP SCHEMA IF EXISTS {s} CASCADE",
+            }.items()
+        }
+
+    @classmethod
+    async def open(cls, dsn: str, schema: str = "clipjobs", **options: Any) -> Self:
+        """Connect, migrate the schema forward, and start listening for changes."""
+        store = cls(dsn, schema, **options)
+        await store._open()
+        return store
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def _open(self) -> None:
+        if self._pool is not None:
+            return
+        if self._closed:
+            raise StoreUnavailable("the PostgreSQL store is closed")
+        try:
+            with edge():
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    timeout=self._connect_timeout_s,
+                    command_timeout=self._command_timeout_s,
+                    server_settings={"application_name": f"clipjobs:{self._schema}"},
+                )
+                async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
+                    await migrate(conn, self._schema)
+                await self._listener.start()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _connect_listener(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self._dsn,
+            timeout=self._connect_timeout_s,
+            server_settings={"application_name": f"clipjobs-listen:{self._schema}"},
+        )
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._changes.notify_all()
+        await self._listener.aclose()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pool.close(), 5.0)
+            finally:
+                pool.terminate()
+
+    async def drop_schema(self) -> None:
+        """Drop the schema and everything in it (tests; there is no undo)."""
+        async with self._connection() as conn:
+            await conn.execute(self._sql["drop"])
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[_Conn]:
+        if self._closed or self._pool is None:
+            raise StoreUnavailable("the PostgreSQL store is closed")
+        with edge():
+            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
+                yield conn
+
+    # --- append and read ----------------------------------------------------
+
+    async def append(self, commit: Commit) -> None:
+        if not commit.events:
+            raise InvalidRequest("a commit needs at least one event")
+        job_id, expected, state = commit.job_id, commit.expected_version, commit.state
+        if state.version != expected + len(commit.events) or state.job_id != job_id:
+            raise InvalidRequest("the commit's state does not follow from its events")
+        row = _row(state)
+        encoded = [encode_event(event) for event in commit.events]
+        async with self._connection() as conn, conn.transaction():
+            if expected == 0:
+                await self._insert_job(conn, row, state)
+            else:
+                status = await conn.execute(self._sql["update_job"], *row, expected)
+                if _rowcount(status) != 1:
+                    raise ConcurrencyError(f"job {job_id} is not at version {expected}")
+            await conn.execute(
+                self._sql["insert_events"],
+                job_id,
+                list(range(expected + 1, state.version + 1)),
+                [type_ for type_, _ in encoded],
+                [payload for _, payload in encoded],
+                [event.at for event in commit.events],
+            )
+            await conn.execute("SELECT pg_notify($1, $2)", self._channel, job_id)
+        self._changes.notify(job_id)
+
+    async def _insert_job(self, conn: _Conn, row: tuple[Any, ...], state: JobState) -> None:
+        # A conflicting job may finish between our insert and the lookup of
+        # who holds the lock; then the insert is simply tried again.
+        for _ in range(3):
+            if _rowcount(await conn.execute(self._sql["insert_job"], *row)) == 1:
+                return
+            why = await conn.fetchrow(
+                self._sql["why_not_inserted"],
+                state.job_id,
+                state.channel_lock,
+                state.user_id,
+                state.idempotency_key,
+            )
+            if why is None:
+                continue
+            if why["why"] == 1:
+                raise ConcurrencyError(f"job {state.job_id} already exists")
+            if why["why"] == 2:
+                raise ChannelBusy(why["job_id"])
+            raise IdempotencyConflict(why["job_id"])
+        raise ConcurrencyError(f"job {state.job_id} kept conflicting with concurrent jobs")
+
+    async def load(self, job_id: str) -> JobState | None:
+        return await self._one_state("load", job_id)
+
+    async def read(self, job_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql["read"], job_id, after_version)
+        return [
+            RecordedEvent(job_id, r["version"], decode_event(r["type"], r["payload"])) for r in rows
+        ]
+
+    async def _one_state(self, query: str, *args: object) -> JobState | None:
+        async with self._connection() as conn:
+            document = await conn.fetchval(self._sql[query], *args)
+        return decode_state(document) if document is not None else None
+
+    # --- lookups --------------------------------------------------------------
+
+    async def find_by_task_id(self, task_id: str) -> JobState | None:
+        if "\x00" in task_id:
+            # Callback bodies are untrusted; no stored task id can contain NUL.
+            return None
+        return await self._one_state("by_task", task_id)
+
+    async def find_by_idempotency_key(self, user_id: str, key: str) -> JobState | None:
+        return await self._one_state("by_key", user_id, key)
+
+    async def find_channel_holder(self, user_id: str, channel_id: str) -> JobState | None:
+        return await self._one_state("holder", user_id, channel_id)
+
+    async def list_jobs(self, user_id: str, channel_id: str, limit: int = 20) -> list[JobState]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql["list"], user_id, channel_id, max(0, limit))
+        return [decode_state(r["state"]) for r in rows]
+
+    # --- leases ---------------------------------------------------------------
+
+    async def claim(
+        self, work: Work, now: datetime, *, owner: str, limit: int, lease_s: float
+    ) -> list[JobState]:
+        if limit <= 0:
+            return []
+        until = now + timedelta(seconds=lease_s)
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._claim_sql[work], now, work.value, limit, owner, until)
+        return [decode_state(r["state"]) for r in rows]
+
+    async def renew(
+        self, job_id: str, work: Work, now: datetime, *, owner: str, lease_s: float
+    ) -> bool:
+        until = now + timedelta(seconds=lease_s)
+        async with self._connection() as conn:
+            status = await conn.execute(self._sql["renew"], job_id, work.value, owner, now, until)
+        return _rowcount(status) == 1
+
+    async def release(self, job_id: str, work: Work, *, owner: str) -> None:
+        async with self._connection() as conn:
+            await conn.execute(self._sql["release"], job_id, work.value, owner)
+
+    async def release_owner(self, owner: str) -> int:
+        async with self._connection() as conn:
+            return _rowcount(await conn.execute(self._sql["release_owner"], owner))
+
+    # --- change feed, secrets, orphans ----------------------------------------
+
+    async def wait_for_change(self, job_id: str, version: int, timeout: float) -> bool:
+        async def current() -> int | None:
+            async with self._connection() as conn:
+                value: int | None = await conn.fetchval(self._sql["version"], job_id)
+            return value
+
+        return await self._changes.wait(job_id, version, timeout, current)
+
+    async def ensure_secret(self, name: str, candidate: str) -> str:
+        async with self._connection() as conn:
+            await conn.execute(self._sql["secret_insert"], name, candidate)
+            # A separate statement: its snapshot sees a rival's committed insert.
+            value: str = await conn.fetchval(self._sql["secret"], name)
+        return value
+
+    async def record_orphan(self, orphan: OrphanCallback) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                self._sql["orphan_insert"],
+                orphan.received_at,
+                _storable(orphan.task_id),
+                orphan.payload.encode("utf-8", "surrogatepass"),
+                _storable(orphan.reason),
+            )
+
+    async def list_orphans(self, limit: int = 50) -> list[OrphanCallback]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql["orphans"], max(0, limit))
+        return [
+            OrphanCallback(
+                r["received_at"],
+                r["task_id"],
+                bytes(r["payload"]).decode("utf-8", "surrogatepass"),
+                r["reason"],
+            )
+            for r in rows
+        ]
+
+    async def count_active(self) -> int:
+        async with self._connection() as conn:
+            count: int = await conn.fetchval(self._sql["active"])
+        return count
+
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.fetchval("SELECT 1")

@@ -1,0 +1,311 @@
+"""The composition root: settings in, a serving clipjobs out.
+
+``running_server(settings)`` opens the store, the Suno client (or, with no
+``SUNO_API_KEY``, a fake Suno in this process), the service, the workers and
+the HTTP API, and closes them in the right order when the block ends:
+first the HTTP server drains, then the workers finish their steps, then the
+fake, the sessions and the store close. ``clipjobs serve`` runs it until
+SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+from attrs import define
+
+from clipjobs import (
+    BudgetedSuno,
+    ChannelDefaults,
+    JobService,
+    ServiceConfig,
+    SunoBudget,
+    SystemClock,
+    TokenAuthenticator,
+    WorkerConfig,
+    Workers,
+)
+from clipjobs.config import Settings
+from clipjobs.errors import ConfigError
+from clipjobs.events import GenerationParams
+from clipjobs.logs import RedactingFilter, pipeline_log
+from clipjobs.metrics import Metrics
+from clipjobs.ports import EventStore, PostProcessor
+from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
+from clipjobs_aiohttp import ApiConfig, create_app
+from clipjobs_suno import SunoApiClient
+
+if TYPE_CHECKING:
+    from clipjobs_suno.fake import FakeSuno
+
+__all__ = ["RunningServer", "open_store", "running_server", "serve"]
+
+#: The demo's fake Suno answers quickly, so a newcomer sees a whole job in ~10 s.
+DEMO_FAKE_TIMINGS: dict[str, Any] = {
+    "text_after_s": 2.0,
+    "first_after_s": 4.0,
+    "complete_after_s": 7.0,
+}
+DEMO_USER = "demo"
+MEDIA_PREFIX = "/media"
+
+
+@define
+class RunningServer:
+    """What ``running_server`` built: the parts, for tests and embedding."""
+
+    url: str
+    settings: Settings
+    service: JobService
+    store: EventStore
+    workers: Workers
+    budget: SunoBudget
+    metrics: Metrics
+    app: web.Application
+    #: The token generated because ``CLIPJOBS_TOKENS`` was unset (else None).
+    generated_token: str | None
+    #: The in-process fake Suno of demo mode (else None).
+    fake_suno_url: str | None
+    fake_suno: FakeSuno | None
+
+    @property
+    def demo_link(self) -> str | None:
+        """The start page with the generated token in its fragment (never sent to the server)."""
+        if self.generated_token is None:
+            return None
+        return f"{self.url}/#token={self.generated_token}"
+
+
+async def open_store(settings: Settings) -> EventStore:
+    """The store ``CLIPJOBS_DB`` names, migrated and ready."""
+    url = settings.db_url
+    if url.startswith("sqlite:///"):
+        from clipjobs_sqlite import SQLiteEventStore
+
+        return await SQLiteEventStore.open_url(url)
+    try:
+        from clipjobs_postgres import PostgresEventStore
+    except ImportError:
+        raise ConfigError(
+            "CLIPJOBS_DB is a PostgreSQL URL but asyncpg is not installed:"
+            " pip install 'clipjobs[postgres]'"
+        ) from None
+    dsn = "postgresql://" + url.split("://", 1)[1]
+    return await PostgresEventStore.open(dsn, settings.pg_schema)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Listen before anything else starts, so the real port is known (``CLIPJOBS_PORT=0``)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"CLIPJOBS_HOST={host!r} does not resolve: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _own_url(sock: socket.socket, host: str) -> str:
+    port = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 -- a comparison
+    if shown == "::":
+        shown = "::1"
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def _post_processor(
+    settings: Settings, session: aiohttp.ClientSession, suno_base_url: str
+) -> PostProcessor | None:
+    if not settings.clip_render:
+        return None
+    from clipjobs_ffmpeg import FfmpegPostProcessor, check_ffmpeg
+
+    check_ffmpeg()  # ConfigError with one clear line when ffmpeg is missing
+    try:
+        settings.media_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"CLIPJOBS_MEDIA_DIR={str(settings.media_dir)!r} cannot be created: {exc.strerror}"
+        ) from None
+    return FfmpegPostProcessor(
+        session,
+        settings.media_dir,
+        allowed_hosts=[suno_base_url, *settings.clip_hosts],
+        clip_max_s=settings.clip_max_s,
+        public_prefix=MEDIA_PREFIX,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    settings: Settings,
+    *,
+    redactor: RedactingFilter | None = None,
+    announce: Callable[[str], None] | None = None,
+    api_config: ApiConfig | None = None,
+    worker_config: dict[str, Any] | None = None,
+) -> AsyncIterator[RunningServer]:
+    """Serve clipjobs as ``settings`` say until the block ends.
+
+    ``announce`` gets the lines a person starting the server must see (demo
+    mode, a generated token); ``redactor`` learns every secret the server
+    holds so no log line shows one. ``worker_config`` overrides
+    :class:`~clipjobs.WorkerConfig` fields (tests).
+    """
+    say = announce or (lambda line: None)
+    redactor = redactor or RedactingFilter()
+    for known in (settings.suno_api_key, *(settings.tokens or {})):
+        if known:
+            redactor.add(known)
+    clock = SystemClock()
+    metrics = Metrics()
+    async with contextlib.AsyncExitStack() as stack:
+        sock = _bind(settings.host, settings.port)
+        stack.callback(sock.close)
+        url = _own_url(sock, settings.host)
+
+        store = await open_store(settings)
+        stack.push_async_callback(store.aclose)
+        secret = await store.ensure_secret(WEBHOOK_SECRET_NAME, new_secret())
+        redactor.add(secret)
+
+        tokens = settings.tokens
+        generated: str | None = None
+        if not tokens:
+            generated = secrets.token_urlsafe(24)
+            redactor.add(generated)
+            tokens = {generated: DEMO_USER}
+            say(f"no CLIPJOBS_TOKENS set: generated a token for user {DEMO_USER!r}: {generated}")
+
+        suno_session = await stack.enter_async_context(aiohttp.ClientSession())
+        media_session = await stack.enter_async_context(aiohttp.ClientSession())
+
+        fake: FakeSuno | None = None
+        fake_url: str | None = None
+        api_key = settings.suno_api_key
+        suno_base_url = settings.suno_base_url
+        callback_base_url = settings.public_base_url
+        if api_key is None:
+            from clipjobs_suno.fake import running_fake_suno
+
+            api_key = f"demo-{secrets.token_hex(8)}"
+            redactor.add(api_key)
+            demo_url, fake = await stack.enter_async_context(
+                running_fake_suno("127.0.0.1", 0, api_key=api_key, **DEMO_FAKE_TIMINGS)
+            )
+            fake_url = suno_base_url = demo_url
+            # The fake calls back on loopback; nothing leaves this machine.
+            callback_base_url = callback_base_url or url
+            say(
+                f"DEMO MODE: no SUNO_API_KEY, so a fake Suno runs in this process at {fake_url};"
+                " nothing is sent to Suno and no credits are spent"
+            )
+
+        client = SunoApiClient(suno_session, api_key, base_url=suno_base_url, metrics=metrics)
+        budget = SunoBudget(settings.suno_max_rps, clock=clock, metrics=metrics)
+        stack.push_async_callback(budget.aclose)
+        service = JobService(
+            store,
+            BudgetedSuno(client, budget),
+            ChannelDefaults(
+                GenerationParams(
+                    prompt="An upbeat instrumental track for a short video",
+                    instrumental=True,
+                    model=settings.suno_model,
+                )
+            ),
+            WebhookSigner(secret),
+            clock=clock,
+            config=ServiceConfig(
+                policy=settings.policy(),
+                stale_after_s=settings.stale_after_s,
+                one_job_per_channel=settings.one_job_per_channel,
+                callback_base_url=callback_base_url,
+            ),
+            post_processor=_post_processor(settings, media_session, suno_base_url),
+            metrics=metrics,
+        )
+
+        call_timeout = client.timeouts.generate
+        workers = Workers(
+            service,
+            store,
+            budget,
+            clock,
+            WorkerConfig(
+                **{
+                    "owner": settings.worker_id,
+                    "suno_call_timeout_s": call_timeout,
+                    "lease_s": max(60.0, call_timeout * 2),
+                    **(worker_config or {}),
+                }
+            ),
+        )
+        await workers.start()
+        stack.push_async_callback(workers.aclose)
+
+        app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
+        if settings.clip_render:
+            app.router.add_static(MEDIA_PREFIX, settings.media_dir)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.SockSite(runner, sock).start()
+        pipeline_log.info(
+            "clipjobs serving on %s (store %s, Suno %s%s)",
+            url,
+            settings.db_url.split("://", 1)[0],
+            "fake" if fake is not None else suno_base_url,
+            ", clip render on" if settings.clip_render else "",
+        )
+        yield RunningServer(
+            url=url,
+            settings=settings,
+            service=service,
+            store=store,
+            workers=workers,
+            budget=budget,
+            metrics=metrics,
+            app=app,
+            generated_token=generated,
+            fake_suno_url=fake_url,
+            fake_suno=fake,
+        )
+
+
+async def serve(
+    settings: Settings, *, redactor: RedactingFilter, say: Callable[[str], None]
+) -> None:
+    """``clipjobs serve``: run until SIGTERM/SIGINT, then drain and stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running_server(settings, redactor=redactor, announce=say) as server:
+            say(f"listening on {server.url}")
+            if server.demo_link is not None:
+                say(f"open {server.demo_link} and press «Запустить Music Clips»")
+            await stop.wait()
+            say("stopping: draining requests and finishing running steps")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -131,12 +131,11 @@ def _own_url(sock: socket.socket, host: str) -> str:
     return f"http://{shown}:{port}"
 
 
-def _post_processor(
-    settings: Settings, session: aiohttp.ClientSession, suno_base_url: str
-) -> PostProcessor | None:
+def _check_clip_render(settings: Settings) -> None:
+    """Before anything opens: ffmpeg must run and the media directory must exist."""
     if not settings.clip_render:
-        return None
-    from clipjobs_ffmpeg import FfmpegPostProcessor, check_ffmpeg
+        return
+    from clipjobs_ffmpeg import check_ffmpeg
 
     check_ffmpeg()  # ConfigError with one clear line when ffmpeg is missing
     try:
@@ -145,6 +144,15 @@ def _post_processor(
         raise ConfigError(
             f"CLIPJOBS_MEDIA_DIR={str(settings.media_dir)!r} cannot be created: {exc.strerror}"
         ) from None
+
+
+def _post_processor(
+    settings: Settings, session: aiohttp.ClientSession, suno_base_url: str
+) -> PostProcessor | None:
+    if not settings.clip_render:
+        return None
+    from clipjobs_ffmpeg import FfmpegPostProcessor
+
     return FfmpegPostProcessor(
         session,
         settings.media_dir,
@@ -177,6 +185,7 @@ async def running_server(
             redactor.add(known)
     clock = SystemClock()
     metrics = Metrics()
+    _check_clip_render(settings)
     async with contextlib.AsyncExitStack() as stack:
         sock = _bind(settings.host, settings.port)
         stack.callback(sock.close)

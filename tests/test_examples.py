@@ -1,0 +1,43 @@
+"""Every script under examples/ runs to the end, cleanly, as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
+
+
+def _run(example: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "error", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
+def test_every_example_runs_cleanly(example: Path) -> None:
+    result = _run(example)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.strip()
+
+
+def test_following_a_job_in_process_prints_every_stage_to_success() -> None:
+    result = _run(EXAMPLES[0].with_name("follow_a_job_in_process.py"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("serving on http://127.0.0.1:") and "(demo: True)" in lines[0]
+    stages = [line.split(": ", 1)[1] for line in lines[1:-1]]
+    assert stages[0] == "STAGE_10_REQUEST_ACCEPTED"
+    assert stages[-1] == "STAGE_50_SUNO_SUCCESS"
+    assert stages == sorted(stages)  # stage numbers never go down
+    assert lines[-1].startswith("audio: http://127.0.0.1:") and lines[-1].endswith(".mp3")

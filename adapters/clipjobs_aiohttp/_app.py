@@ -25,6 +25,7 @@ from . import _handlers as h
 from ._config import ApiConfig
 from ._errors import ApiError, error_response, translate
 from ._keys import AUTHENTICATOR, CONFIG, LIFECYCLE, METRICS, OPENAPI, SERVICE, Lifecycle
+from ._pages import add_pages
 
 __all__ = ["RedactedAccessLogger", "create_app", "load_openapi"]
 
@@ -166,4 +167,5 @@ def create_app(
     router.add_get("/healthz", h.healthz)
     router.add_get("/readyz", h.readyz)
     router.add_get("/metrics", h.metrics)
+    add_pages(app)
     return app

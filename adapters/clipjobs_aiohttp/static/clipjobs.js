@@ -1,8 +1,11 @@
-/* clipjobs status pages. Plain JS, no build step, no CDN.
- * The bearer token comes from the URL fragment (#token=...) and is kept in
- * sessionStorage; it never goes into a URL the server sees.
- * Live updates: Server-Sent Events read with fetch() (EventSource cannot send
- * an Authorization header), falling back to polling GET every 3 s.
+/* clipjobs pages: the start page and a job's status page. Plain JS, no build step, no CDN.
+ *
+ * The bearer token comes from the URL fragment (#token=...), which browsers never
+ * send to a server; it is moved into sessionStorage and removed from the address bar.
+ * Every URL is relative to the page (body[data-root]), so the pages work wherever
+ * the API is mounted.
+ * Live updates: the SSE stream read with fetch() (EventSource cannot send an
+ * Authorization header), falling back to polling GET every 3 s.
  */
 (function () {
   "use strict";
@@ -12,45 +15,67 @@
       title: "Music Clips", channel: "Канал", token: "Токен доступа", run: "Запустить Music Clips",
       hint: "Страница покажет стадию, таймер и taskId сразу после запуска.",
       jobTitle: "Генерация Music Clips", jobId: "jobId", taskId: "sunoTaskId", copy: "Копировать",
-      copied: "Скопировано", details: "Показать детали", hideDetails: "Скрыть детали",
+      copied: "Скопировано", copyFailed: "Не удалось скопировать",
+      details: "Показать детали", hideDetails: "Скрыть детали",
       when: "Время", event: "Событие", data: "Данные", again: "Запустить ещё",
-      running: "идёт", took: "заняло", live: "в реальном времени", polling: "обновление каждые 3 с",
-      stale: "Нет вестей от задачи уже {s} с. Возможно, Suno не прислал ответ — мы продолжаем проверять статус.",
-      noToken: "Нужен токен доступа: откройте ссылку, которую напечатал clipjobs serve.",
-      starting: "Запускаем…", failedStart: "Не удалось запустить", notFound: "Задача не найдена"
+      running: "идёт", took: "заняло", live: "обновляется в реальном времени",
+      polling: "обновление каждые 3 с", finished: "задача завершена",
+      stale: "Нет вестей от задачи уже {s}. Возможно, Suno не прислал ответ — мы продолжаем проверять статус.",
+      noToken: "Нужен токен доступа: откройте ссылку, которую напечатал clipjobs serve, или введите токен на стартовой странице.",
+      unauthorized: "Токен не подошёл: откройте ссылку с токеном ещё раз.",
+      starting: "Запускаем…", failedStart: "Не удалось запустить", notFound: "Задача не найдена",
+      historyFailed: "Не удалось загрузить историю", errorLabel: "Ошибка"
     },
     en: {
       title: "Music Clips", channel: "Channel", token: "Access token", run: "Run Music Clips",
       hint: "The page shows the stage, a timer and the task id right after the start.",
       jobTitle: "Music Clips generation", jobId: "jobId", taskId: "sunoTaskId", copy: "Copy",
-      copied: "Copied", details: "Show details", hideDetails: "Hide details",
+      copied: "Copied", copyFailed: "Could not copy",
+      details: "Show details", hideDetails: "Hide details",
       when: "Time", event: "Event", data: "Data", again: "Run again",
-      running: "running", took: "took", live: "live", polling: "refreshing every 3 s",
-      stale: "No news from this job for {s} s. Suno may not have answered; we keep checking.",
-      noToken: "An access token is needed: open the link clipjobs serve printed.",
-      starting: "Starting…", failedStart: "Could not start", notFound: "Job not found"
+      running: "running", took: "took", live: "updating live",
+      polling: "refreshing every 3 s", finished: "the job has finished",
+      stale: "No news from this job for {s}. Suno may not have answered; we keep checking.",
+      noToken: "An access token is needed: open the link clipjobs serve printed, or enter the token on the start page.",
+      unauthorized: "The token was refused: open the link with the token again.",
+      starting: "Starting…", failedStart: "Could not start", notFound: "Job not found",
+      historyFailed: "Could not load the history", errorLabel: "Error"
     }
   };
-  var lang = /^en/i.test(navigator.language || "") ? "en" : "ru";
+  var POLL_MS = 3000;
+  var TOKEN_KEY = "clipjobs.token";
+
+  function pickLanguage() {
+    var wanted = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""];
+    for (var i = 0; i < wanted.length; i++) {
+      var tag = String(wanted[i]).toLowerCase();
+      if (tag.indexOf("ru") === 0) return "ru";
+      if (tag.indexOf("en") === 0) return "en";
+    }
+    return "ru";
+  }
+  var lang = pickLanguage();
   function t(key) { return TEXTS[lang][key] || TEXTS.ru[key] || key; }
   function $(id) { return document.getElementById(id); }
+  function show(el, visible) { el.classList.toggle("hidden", !visible); }
+  var root = "";
 
   function applyTexts() {
     document.documentElement.lang = lang;
     var nodes = document.querySelectorAll("[data-t]");
-    for (var i = 0; i < nodes.length; i++) {
-      var text = TEXTS[lang][nodes[i].getAttribute("data-t")];
-      if (text) nodes[i].textContent = text;
-    }
+    for (var i = 0; i < nodes.length; i++) nodes[i].textContent = t(nodes[i].getAttribute("data-t"));
   }
 
-  function token() {
+  function readToken() {
+    // Take the token out of the fragment once, before anything else reads the URL.
     var match = location.hash.match(/(?:^#|&)token=([^&]+)/);
     if (match) {
-      sessionStorage.setItem("clipjobs.token", decodeURIComponent(match[1]));
+      try { sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1])); } catch (e) { /* storage off */ }
       history.replaceState(null, "", location.pathname + location.search);
     }
-    return sessionStorage.getItem("clipjobs.token") || "";
+  }
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
   }
 
   function headers(extra) {
@@ -61,6 +86,8 @@
     return h;
   }
 
+  function api(path) { return root + "api/music-clips/" + path; }
+
   function mmss(seconds) {
     seconds = Math.max(0, Math.floor(seconds));
     var s = seconds % 60;
@@ -70,33 +97,36 @@
   // --- the start page ---------------------------------------------------------
 
   function startPage() {
-    applyTexts();
-    if (!token()) $("token-row").classList.remove("hidden");
+    var channelParam = new URLSearchParams(location.search).get("channel");
+    if (channelParam) $("channel").value = channelParam;
+    if (!token()) show($("token-row"), true);
     $("run-form").addEventListener("submit", function (ev) {
       ev.preventDefault();
       var typed = $("token").value.trim();
-      if (typed) sessionStorage.setItem("clipjobs.token", typed);
+      if (typed) { try { sessionStorage.setItem(TOKEN_KEY, typed); } catch (e) { /* storage off */ } }
       var channel = $("channel").value.trim();
       var button = $("run");
       var error = $("run-error");
-      error.classList.add("hidden");
+      show(error, false);
       button.disabled = true;
       button.textContent = t("starting");
-      fetch("/api/music-clips/channels/" + encodeURIComponent(channel) + "/runOnce", {
+      fetch(api("channels/" + encodeURIComponent(channel) + "/runOnce"), {
         method: "POST", headers: headers({ "Content-Type": "application/json" }), body: "{}"
       }).then(function (res) {
-        return res.json().then(function (body) { return { status: res.status, body: body }; });
+        return res.json().then(function (body) { return { status: res.status, body: body }; },
+                               function () { return { status: res.status, body: {} }; });
       }).then(function (r) {
+        // 202 started; 409 one is already running; 400/402 created and failed at once: show it.
         var jobId = r.body.jobId;
-        if (jobId && (r.status === 202 || r.status === 409 || r.status === 400 || r.status === 402)) {
-          location.href = "/music-clips/jobs/" + encodeURIComponent(jobId);
+        if (jobId && [202, 409, 400, 402].indexOf(r.status) >= 0) {
+          location.href = root + "music-clips/jobs/" + encodeURIComponent(jobId);
           return;
         }
-        if (r.status === 401) $("token-row").classList.remove("hidden");
-        throw new Error((r.body.error || r.status) + ": " + (r.body.message || ""));
+        if (r.status === 401) show($("token-row"), true);
+        throw new Error((r.body.error || ("HTTP " + r.status)) + (r.body.message ? ": " + r.body.message : ""));
       }).catch(function (err) {
         error.textContent = t("failedStart") + " — " + err.message;
-        error.classList.remove("hidden");
+        show(error, true);
         button.disabled = false;
         button.textContent = t("run");
       });
@@ -108,20 +138,36 @@
   var PERCENT = { 10: 8, 20: 18, 30: 30, 40: 55, 50: 100, 60: 85, 70: 100, 90: 100, 99: 100 };
 
   function jobPage() {
-    applyTexts();
     var jobId = decodeURIComponent(location.pathname.split("/").pop());
-    var state = { body: null, receivedAt: 0, mode: "sse", history: null, detailsOpen: false };
+    var state = { body: null, receivedAt: 0, mode: "", history: null, detailsOpen: false, stopped: false };
+    var timers = [];
+    var stream = null;
     window.ClipJobs.state = state;
     $("job-id").textContent = jobId;
-    if (!token()) { showError(t("noToken")); return; }
 
     function showError(text) {
-      var el = $("error");
-      el.textContent = text;
-      el.classList.remove("hidden");
+      $("error").textContent = text;
+      show($("error"), !!text);
+    }
+
+    function setMode(mode) {
+      state.mode = mode;
+      $("live-mode").textContent = t(mode === "sse" ? "live" : mode === "poll" ? "polling" : "finished");
+    }
+
+    function stop() {
+      // A terminal stage: nothing more will change, so stop every request.
+      if (state.stopped) return;
+      state.stopped = true;
+      setMode("done");
+      if (stream) stream.abort();
+      timers.forEach(clearInterval);
+      timers = [];
+      tick();
     }
 
     function render(body) {
+      if (!body || !body.jobId || (state.body && body.version < state.body.version)) return;
       var previous = state.body;
       state.body = body;
       state.receivedAt = Date.now();
@@ -130,26 +176,32 @@
       $("progress-text").textContent = body.progressText;
       $("bar").style.width = (PERCENT[number] || 0) + "%";
       $("task-id").textContent = body.sunoTaskId || "—";
+      $("copy-task-id").disabled = !body.sunoTaskId;
       var card = $("job");
       card.classList.toggle("done-ok", body.done && (number === 50 || number === 70));
       card.classList.toggle("done-bad", body.done && (number === 90 || number === 99));
-      if (body.error) showError(body.error + (body.errorCode ? " [" + body.errorCode + "]" : ""));
+      var error = body.error ? body.error + (body.errorCode ? " [" + body.errorCode + "]" : "") : "";
+      showError(error);
+      $("details-error").textContent = error ? t("errorLabel") + ": " + error : "";
+      show($("details-error"), !!error);
       if (body.audioUrl) {
-        $("result").classList.remove("hidden");
+        show($("result"), true);
+        var track = (body.tracks || [])[0];
+        $("track-title").textContent = track && track.title ? track.title : "";
         if ($("audio").getAttribute("src") !== body.audioUrl) $("audio").setAttribute("src", body.audioUrl);
       }
       if (body.clipUrl) {
-        $("clip").classList.remove("hidden");
+        show($("result"), true);
+        show($("clip"), true);
         if ($("clip").getAttribute("src") !== body.clipUrl) $("clip").setAttribute("src", body.clipUrl);
       }
-      tick();
       if (state.detailsOpen && (!previous || previous.version !== body.version)) loadHistory();
+      if (body.done) stop(); else tick();
     }
 
     function serverSeconds() {
       // Seconds since the last event, extrapolated from the last answer.
-      var b = state.body;
-      return b.heartbeat.secondsSinceUpdate + (Date.now() - state.receivedAt) / 1000;
+      return state.body.heartbeat.secondsSinceUpdate + (Date.now() - state.receivedAt) / 1000;
     }
 
     function tick() {
@@ -157,77 +209,118 @@
       if (!b) return;
       var created = Date.parse(b.createdAt);
       var updated = Date.parse(b.updatedAt);
-      var now = updated + serverSeconds() * 1000; // the server's "now", immune to local clock skew
-      $("timer").textContent = (b.done ? t("took") + " " + mmss((updated - created) / 1000)
-                                       : t("running") + " " + mmss((now - created) / 1000));
-      var stale = !b.done && b.heartbeat.isStale;
-      $("stale").textContent = t("stale").replace("{s}", Math.floor(serverSeconds()));
-      $("stale").classList.toggle("hidden", !stale);
+      if (b.done) {
+        $("timer").textContent = t("took") + " " + mmss((updated - created) / 1000);
+        show($("stale"), false);
+        return;
+      }
+      // The server's "now": immune to a wrong clock on this device.
+      var now = updated + serverSeconds() * 1000;
+      $("timer").textContent = t("running") + " " + mmss((now - created) / 1000);
+      $("stale").textContent = t("stale").replace("{s}", mmss(serverSeconds()));
+      show($("stale"), b.heartbeat.isStale);
+    }
+
+    function fail(res, body) {
+      var error = new Error(body && body.error === "JOB_NOT_FOUND" ? t("notFound")
+        : res.status === 401 ? (token() ? t("unauthorized") : t("noToken"))
+        : (body && body.error) || ("HTTP " + res.status));
+      error.fatal = res.status === 401 || res.status === 404 || res.status === 403;
+      return error;
     }
 
     function fetchJob() {
-      return fetch("/api/music-clips/jobs/" + encodeURIComponent(jobId), { headers: headers() })
+      return fetch(api("jobs/" + encodeURIComponent(jobId)), { headers: headers(), cache: "no-store" })
         .then(function (res) {
           return res.json().then(function (body) {
-            if (res.status !== 200) throw new Error(body.error === "JOB_NOT_FOUND" ? t("notFound") : (body.error || res.status));
+            if (res.status !== 200) throw fail(res, body);
             return body;
-          });
+          }, function () { throw fail(res, null); });
         });
     }
 
     function poll() {
-      state.mode = "poll";
-      $("live-mode").textContent = t("polling");
+      if (state.stopped) return;
+      setMode("poll");
       fetchJob().then(function (body) {
         render(body);
-        if (!body.done) setTimeout(poll, 3000);
-      }).catch(function (err) { showError(err.message); setTimeout(poll, 3000); });
+        if (!body.done) setTimeout(poll, POLL_MS);
+      }).catch(function (err) {
+        showError(err.message);
+        if (!err.fatal) setTimeout(poll, POLL_MS);
+      });
     }
 
-    function sse(lastId, failures) {
-      state.mode = "sse";
-      $("live-mode").textContent = t("live");
+    function handleBlock(block) {
+      var type = "message";
+      var data = [];
+      var id = null;
+      block.split("\n").forEach(function (line) {
+        var colon = line.indexOf(":");
+        if (colon === 0) return; // a comment: the server's keep-alive
+        var field = colon < 0 ? line : line.slice(0, colon);
+        var value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "id") id = value;
+        else if (field === "event") type = value;
+        else if (field === "data") data.push(value);
+      });
+      if (id !== null) stream.lastId = id;
+      if (!data.length) return;
+      var body = JSON.parse(data.join("\n"));
+      if (type === "error") throw new Error(body.error || "stream error");
+      render(body);
+    }
+
+    function sse(failures) {
+      if (state.stopped) return;
+      setMode("sse");
+      var controller = new AbortController();
+      var lastId = stream ? stream.lastId : (state.body ? String(state.body.version) : "");
+      stream = { lastId: lastId, abort: function () { controller.abort(); } };
       var extra = { "Accept": "text/event-stream" };
       if (lastId) extra["Last-Event-ID"] = lastId;
-      fetch("/api/music-clips/jobs/" + encodeURIComponent(jobId) + "/events", { headers: headers(extra) })
-        .then(function (res) {
-          if (res.status !== 200 || !res.body || !window.TextDecoderStream) throw new Error("no stream");
-          var reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-          var buffer = "";
-          function pump() {
-            return reader.read().then(function (chunk) {
-              if (chunk.done) return;
-              buffer += chunk.value.replace(/\r\n/g, "\n");
-              var cut;
-              while ((cut = buffer.indexOf("\n\n")) >= 0) {
-                var block = buffer.slice(0, cut);
-                buffer = buffer.slice(cut + 2);
-                var data = [];
-                block.split("\n").forEach(function (line) {
-                  if (line.indexOf("id:") === 0) lastId = line.slice(3).trim();
-                  else if (line.indexOf("data:") === 0) data.push(line.slice(5).replace(/^ /, ""));
-                });
-                if (data.length) render(JSON.parse(data.join("\n")));
-              }
-              return pump();
-            });
-          }
-          return pump();
-        })
-        .then(function () {
-          if (!(state.body && state.body.done)) setTimeout(function () { sse(lastId, 0); }, 1000);
-        })
-        .catch(function () {
-          if (state.body && state.body.done) return;
-          if (failures >= 1) poll(); else setTimeout(function () { sse(lastId, failures + 1); }, 1000);
-        });
+      fetch(api("jobs/" + encodeURIComponent(jobId) + "/events"), {
+        headers: headers(extra), cache: "no-store", signal: controller.signal
+      }).then(function (res) {
+        if (res.status !== 200 || !res.body || !window.TextDecoderStream) throw new Error("no stream");
+        failures = 0;
+        var reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        var buffer = "";
+        function pump() {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) return;
+            buffer += chunk.value.replace(/\r\n?/g, "\n");
+            var cut;
+            while ((cut = buffer.indexOf("\n\n")) >= 0) {
+              var block = buffer.slice(0, cut);
+              buffer = buffer.slice(cut + 2);
+              handleBlock(block);
+            }
+            return pump();
+          });
+        }
+        return pump();
+      }).then(function () {
+        // The server ends the stream after a terminal stage, or when it restarts.
+        if (!state.stopped) setTimeout(function () { sse(0); }, 1000);
+      }).catch(function () {
+        if (state.stopped) return;
+        if (failures >= 1) poll(); else setTimeout(function () { sse(failures + 1); }, 1000);
+      });
     }
 
     function loadHistory() {
-      fetch("/api/music-clips/jobs/" + encodeURIComponent(jobId) + "/history", { headers: headers() })
-        .then(function (res) { return res.json(); })
+      fetch(api("jobs/" + encodeURIComponent(jobId) + "/history"), { headers: headers(), cache: "no-store" })
+        .then(function (res) {
+          return res.json().then(function (body) {
+            if (res.status !== 200) throw fail(res, body);
+            return body;
+          });
+        })
         .then(function (body) {
-          var rows = (body.events || []).map(function (e) {
+          var tbody = $("history");
+          tbody.textContent = "";
+          (body.events || []).forEach(function (e) {
             var tr = document.createElement("tr");
             [String(e.version), e.at, e.type, JSON.stringify(e.data)].forEach(function (text, i) {
               var td = document.createElement("td");
@@ -235,19 +328,21 @@
               if (i === 3) td.className = "data";
               tr.appendChild(td);
             });
-            return tr;
+            tbody.appendChild(tr);
           });
-          var tbody = $("history");
-          tbody.textContent = "";
-          rows.forEach(function (tr) { tbody.appendChild(tr); });
           state.history = body.events || [];
+        })
+        .catch(function (err) {
+          $("details-error").textContent = t("historyFailed") + ": " + err.message;
+          show($("details-error"), true);
         });
     }
 
     $("details-toggle").addEventListener("click", function () {
       state.detailsOpen = !state.detailsOpen;
-      $("details").classList.toggle("hidden", !state.detailsOpen);
+      show($("details"), state.detailsOpen);
       $("details-toggle").textContent = state.detailsOpen ? t("hideDetails") : t("details");
+      $("details-toggle").setAttribute("aria-expanded", String(state.detailsOpen));
       if (state.detailsOpen) loadHistory();
     });
 
@@ -256,33 +351,48 @@
       copyButtons[i].addEventListener("click", function (ev) {
         var button = ev.currentTarget;
         var text = $(button.getAttribute("data-copy")).textContent;
-        var done = function () {
-          button.textContent = t("copied");
+        var report = function (ok) {
+          button.textContent = t(ok ? "copied" : "copyFailed");
           setTimeout(function () { button.textContent = t("copy"); }, 1500);
         };
-        if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done);
-        else {
+        var legacy = function () {
           var area = document.createElement("textarea");
           area.value = text;
           document.body.appendChild(area);
           area.select();
-          document.execCommand("copy");
+          var ok = false;
+          try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
           area.remove();
-          done();
-        }
+          report(ok);
+        };
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(text).then(function () { report(true); }, legacy);
+        } else legacy();
       });
     }
 
-    setInterval(tick, 1000);
-    // The heartbeat is about silence, which SSE cannot report: refresh it now and then.
-    setInterval(function () {
-      if (state.body && !state.body.done && state.mode === "sse") fetchJob().then(render, function () {});
-    }, 5000);
+    if (!token()) { showError(t("noToken")); return; }
+    timers.push(setInterval(tick, 1000));
+    // SSE reports changes, not silence: refresh the heartbeat while streaming.
+    timers.push(setInterval(function () {
+      if (state.mode === "sse" && state.body && !state.stopped) fetchJob().then(render, function () {});
+    }, POLL_MS));
     fetchJob().then(function (body) {
       render(body);
-      if (!body.done) sse(String(body.version), 0);
-    }).catch(function (err) { showError(err.message); });
+      if (!body.done) sse(0);
+    }).catch(function (err) {
+      showError(err.message);
+      if (!err.fatal) poll();
+    });
   }
 
-  window.ClipJobs = { startPage: startPage, jobPage: jobPage, state: null };
+  window.ClipJobs = { state: null };
+  document.addEventListener("DOMContentLoaded", function () {
+    root = document.body.getAttribute("data-root") || "";
+    readToken();
+    applyTexts();
+    var page = document.body.getAttribute("data-page");
+    if (page === "start") startPage();
+    else if (page === "job") jobPage();
+  });
 })();

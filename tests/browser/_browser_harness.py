@@ -1,0 +1,140 @@
+"""The whole server for the browser tests: SQLite, the real Suno client, the fake Suno, workers.
+
+Everything listens on 127.0.0.1: the API on a socket bound first (its URL is
+the ``PUBLIC_BASE_URL`` the fake Suno calls back), the fake Suno on port 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from attrs import define
+
+from clipjobs import (
+    BudgetedSuno,
+    ChannelDefaults,
+    GenerationParams,
+    JobPolicy,
+    JobService,
+    ServiceConfig,
+    SunoBudget,
+    SystemClock,
+    TokenAuthenticator,
+    WebhookSigner,
+    WorkerConfig,
+    Workers,
+)
+from clipjobs_aiohttp import ApiConfig, create_app
+from clipjobs_sqlite import SQLiteEventStore
+from clipjobs_suno import SunoApiClient
+from clipjobs_suno.fake import FakeSuno, running_fake_suno
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+NO_CHROMIUM = "/usr/bin/chromium is missing (apt-get install chromium; .ci/run installs it)"
+
+TOKEN = "browser-token-0001"
+USER = "alice"
+SUNO_KEY = "suno-key-for-browser-tests"
+
+#: Callbacks drive the job; polling starts late enough never to matter in a test.
+CALLBACKS_ONLY = JobPolicy(timeout_s=120, poll_after_s=600, poll_interval_s=600)
+
+
+@define
+class Stack:
+    """A running clipjobs: its URL (with the mount prefix), the parts, the fake Suno."""
+
+    url: str
+    service: JobService
+    store: SQLiteEventStore
+    fake: FakeSuno
+
+    def page(self, path: str = "/", *, token: str | None = TOKEN) -> str:
+        """The URL of a page, the token in its fragment as ``clipjobs serve`` prints it."""
+        fragment = f"#token={token}" if token is not None else ""
+        return f"{self.url}{path}{fragment}"
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    tmp_path: Path,
+    *,
+    scenario: str = "success",
+    policy: JobPolicy = CALLBACKS_ONLY,
+    stale_after_s: float = 60.0,
+    prefix: str = "",
+    **fake_config: Any,
+) -> AsyncIterator[Stack]:
+    """Serve clipjobs (mounted under ``prefix`` when given) against a fake Suno in ``scenario``."""
+    clock = SystemClock()
+    async with contextlib.AsyncExitStack() as stack:
+        sock = _listening_socket()
+        stack.callback(sock.close)
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        suno_url, fake = await stack.enter_async_context(
+            running_fake_suno(api_key=SUNO_KEY, scenario=scenario, **fake_config)
+        )
+        store = await SQLiteEventStore.open(tmp_path / "jobs.db")
+        stack.push_async_callback(store.aclose)
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        budget = SunoBudget(100.0, clock=clock, window_s=1.0)
+        stack.push_async_callback(budget.aclose)
+        service = JobService(
+            store,
+            BudgetedSuno(SunoApiClient(session, SUNO_KEY, base_url=suno_url), budget),
+            ChannelDefaults(GenerationParams(prompt="A calm piano piece", instrumental=True)),
+            WebhookSigner("webhook-secret-for-browser-tests"),
+            clock=clock,
+            config=ServiceConfig(
+                policy=policy,
+                stale_after_s=stale_after_s,
+                callback_base_url=base + prefix,
+                send_backoff_s=0.05,
+                send_backoff_max_s=0.2,
+            ),
+        )
+        workers = Workers(
+            service,
+            store,
+            budget,
+            clock,
+            WorkerConfig(
+                owner="browser-tests",
+                lease_s=20.0,
+                suno_call_timeout_s=10.0,
+                error_backoff_s=0.1,
+                idle_s=0.05,
+                grace_s=1.0,
+            ),
+        )
+        await workers.start()
+        stack.push_async_callback(workers.aclose)
+
+        app = create_app(service, TokenAuthenticator({TOKEN: USER}), ApiConfig())
+        served = app
+        if prefix:
+            served = web.Application()
+            served.add_subapp(prefix, app)
+        runner = web.AppRunner(served, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.SockSite(runner, sock).start()
+        yield Stack(base + prefix, service, store, fake)

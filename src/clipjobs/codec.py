@@ -35,9 +35,8 @@ EVENT_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in get_args(Event
 
 def format_ts(value: datetime) -> str:
     """ISO 8601 UTC with milliseconds and ``Z`` (SPEC section 4)."""
-    return (
-        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    )
+    # isoformat truncates to milliseconds as the old strftime did, at a fraction of its cost.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_ts(value: str) -> datetime:

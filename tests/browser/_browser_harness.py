@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from attrs import define
+from attrs import define, evolve
 
 from clipjobs import (
     BudgetedSuno,
@@ -81,9 +81,13 @@ async def running_stack(
     policy: JobPolicy = CALLBACKS_ONLY,
     stale_after_s: float = 60.0,
     prefix: str = "",
+    clip_render: bool = False,
     **fake_config: Any,
 ) -> AsyncIterator[Stack]:
-    """Serve clipjobs (mounted under ``prefix`` when given) against a fake Suno in ``scenario``."""
+    """Serve clipjobs (mounted under ``prefix`` when given) against a fake Suno in ``scenario``.
+
+    ``clip_render`` adds ffmpeg post-processing (tiny, fast clips) and serves them at /media.
+    """
     clock = SystemClock()
     async with contextlib.AsyncExitStack() as stack:
         sock = _listening_socket()
@@ -95,6 +99,22 @@ async def running_stack(
         store = await SQLiteEventStore.open(tmp_path / "jobs.db")
         stack.push_async_callback(store.aclose)
         session = await stack.enter_async_context(aiohttp.ClientSession())
+        media_dir = tmp_path / "media"
+        post_processor = None
+        if clip_render:
+            from clipjobs_ffmpeg import FfmpegPostProcessor
+
+            media_dir.mkdir()
+            policy = evolve(policy, clip_render=True)
+            post_processor = FfmpegPostProcessor(
+                session,
+                media_dir,
+                allowed_hosts=[suno_url],
+                public_prefix="/media",
+                clip_max_s=1.0,
+                fps=2.0,
+                preset="ultrafast",
+            )
         budget = SunoBudget(100.0, clock=clock, window_s=1.0)
         stack.push_async_callback(budget.aclose)
         service = JobService(
@@ -110,6 +130,7 @@ async def running_stack(
                 send_backoff_s=0.05,
                 send_backoff_max_s=0.2,
             ),
+            post_processor=post_processor,
         )
         workers = Workers(
             service,
@@ -129,6 +150,8 @@ async def running_stack(
         stack.push_async_callback(workers.aclose)
 
         app = create_app(service, TokenAuthenticator({TOKEN: USER}), ApiConfig())
+        if clip_render:
+            app.router.add_static("/media", media_dir)
         served = app
         if prefix:
             served = web.Application()

@@ -40,6 +40,14 @@ document.addEventListener("DOMContentLoaded", function () {
 });
 """
 
+#: Loads a media element's metadata and gives its duration (rejects on a load error).
+LOAD_METADATA = """el => new Promise((resolve, reject) => {
+  el.onloadedmetadata = () => resolve(el.duration);
+  el.onerror = () => reject(new Error("media error " + (el.error && el.error.code)));
+  el.preload = "metadata";
+  el.load();
+})"""
+
 
 @contextlib.asynccontextmanager
 async def opened(
@@ -125,6 +133,8 @@ async def test_start_from_the_index_and_follow_the_job_live_to_success(
         assert state.audio_url == state.tracks[0].audio_url
         await expect(page.locator("#audio")).to_be_visible()
         await expect(page.locator("#clip")).to_be_hidden()
+        # The policy lets the player load it from the provider's host: it plays.
+        assert await page.locator("#audio").evaluate(LOAD_METADATA) > 0
 
         # Followed live: the page showed the stages between the first answer and the end.
         stages = await page.evaluate("window.__stages")
@@ -137,6 +147,29 @@ async def test_start_from_the_index_and_follow_the_job_live_to_success(
         path = await shot(page, "status-page-phone")
         if os.environ.get("CLIPJOBS_UPDATE_SCREENSHOT") == "1":
             shutil.copyfile(path, ROOT / "docs" / "img" / "status-page.png")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not on PATH")
+async def test_a_rendered_clip_shows_as_a_video_next_to_the_audio(
+    browser: Any, tmp_path: Path
+) -> None:
+    """With post-processing on, the page ends at STAGE_70 with a playable video of the clip."""
+    async with (
+        running_stack(
+            tmp_path, clip_render=True, text_after_s=0.2, first_after_s=0.4, complete_after_s=0.6
+        ) as stack,
+        opened(browser, stack.page("/")) as page,
+    ):
+        job_id = await start_from_index(page, "channel_clip")
+        await expect(page.locator("#stage")).to_have_text("STAGE_70_CLIP_READY", timeout=WAIT_MS)
+        await expect(page.locator("#progress-text")).to_have_text("Клип готов!")
+        state = await stack.store.load(job_id)
+        assert state is not None and state.clip_url and state.audio_url
+        await expect(page.locator("#clip")).to_be_visible()
+        assert await page.get_attribute("#clip", "src") == state.clip_url
+        assert await page.get_attribute("#audio", "src") == state.audio_url
+        assert await page.locator("#clip").evaluate(LOAD_METADATA) > 0
+        await shot(page, "status-page-clip")
 
 
 async def test_the_timer_moves_while_the_job_runs(browser: Any, tmp_path: Path) -> None:
@@ -347,11 +380,29 @@ async def test_the_pages_work_when_the_api_is_mounted_under_a_prefix(
 
 
 async def test_without_a_token_the_page_says_how_to_get_one(browser: Any, tmp_path: Path) -> None:
-    """Opened without a token, the status page explains instead of failing silently."""
+    """Opened without a token, the status page explains; the start page asks for one."""
+    async with running_stack(tmp_path) as stack:
+        job_page = stack.page("/music-clips/jobs/job_1767225600000_abcdef", token=None)
+        async with opened(browser, job_page) as page:
+            await expect(page.locator("#error")).to_contain_text("Нужен токен доступа")
+        async with opened(browser, stack.page("/", token=None)) as page:
+            await expect(page.locator("#token-row")).to_be_visible()
+            await page.fill("#token", TOKEN)
+            job_id = await start_from_index(page, "channel_typed_token")
+            await expect(page.locator("#task-id")).not_to_have_text("—", timeout=WAIT_MS)
+            state = await stack.store.load(job_id)
+            assert state is not None and state.user_id == USER
+
+
+async def test_an_unknown_job_is_reported_as_not_found(browser: Any, tmp_path: Path) -> None:
+    """A job id nobody (or someone else) started shows «Задача не найдена», not a blank page."""
     async with (
         running_stack(tmp_path) as stack,
         opened(
-            browser, stack.page("/music-clips/jobs/job_1767225600000_abcdef", token=None)
+            browser,
+            stack.page("/music-clips/jobs/job_1767225600000_abcdef"),
+            allow="Failed to load resource.*404",
         ) as page,
     ):
-        await expect(page.locator("#error")).to_contain_text("Нужен токен доступа")
+        await expect(page.locator("#error")).to_have_text("Задача не найдена")
+        await expect(page.locator("#stage")).to_have_text("…")

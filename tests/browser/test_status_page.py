@@ -30,13 +30,18 @@ JOB_URL = re.compile(r"/music-clips/jobs/(job_\d+_[a-z0-9]+)$")
 #: Records every stage the page shows, so a test can tell it followed the job live.
 RECORD_STAGES = """
 window.__stages = [];
-document.addEventListener("DOMContentLoaded", function () {
-  var el = document.getElementById("stage");
+window.__timer = [];
+function __record(id, into) {
+  var el = document.getElementById(id);
   if (!el) return;
   new MutationObserver(function () {
     var s = el.textContent;
-    if (window.__stages[window.__stages.length - 1] !== s) window.__stages.push(s);
+    if (into[into.length - 1] !== s) into.push(s);
   }).observe(el, { childList: true, characterData: true, subtree: true });
+}
+document.addEventListener("DOMContentLoaded", function () {
+  __record("stage", window.__stages);
+  __record("timer", window.__timer);
 });
 """
 
@@ -173,7 +178,7 @@ async def test_a_rendered_clip_shows_as_a_video_next_to_the_audio(
 
 
 async def test_the_timer_moves_while_the_job_runs(browser: Any, tmp_path: Path) -> None:
-    """«идёт M:SS» counts up every second while Suno works on the task."""
+    """«идёт M:SS» counts up while Suno works on the task, and never counts back."""
     async with (
         running_stack(tmp_path, scenario="stuck") as stack,
         opened(browser, stack.page("/")) as page,
@@ -192,6 +197,10 @@ async def test_the_timer_moves_while_the_job_runs(browser: Any, tmp_path: Path) 
             return int(minutes) * 60 + int(secs)
 
         assert seconds(later) > seconds(first)
+        # Past a heartbeat refresh (every 3 s), whose whole-second answer never sets it back.
+        await expect(timer).to_have_text(re.compile(r"^идёт 0:(0[5-9]|[1-5]\d)$"), timeout=WAIT_MS)
+        shown = [seconds(text) for text in await page.evaluate("window.__timer")]
+        assert shown == sorted(shown) and len(set(shown)) >= 4, shown
         await expect(page.locator("#live-mode")).to_have_text("обновляется в реальном времени")
         await shot(page, "status-page-running")
 

@@ -135,11 +135,13 @@
 
   // --- the job page -----------------------------------------------------------
 
-  var PERCENT = { 10: 8, 20: 18, 30: 30, 40: 55, 50: 100, 60: 85, 70: 100, 90: 100, 99: 100 };
+  // How far along each stage is; a terminal stage is always the full bar.
+  var PERCENT = { 10: 8, 20: 18, 30: 30, 40: 55, 50: 75, 60: 85 };
 
   function jobPage() {
     var jobId = decodeURIComponent(location.pathname.split("/").pop());
-    var state = { body: null, receivedAt: 0, mode: "", history: null, detailsOpen: false, stopped: false };
+    var state = { body: null, receivedAt: 0, mode: "", history: null, detailsOpen: false, stopped: false,
+                  elapsed: 0 };
     var timers = [];
     var stream = null;
     window.ClipJobs.state = state;
@@ -174,7 +176,7 @@
       var number = parseInt(String(body.stage).slice(6, 8), 10);
       $("stage").textContent = body.stage;
       $("progress-text").textContent = body.progressText;
-      $("bar").style.width = (PERCENT[number] || 0) + "%";
+      $("bar").style.width = (body.done ? 100 : PERCENT[number] || 0) + "%";
       $("task-id").textContent = body.sunoTaskId || "—";
       $("copy-task-id").disabled = !body.sunoTaskId;
       var card = $("job");
@@ -214,9 +216,11 @@
         show($("stale"), false);
         return;
       }
-      // The server's "now": immune to a wrong clock on this device.
+      // The server's "now": immune to a wrong clock on this device. secondsSinceUpdate
+      // is whole seconds, so a fresh answer may put it up to 1 s earlier: never count back.
       var now = updated + serverSeconds() * 1000;
-      $("timer").textContent = t("running") + " " + mmss((now - created) / 1000);
+      state.elapsed = Math.max(state.elapsed, (now - created) / 1000);
+      $("timer").textContent = t("running") + " " + mmss(state.elapsed);
       $("stale").textContent = t("stale").replace("{s}", mmss(serverSeconds()));
       show($("stale"), b.heartbeat.isStale);
     }

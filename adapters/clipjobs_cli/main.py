@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from clipjobs.config import Settings
 from clipjobs.errors import ClipjobsError, ConfigError
 
+from . import _client
 from ._exit import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from ._logging import configure_logging
 from ._serve import serve
@@ -123,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     fake_p.add_argument("--complete-after-s", type=float, default=None)
     fake_p.set_defaults(func=_fake_suno_command)
 
+    _client.register(sub)
     return parser
 
 

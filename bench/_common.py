@@ -66,7 +66,13 @@ def paired_ratio(
 
 
 class Paired(NamedTuple):
-    """What :func:`paired_times` measured (seconds per call; ratios baseline / candidate)."""
+    """What :func:`paired_times` measured: per-call times in seconds, ratios baseline / candidate.
+
+    ``baseline``, ``candidate`` and ``ratio*`` are CPU time (``time.process_time``:
+    this process's user + system time, so the time the OS gives other processes
+    on a busy machine counts for neither side); ``wall_*`` are the same blocks
+    timed with ``time.perf_counter``.
+    """
 
     baseline: float
     candidate: float
@@ -74,6 +80,11 @@ class Paired(NamedTuple):
     ratio: float
     ratio_low: float
     ratio_high: float
+    wall_baseline: float
+    wall_candidate: float
+    wall_ratio: float
+    wall_ratio_low: float
+    wall_ratio_high: float
     repeats: int
     #: Garbage collections that ran inside the timed blocks, per call of each side.
     baseline_gcs_per_call: float
@@ -93,7 +104,7 @@ def paired_times(
     repeats: int = 21,
     gc_enabled: bool = True,
 ) -> Paired:
-    """Like :func:`paired_ratio`, with the garbage collector handled the same for both sides.
+    """Like :func:`paired_ratio`, on CPU and wall time, with the GC the same for both sides.
 
     Each repeat times both sides back to back (a noisy neighbour slows both
     alike) and alternates which goes first (so drift favours neither). Before
@@ -102,47 +113,51 @@ def paired_times(
     runs as in production (``gc_enabled=True``) or is off for both sides.
     """
     was_enabled = gc.isenabled()
-    b_samples, c_samples, ratios = [], [], []
-    b_gcs = c_gcs = 0
+    cpu: tuple[list[float], list[float]] = ([], [])
+    wall: tuple[list[float], list[float]] = ([], [])
+    gcs = [0, 0]
 
-    def timed(fn: Callable[[], object], calls: int) -> tuple[float, int]:
+    def timed(side: int, fn: Callable[[], object], calls: int) -> None:
         gc.collect()
         if gc_enabled:
             gc.enable()
         else:
             gc.disable()
         before = _collections()
-        start = time.perf_counter()
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
         for _ in range(calls):
             fn()
-        elapsed = time.perf_counter() - start
-        return elapsed / calls, _collections() - before
+        wall[side].append((time.perf_counter() - wall_start) / calls)
+        cpu[side].append((time.process_time() - cpu_start) / calls)
+        gcs[side] += _collections() - before
 
     try:
         for i in range(repeats):
             if i % 2 == 0:
-                b, b_gc = timed(baseline, baseline_calls)
-                c, c_gc = timed(candidate, candidate_calls)
+                timed(0, baseline, baseline_calls)
+                timed(1, candidate, candidate_calls)
             else:
-                c, c_gc = timed(candidate, candidate_calls)
-                b, b_gc = timed(baseline, baseline_calls)
-            b_samples.append(b)
-            c_samples.append(c)
-            ratios.append(b / c)
-            b_gcs += b_gc
-            c_gcs += c_gc
+                timed(1, candidate, candidate_calls)
+                timed(0, baseline, baseline_calls)
     finally:
         if was_enabled:
             gc.enable()
         else:
             gc.disable()
+    ratios = [b / c for b, c in zip(*cpu, strict=True)]
+    wall_ratios = [b / c for b, c in zip(*wall, strict=True)]
     return Paired(
-        statistics.median(b_samples),
-        statistics.median(c_samples),
+        statistics.median(cpu[0]),
+        statistics.median(cpu[1]),
         statistics.median(ratios),
         min(ratios),
         max(ratios),
+        statistics.median(wall[0]),
+        statistics.median(wall[1]),
+        statistics.median(wall_ratios),
+        min(wall_ratios),
+        max(wall_ratios),
         repeats,
-        b_gcs / (repeats * baseline_calls),
-        c_gcs / (repeats * candidate_calls),
+        gcs[0] / (repeats * baseline_calls),
+        gcs[1] / (repeats * candidate_calls),
     )

@@ -9,10 +9,13 @@ slow it down). The core calls ``clipjobs.fold``. A second baseline that fires
 the triggers and computes nothing but the stage is shown for reference.
 
 Timing: the median of paired ratios over 21 repeats, each repeat timing both
-sides back to back in alternating order. The garbage collector runs as in
-production for both sides, with ``gc.collect()`` before every timed block so
-neither pays for the other's garbage; the collections inside the timed blocks
-are printed, and so is the ratio with the collector off for both sides.
+sides back to back in alternating order, on CPU time (``time.process_time``:
+on a busy 2-core machine, the time the OS hands to other processes would
+otherwise land on whichever side it happened to interrupt); the wall-clock
+ratio of the same blocks is printed next to it. The garbage collector runs as
+in production for both sides, with ``gc.collect()`` before every timed block
+so neither pays for the other's garbage; the collections inside the timed
+blocks are printed, and so is the ratio with the collector off for both sides.
 
 Goal (issues 2 and 9): the core is >= 100x faster.
 Run: python bench/bench_fold.py [--json PATH]
@@ -258,8 +261,8 @@ def main() -> None:
             name,
             f"{p.baseline * 1e6:.1f} µs",
             f"{p.candidate * 1e6:.2f} µs",
-            f"{p.ratio:.0f}x",
-            f"{p.ratio_low:.0f}-{p.ratio_high:.0f}x",
+            f"{p.ratio:.0f}x ({p.ratio_low:.0f}-{p.ratio_high:.0f})",
+            f"{p.wall_ratio:.0f}x ({p.wall_ratio_low:.0f}-{p.wall_ratio_high:.0f})",
         )
 
     print(f"# fold of a 10-event log — {machine()}")
@@ -267,11 +270,11 @@ def main() -> None:
         table(
             [
                 (
-                    "baseline (a transitions Machine per job)",
+                    "baseline: a transitions Machine per job",
                     "baseline",
                     "clipjobs.fold",
-                    "ratio",
-                    "range",
+                    "ratio, CPU time",
+                    "ratio, wall clock",
                 ),
                 row("triggers + same state changes -> JobState", like),
                 row("  same, GC off for both sides", no_gc),
@@ -280,21 +283,33 @@ def main() -> None:
         )
     )
     print(
-        f"per job; ratio = median of {like.repeats} paired ratios (range: lowest-highest); "
-        f"GC on for both sides, collected before each timed block; collections while timed: "
-        f"{like.baseline_gcs_per_call:.2f} per baseline job, "
-        f"{like.candidate_gcs_per_call:.4f} per fold"
+        f"CPU time per job (time.process_time); each ratio is the median of {like.repeats} "
+        "paired ratios (lowest-highest); the wall-clock ratio times the same blocks with "
+        "time.perf_counter and also counts the time the OS gave other processes."
     )
-    verdict = "met" if like.ratio >= GOAL else "MISSED"
-    print(f"goal >= {GOAL}x like with like (first row): {verdict} ({like.ratio:.0f}x)")
+    print(
+        "GC on for both sides as in production, gc.collect() before each timed block; "
+        f"collections while timed: {like.baseline_gcs_per_call:.2f} per baseline job, "
+        f"{like.candidate_gcs_per_call:.4f} per fold."
+    )
+    met = like.ratio >= GOAL
+    print(
+        f"goal >= {GOAL}x like with like (first row, CPU time): {'met' if met else 'MISSED'} "
+        f"({like.ratio:.0f}x; wall clock {like.wall_ratio:.0f}x)"
+    )
     if args.json:
-        figures = {
+        figures: dict[str, Any] = {
             name: {
                 "baseline_us": p.baseline * 1e6,
                 "fold_us": p.candidate * 1e6,
                 "ratio": p.ratio,
                 "ratio_low": p.ratio_low,
                 "ratio_high": p.ratio_high,
+                "wall_baseline_us": p.wall_baseline * 1e6,
+                "wall_fold_us": p.wall_candidate * 1e6,
+                "wall_ratio": p.wall_ratio,
+                "wall_ratio_low": p.wall_ratio_low,
+                "wall_ratio_high": p.wall_ratio_high,
                 "repeats": p.repeats,
                 "baseline_gcs_per_call": p.baseline_gcs_per_call,
                 "fold_gcs_per_call": p.candidate_gcs_per_call,
@@ -305,7 +320,7 @@ def main() -> None:
                 ("triggers_only", stage_only),
             )
         }
-        figures["goal"] = {"ratio": GOAL, "met": like.ratio >= GOAL}
+        figures["goal"] = {"ratio": GOAL, "clock": "cpu", "met": met}
         Path(args.json).write_text(json.dumps(figures, indent=2))
 
 

@@ -497,23 +497,12 @@ def test_watch_timeout_gives_up_with_exit_3_and_the_job_keeps_running(server: Se
     assert f"gave up after --timeout 1 s; job {job_id} is still STAGE_" in result.err
 
 
-def test_on_a_terminal_one_line_is_rewritten_in_place(server: Server, scenario: str) -> None:
-    """stdout a TTY: the live line is redrawn with \\r and erase, with stage, timer and heartbeat;
-    the result follows on clean lines."""
+def _on_a_terminal(*args: str, env: Mapping[str, str]) -> tuple[int, str, str]:
+    """Run ``python -m clipjobs_cli ARGS`` with stdout a pseudo-terminal: code, output, stderr."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clipjobs_cli",
-            "run",
-            "--channel",
-            _channel(),
-            "--watch",
-            "--lang",
-            "en",
-        ],
-        env=server.client_env(COLUMNS="300", TERM="xterm"),
+        [sys.executable, "-m", "clipjobs_cli", *args],
+        env={**env, "COLUMNS": "300", "TERM": "xterm"},
         stdout=slave,
         stderr=subprocess.PIPE,
     )
@@ -530,9 +519,17 @@ def test_on_a_terminal_one_line_is_rewritten_in_place(server: Server, scenario: 
     os.close(master)
     code = proc.wait(COMMAND_LIMIT_S)
     assert proc.stderr is not None
-    err = proc.stderr.read()
+    err = proc.stderr.read().decode()
     proc.stderr.close()
-    output = b"".join(chunks).decode()
+    return code, b"".join(chunks).decode(), err
+
+
+def test_on_a_terminal_one_line_is_rewritten_in_place(server: Server, scenario: str) -> None:
+    """stdout a TTY: the live line is redrawn with \\r and erase, with stage, timer and heartbeat;
+    the result follows on clean lines."""
+    code, output, err = _on_a_terminal(
+        "run", "--channel", _channel(), "--watch", "--lang", "en", env=server.client_env()
+    )
     assert code == 0, (output, err)
     frames = output.split("\r\x1b[2K")
     live = [f for f in frames[1:-1] if f]
@@ -544,6 +541,57 @@ def test_on_a_terminal_one_line_is_rewritten_in_place(server: Server, scenario: 
     )
     assert "STAGE_50_SUNO_SUCCESS in " in frames[-1]
     assert "audio: " in frames[-1]
+
+
+def test_a_silent_job_is_marked_stale_on_the_terminal(server: Server) -> None:
+    """No sign of life for --stale-after seconds: the live line says STALE; --timeout then ends
+    the watch with exit 3 and leaves the last state on screen."""
+    server.configure_fake(scenario="stuck")
+    try:
+        started = clipjobs("run", "--channel", _channel(), "--json", env=server.client_env())
+    finally:
+        server.configure_fake(scenario="success")
+    job_id = started.views[0]["jobId"]
+    code, output, err = _on_a_terminal(
+        "watch",
+        job_id,
+        "--stale-after",
+        "1",
+        "--timeout",
+        "2.5",
+        "--lang",
+        "en",
+        env=server.client_env(),
+    )
+    assert code == 3, (output, err)
+    frames = output.split("\r\x1b[2K")
+    assert any(f.endswith("!! STALE") for f in frames[2:-1]), output
+    assert re.fullmatch(r"\S \[30\] SUNO_TASK_CREATED · .* · !! STALE\r\n", frames[-1]), frames[-1]
+    assert f"gave up after --timeout 2.5 s; job {job_id} is still STAGE_30" in err
+
+
+def test_generation_options_reach_the_job(server: Server, scenario: str) -> None:
+    """--prompt, --title and --no-instrumental are sent with runOnce and recorded in JobAccepted."""
+    run = clipjobs(
+        "run",
+        "--channel",
+        _channel(),
+        "--prompt",
+        "sea waves",
+        "--title",
+        "Tide",
+        "--no-instrumental",
+        "--json",
+        env=server.client_env(),
+    )
+    assert run.code == 0, run
+    history = clipjobs("history", run.views[0]["jobId"], "--json", env=server.client_env())
+    params = history.views[0]["events"][0]["data"]["params"]
+    assert (params["prompt"], params["title"], params["instrumental"]) == (
+        "sea waves",
+        "Tide",
+        False,
+    )
 
 
 def test_ctrl_c_stops_watching_with_130_and_no_traceback(server: Server) -> None:

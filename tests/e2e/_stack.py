@@ -332,12 +332,14 @@ class Stack:
         return tasks_per_job(await self.fake_tasks())
 
 
+def job_of(task: dict[str, Any]) -> str:
+    """The job a fake Suno task was made for (the ``job`` in its callback URL)."""
+    (job,) = parse_qs(urlsplit(task["callBackUrl"]).query)["job"]
+    return job
+
+
 def tasks_per_job(tasks: Iterable[dict[str, Any]]) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for task in tasks:
-        (job,) = parse_qs(urlsplit(task["callBackUrl"]).query)["job"]
-        counts[job] += 1
-    return counts
+    return Counter(job_of(task) for task in tasks)
 
 
 # --- reading a log ------------------------------------------------------------------

@@ -1,0 +1,295 @@
+"""``clipjobs serve`` killed with SIGKILL mid-flight and restarted on the same SQLite file.
+
+The fake Suno runs in this test's process; ``clipjobs serve`` is a real
+subprocess that sends to it, polls it and takes its callbacks. While 200 jobs
+are being submitted and worked on, the server is killed two or three times at
+random moments and started again on the same database. Every job the API
+acknowledged must reach a terminal stage with a clean log, and none may be
+sent to Suno twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from _stack import (
+    contiguous,
+    event_types,
+    free_port,
+    job_of,
+    never_down,
+    stage_numbers,
+    tasks_per_job,
+    terminal_events,
+)
+from aiohttp import web
+
+from clipjobs import SendState, Stage
+from clipjobs_sqlite import SQLiteEventStore
+from clipjobs_suno.fake import FakeSuno, running_fake_suno
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+JOBS = 200
+TOKEN = "crash-token-0001"
+USER = "crash-user"
+SUNO_KEY = "crash-suno-key"
+TIMEOUT_S = 15
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+class Server:
+    """One life of ``clipjobs serve`` after another, on the same port and database."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lives = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.lives += 1
+        with (self.logs / f"serve-{self.lives}.err").open("wb") as stderr:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "clipjobs_cli",
+                "serve",
+                env=self.env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(60):
+            while True:
+                line = (await self.proc.stdout.readline()).decode()
+                if not line:
+                    err = (self.logs / f"serve-{self.lives}.err").read_text()
+                    raise AssertionError(f"clipjobs serve exited early:\n{err[-3000:]}")
+                if "listening on " in line:
+                    break
+        self._reader = asyncio.create_task(self._drain(self.proc.stdout))
+
+    @staticmethod
+    async def _drain(stream: asyncio.StreamReader) -> None:
+        while await stream.readline():
+            pass
+
+    async def _reap(self) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), 30)
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 5)
+        return code
+
+    async def kill(self) -> int:
+        assert self.proc is not None
+        self.proc.kill()  # SIGKILL: no drain, no cleanup, mid-whatever
+        return await self._reap()
+
+    async def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return await self._reap()
+
+    async def ensure_dead(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            with contextlib.suppress(TimeoutError):
+                await self._reap()
+
+
+def slow_generate(rng: random.Random) -> Middleware:
+    """A middleware that makes the fake's generate take 50-300 ms, before or after the task exists.
+
+    Like Suno's own: it widens the moment a kill can catch a send in flight, whether
+    Suno has not yet created the task or created it and the answer is still on its way.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/api/v1/generate":
+            return await handler(request)
+        delay = rng.uniform(0.05, 0.3)
+        if rng.random() < 0.5:
+            await asyncio.sleep(delay)
+            return await handler(request)
+        response = await handler(request)
+        await asyncio.sleep(delay)
+        return response
+
+    return middleware
+
+
+async def submit(
+    http: aiohttp.ClientSession, url: str, keys: list[str], acknowledged: dict[str, str]
+) -> None:
+    """runOnce for each key, retried (same Idempotency-Key) until the server says 202."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for key in keys:
+        while True:
+            try:
+                async with http.post(
+                    f"{url}/api/music-clips/channels/{key}/runOnce",
+                    headers={**headers, "Idempotency-Key": key},
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as response:
+                    if response.status == 202:
+                        job_id = (await response.json())["jobId"]
+                        # A retried key names the job the first attempt made.
+                        assert acknowledged.setdefault(key, job_id) == job_id
+                        break
+                    assert response.status >= 500, await response.text()
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # the server is down (killed): try again when it is back
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.08)  # spread the submissions over the kills
+
+
+async def unfinished(http: aiohttp.ClientSession, url: str, job_ids: list[str]) -> list[str]:
+    left = []
+    for job_id in job_ids:
+        async with http.get(
+            f"{url}/api/music-clips/jobs/{job_id}", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as response:
+            assert response.status == 200, await response.text()
+            if not (await response.json())["done"]:
+                left.append(job_id)
+    return left
+
+
+async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(tmp_path: Path) -> None:
+    """200 jobs through 2-3 SIGKILLs of ``clipjobs serve`` at random moments: every acknowledged job
+    ends in a terminal stage, with contiguous versions, stages never going down, one terminal
+    event, and at most one generate call at the fake Suno.
+    """
+    seed = int(os.environ.get("CLIPJOBS_CRASH_SEED", time.time_ns() % 1_000_000))
+    rng = random.Random(seed)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    db = tmp_path / "clipjobs.db"
+    started = time.monotonic()
+    fake = FakeSuno(api_key=SUNO_KEY)
+    fake.app.middlewares.append(slow_generate(random.Random(seed)))
+    async with (
+        running_fake_suno(
+            fake=fake,
+            credits=100_000,
+            text_after_s=0.4,
+            first_after_s=0.8,
+            complete_after_s=1.2,
+            rate_limit=100_000,
+            rate_window_s=1.0,
+            callback_retry_delay_s=0.5,
+            callback_timeout_s=5.0,
+        ) as (fake_url, _),
+        aiohttp.ClientSession() as http,
+    ):
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CLIPJOBS_", "SUNO_", "PUBLIC_BASE_URL"))
+        }
+        env.update(
+            {
+                "CLIPJOBS_DB": f"sqlite:///{db}",
+                "CLIPJOBS_PORT": str(port),
+                "PUBLIC_BASE_URL": url,
+                "CLIPJOBS_TOKENS": f"{TOKEN}={USER}",
+                "SUNO_API_KEY": SUNO_KEY,
+                "SUNO_BASE_URL": fake_url,
+                "CLIPJOBS_ONE_JOB_PER_CHANNEL": "off",
+                "CLIPJOBS_POLL_AFTER_S": "0.5",
+                "CLIPJOBS_POLL_INTERVAL_S": "0.5",
+                "CLIPJOBS_JOB_TIMEOUT_S": str(TIMEOUT_S),
+                "CLIPJOBS_SUNO_MAX_RPS": "1000",
+                # Stable across lives, so a restart frees the dead life's leases at once.
+                "CLIPJOBS_WORKER_ID": "crash-test",
+                "CLIPJOBS_LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        server = Server(env, tmp_path)
+        acknowledged: dict[str, str] = {}
+        keys = [f"key_{i:03d}" for i in range(JOBS)]
+        kills = rng.choice((2, 3))
+        killed_with: list[int] = []
+        try:
+            await server.start()
+            submitters = [
+                asyncio.create_task(submit(http, url, keys[i::4], acknowledged)) for i in range(4)
+            ]
+            for _ in range(kills):
+                await asyncio.sleep(rng.uniform(0.3, 1.5))
+                killed_with.append(len(acknowledged))
+                assert await server.kill() == -signal.SIGKILL
+                await server.start()
+            async with asyncio.timeout(30):
+                await asyncio.gather(*submitters)
+            job_ids = list(acknowledged.values())
+            async with asyncio.timeout(TIMEOUT_S + 25):
+                while left := await unfinished(http, url, job_ids):
+                    await asyncio.sleep(0.5)
+            assert await server.stop() == 0
+        finally:
+            await server.ensure_dead()
+        tasks = fake.tasks()
+    elapsed = time.monotonic() - started
+
+    async with SQLiteEventStore(db) as store:
+        histories = {job_id: await store.read(job_id) for job_id in job_ids}
+        finals = {job_id: await store.load(job_id) for job_id in job_ids}
+        listed = [await store.list_jobs(USER, key) for key in keys]
+
+    note = f"seed {seed}, kills after {killed_with} acknowledged jobs"
+    assert len(acknowledged) == JOBS, note
+    assert left == []
+    # One job per key: no retried runOnce made a second job.
+    assert [len(jobs) for jobs in listed] == [1] * JOBS, note
+    ends: Counter[str] = Counter()
+    for job_id, history in histories.items():
+        state = finals[job_id]
+        assert state is not None and state.done, (note, job_id, state)
+        types = event_types(history)
+        assert contiguous(history), (note, job_id, [r.version for r in history])
+        assert never_down(stage_numbers(history)), (note, job_id, types)
+        assert len(terminal_events(history)) == 1, (note, job_id, types)
+        assert state.version == len(history)
+        ends[state.stage.value] += 1
+    per_job = tasks_per_job(tasks)
+    task_of = {t["taskId"]: job_of(t) for t in tasks}
+    assert set(per_job) <= set(job_ids)
+    assert max(per_job.values()) == 1, (note, per_job.most_common(3))
+    for job_id, state in finals.items():
+        assert state is not None
+        if state.task_id is not None:
+            # The job's task is the one task Suno made for it.
+            assert task_of[state.task_id] == job_id, (note, job_id)
+        if per_job[job_id] == 0:
+            # Never reached Suno: only a send cut short by a kill ends like that, by timing out.
+            assert state.stage is Stage.TIMEOUT, (note, job_id, state.stage)
+    uncertain = sum(1 for h in histories.values() if "SunoRequestUncertain" in event_types(h))
+    assert all(
+        s is not None and (s.stage is not Stage.TIMEOUT or s.send_state is SendState.UNCERTAIN)
+        for s in finals.values()
+    ), note
+    print(
+        f"\ncrash test: {note}; {JOBS} jobs in {elapsed:.1f} s over {server.lives} lives; "
+        f"ends {dict(ends)}; {uncertain} left uncertain by a kill; "
+        f"{len(tasks)} generate calls at the fake"
+    )

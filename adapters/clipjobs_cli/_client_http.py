@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-__all__ = ["ApiAnswerError", "ConnectionLost", "JobsApi"]
+__all__ = ["ApiAnswerError", "ConnectionLost", "JobsApi", "sleep_backoff"]
 
 #: How long a connection may take to open before the server counts as unreachable.
 CONNECT_TIMEOUT_S = 10.0

@@ -1,0 +1,409 @@
+"""The processes the HTTP benchmarks talk to, each run as its own subprocess.
+
+``clipjobs``: the product as ``clipjobs serve`` composes it (SQLite store,
+Suno client behind one ``SunoBudget``, ``JobService``, ``Workers``,
+``create_app``) on 127.0.0.1, pre-seeded with jobs when asked, plus a
+``GET /_bench/info`` route that reports the seeded job ids and the budget's
+record. Its Suno is a fake one: in this process, or another (``--fake-url``).
+
+``fake``: the fake Suno (``clipjobs_suno.fake``) in its own process, recording
+the time of every API call it receives (``GET /_bench/calls``) and accepting
+pre-made tasks (``POST /_bench/seed``) so thousands of jobs can be "at Suno"
+without thousands of rate-limited generate calls.
+
+``bare``: the baseline, a bare aiohttp handler answering every GET with one
+constant JSON body (``--body-file``).
+
+Each prints one JSON line (``{"url": ..., "pid": ...}``) once it listens, then
+serves until SIGTERM or SIGINT. Run: python bench/_server.py {clipjobs,fake,bare} --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from clipjobs import (
+    BudgetedSuno,
+    ChannelDefaults,
+    Commit,
+    GenerationParams,
+    JobAccepted,
+    JobPolicy,
+    JobService,
+    ProviderStatus,
+    ServiceConfig,
+    Source,
+    SunoBudget,
+    SunoProgressObserved,
+    SunoRequestSent,
+    SunoSucceeded,
+    SunoTaskCreated,
+    SystemClock,
+    TokenAuthenticator,
+    Track,
+    WorkerConfig,
+    Workers,
+    fold,
+)
+from clipjobs.config import Settings
+from clipjobs.events import Event
+from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner
+from clipjobs_aiohttp import create_app
+from clipjobs_sqlite import SQLiteEventStore
+from clipjobs_suno import SunoApiClient
+from clipjobs_suno._fake_state import FakeTask
+from clipjobs_suno.fake import FakeSuno, running_fake_suno
+
+TOKEN = "bench-token-0000000001"
+USER = "bench"
+SUNO_KEY = "bench-suno-key"
+WEBHOOK_SECRET = "bench-webhook-secret"
+#: Jobs seeded for GET benches: the workers never find them due.
+NO_POLL = JobPolicy(timeout_s=7 * 86400, poll_after_s=86400, poll_interval_s=86400)
+#: Seeded fake tasks stay at Suno (PENDING, then TEXT_SUCCESS) for the whole run.
+LONG_TASK = {"text_after_s": 30.0, "first_after_s": 3000.0, "complete_after_s": 3600.0}
+KINDS = ("active", "done", "short", "long")
+
+
+def job_id(kind: str, i: int, epoch_ms: int) -> str:
+    return f"job_{epoch_ms}_{kind[0]}{i:09d}"
+
+
+def task_id(job: str) -> str:
+    return hashlib.sha256(job.encode()).hexdigest()[:32]
+
+
+def job_events(kind: str, job: str, at: datetime, policy: JobPolicy) -> list[Event]:
+    """The log of a seeded job of ``kind``.
+
+    active: accepted, sent, task created (5 s apart, ``policy``'s polls due);
+    done: the same, then a callback's success with two tracks (4 events);
+    short / long: 5 / 500 events, polls observed, never due.
+    """
+    index = int(job.rsplit("_", 1)[1][1:])
+    channel = f"channel_{kind[0]}{index:09d}"
+    params = GenerationParams(prompt="An upbeat instrumental track for a short video")
+    events: list[Event] = [
+        JobAccepted(
+            job,
+            channel,
+            USER,
+            f"req_{int(at.timestamp() * 1000)}_{index:08d}",
+            params,
+            at,
+            policy=policy if kind == "active" else NO_POLL,
+        ),
+        SunoRequestSent(1, at + timedelta(seconds=1)),
+        SunoTaskCreated(task_id(job), Source.GENERATE, at + timedelta(seconds=2)),
+    ]
+    if kind == "done":
+        base = f"http://127.0.0.1/files/{task_id(job)}"
+        tracks = tuple(
+            Track(
+                f"{task_id(job)[:8]}-000{n}",
+                audio_url=f"{base}/{n}.mp3",
+                stream_audio_url=f"http://127.0.0.1/stream/{task_id(job)}/{n}",
+                image_url=f"{base}/{n}.jpeg",
+                title=f"Fake Suno song {n}",
+                duration=4.08,
+            )
+            for n in (1, 2)
+        )
+        events.append(SunoSucceeded(Source.CALLBACK, tracks, at + timedelta(seconds=3)))
+    elif kind in ("short", "long"):
+        length = 5 if kind == "short" else 500
+        statuses = (ProviderStatus.PENDING, ProviderStatus.TEXT_SUCCESS)
+        events += [
+            SunoProgressObserved(statuses[i % 2], Source.POLL, at + timedelta(seconds=3 + i / 1000))
+            for i in range(length - 3)
+        ]
+    return events
+
+
+async def seed(
+    store: SQLiteEventStore, counts: dict[str, int], policy: JobPolicy, now: datetime
+) -> dict[str, list[str]]:
+    """Append ``counts[kind]`` jobs of each kind (one commit each); their ids by kind."""
+    epoch_ms = int(now.timestamp() * 1000)
+    # Accepted a minute ago, so an active job's first poll is due at once.
+    at = now - timedelta(seconds=60)
+    ids: dict[str, list[str]] = {}
+    for kind, count in counts.items():
+        ids[kind] = [job_id(kind, i, epoch_ms) for i in range(count)]
+
+        async def one(job: str, kind: str = kind) -> None:
+            events = tuple(job_events(kind, job, at, policy))
+            await store.append(Commit(job, 0, events, fold(events)))
+
+        for start in range(0, count, 500):
+            await asyncio.gather(*(one(j) for j in ids[kind][start : start + 500]))
+    return ids
+
+
+# --- the fake Suno, recording every call ---------------------------------------------
+
+
+class RecordingFake(FakeSuno):
+    """The fake Suno, plus the start time of every API call and seeding by POST."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.admitted: list[float] = []
+        self.refused: list[float] = []
+
+    def _admit(self, key: str) -> bool:
+        ok = super()._admit(key)
+        (self.admitted if ok else self.refused).append(time.time())
+        return ok
+
+    def _build_app(self) -> web.Application:
+        app = super()._build_app()
+        app.router.add_get("/_bench/calls", self._calls_json)
+        app.router.add_post("/_bench/seed", self._seed_json)
+        return app
+
+    def add_tasks(self, tasks: list[dict[str, str]], origin: str) -> None:
+        now = SystemClock().now()
+        for t in tasks:
+            self._tasks[t["taskId"]] = FakeTask(
+                task_id=t["taskId"],
+                created_at=now,
+                origin=origin,
+                body={"callBackUrl": t["callBackUrl"], "model": "V4_5", "prompt": "bench"},
+                scenario="success",
+                **LONG_TASK,
+            )
+
+    async def _calls_json(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "admitted": self.admitted,
+                "refused": self.refused,
+                "rate_limit": self.config.rate_limit,
+                "rate_window_s": self.config.rate_window_s,
+                "tasks": len(self._tasks),
+            }
+        )
+
+    async def _seed_json(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.add_tasks(body["tasks"], str(request.url.origin()))
+        return web.json_response({"tasks": len(self._tasks)})
+
+
+def peak(starts: list[float], window_s: float) -> int:
+    """The most starts within any window of ``window_s`` seconds."""
+    starts = sorted(starts)
+    best, low = 0, 0
+    for high, at in enumerate(starts):
+        while at - starts[low] >= window_s:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+def announce(**fields: Any) -> None:
+    print(json.dumps({"pid": os.getpid(), **fields}), flush=True)
+
+
+async def until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def listening(port: int = 0) -> socket.socket:
+    """A socket listening on 127.0.0.1 (bound before the app exists, so its URL is known)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    sock = sock or listening()
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+        sock.close()
+
+
+async def run_fake(args: argparse.Namespace) -> None:
+    fake = RecordingFake(api_key=SUNO_KEY, credits=10**9, rate_limit=args.rate_limit)
+    async with running_fake_suno("127.0.0.1", 0, fake=fake) as (url, _):
+        announce(url=url)
+        await until_signalled()
+
+
+async def run_bare(args: argparse.Namespace) -> None:
+    body = Path(args.body_file).read_bytes()
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    async with serving(app) as url:
+        announce(url=url, size=len(body))
+        await until_signalled()
+
+
+async def run_clipjobs(args: argparse.Namespace) -> None:
+    defaults = Settings()
+    settings = Settings(
+        db_url=f"sqlite:///{args.db}",
+        suno_max_rps=args.max_rps if args.max_rps is not None else defaults.suno_max_rps,
+        poll_after_s=args.poll_after_s,
+        poll_interval_s=args.poll_interval_s,
+    )
+    clock = SystemClock()
+    started = time.time()
+    async with contextlib.AsyncExitStack() as stack:
+        store = await SQLiteEventStore.open_url(settings.db_url)
+        stack.push_async_callback(store.aclose)
+        secret = await store.ensure_secret(WEBHOOK_SECRET_NAME, WEBHOOK_SECRET)
+        signer = WebhookSigner(secret)
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+
+        fake: RecordingFake | None = None
+        fake_url = args.fake_url
+        if fake_url is None:
+            fake = RecordingFake(api_key=SUNO_KEY, credits=10**9, rate_limit=args.fake_rate_limit)
+            fake_url, _ = await stack.enter_async_context(
+                running_fake_suno("127.0.0.1", 0, fake=fake)
+            )
+
+        # Listen first: callback URLs name the port.
+        sock = listening(args.port)
+        own_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        counts = {k: getattr(args, f"seed_{k}") for k in KINDS if getattr(args, f"seed_{k}")}
+        ids: dict[str, list[str]] = {}
+        seed_s = 0.0
+
+        async def info(_request: web.Request) -> web.Response:
+            return web.json_response(
+                {
+                    "pid": os.getpid(),
+                    "jobs": ids,
+                    "seed_s": seed_s,
+                    "budget": {
+                        "limit": budget.limit,
+                        "window_s": budget.window.total_seconds(),
+                        "peak": budget.peak(),
+                        "started": {p.name: n for p, n in budget.started.items()},
+                        "slowdowns": budget.slowdowns,
+                        "waiting": budget.waiting,
+                        "history": [r.started_at.timestamp() for r in budget.history],
+                    },
+                    "running": {w.value: n for w, n in workers.running().items()},
+                    "started_at": started,
+                }
+            )
+
+        client = SunoApiClient(session, SUNO_KEY, base_url=fake_url)
+        budget = SunoBudget(settings.suno_max_rps, clock=clock)
+        stack.push_async_callback(budget.aclose)
+        service = JobService(
+            store,
+            BudgetedSuno(client, budget),
+            ChannelDefaults(GenerationParams(prompt="An upbeat instrumental track")),
+            signer,
+            clock=clock,
+            config=ServiceConfig(policy=settings.policy(), callback_base_url=own_url),
+        )
+        app = create_app(service, TokenAuthenticator({TOKEN: USER}))
+        app.router.add_get("/_bench/info", info)
+        url = await stack.enter_async_context(serving(app, sock))
+
+        if counts:
+            t0 = time.perf_counter()
+            ids = await seed(store, counts, settings.policy(), clock.now())
+            tasks = [
+                {"taskId": task_id(j), "callBackUrl": signer.callback_url(url, j)}
+                for j in ids.get("active", [])
+            ]
+            if fake is not None:
+                fake.add_tasks(tasks, fake_url)
+            else:
+                # In chunks: aiohttp refuses request bodies over 1 MiB.
+                for start in range(0, len(tasks), 2000):
+                    chunk = {"tasks": tasks[start : start + 2000]}
+                    async with session.post(f"{fake_url}/_bench/seed", json=chunk) as r:
+                        r.raise_for_status()
+            seed_s = time.perf_counter() - t0
+
+        call_timeout = client.timeouts.generate
+        workers = Workers(
+            service,
+            store,
+            budget,
+            clock,
+            WorkerConfig(
+                owner=args.worker_id,
+                suno_call_timeout_s=call_timeout,
+                lease_s=max(60.0, call_timeout * 2),
+            ),
+        )
+        if not args.no_workers:
+            await workers.start()
+            stack.push_async_callback(workers.aclose)
+        announce(url=url, fake_url=fake_url, seed_s=seed_s, seeded=counts, started_at=started)
+        await until_signalled()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    cj = sub.add_parser("clipjobs")
+    cj.add_argument("--db", required=True)
+    cj.add_argument("--port", type=int, default=0)
+    for kind in KINDS:
+        cj.add_argument(f"--seed-{kind}", type=int, default=0)
+    cj.add_argument("--fake-url", help="a running `_server.py fake` (default: one in-process)")
+    cj.add_argument("--fake-rate-limit", type=int, default=20)
+    cj.add_argument("--max-rps", type=float, default=None, help="CLIPJOBS_SUNO_MAX_RPS")
+    cj.add_argument("--poll-after-s", type=float, default=Settings().poll_after_s)
+    cj.add_argument("--poll-interval-s", type=float, default=Settings().poll_interval_s)
+    cj.add_argument("--worker-id", default="bench-worker")
+    cj.add_argument("--no-workers", action="store_true")
+    fk = sub.add_parser("fake")
+    fk.add_argument("--rate-limit", type=int, default=20)
+    bare = sub.add_parser("bare")
+    bare.add_argument("--body-file", required=True)
+    args = parser.parse_args()
+    runner = {"clipjobs": run_clipjobs, "fake": run_fake, "bare": run_bare}[args.what]
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(runner(args))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The benchmarks still run: `bench/run.py --quick` end to end, figures present, no thresholds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--only",
+            "fold,sqlite,http,load",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((out / "latest.json").read_text())
+    return done.stdout, record, (out / "latest.md").read_text()
+
+
+@pytest.mark.slow
+def test_quick_run_records_the_machine_and_every_bench(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    """One command runs the four benches and records each with the machine's description."""
+    _, record, md = quick_run
+    assert record["quick"] is True
+    machine = record["machine"]
+    assert machine["cpus"] >= 1 and machine["python"] and "aiohttp" in machine["packages"]
+    assert set(record["benches"]) == {"fold", "sqlite", "http", "load"}
+    for name, bench in record["benches"].items():
+        assert bench["exit_code"] == 0, (name, bench["errors"])
+        assert f"## {name}" in md
+    assert "goal >= 100x" in record["benches"]["fold"]["output"]
+    assert "appends/s" in record["benches"]["sqlite"]["output"]
+
+
+@pytest.mark.slow
+def test_http_bench_measures_get_run_once_and_progress(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    """The HTTP bench reports GET vs the bare handler, 5 vs 500 events, runOnce and SSE latency."""
+    _, record, _ = quick_run
+    figures = record["benches"]["http"]["figures"]
+    get = figures["get"]
+    assert get["bare_rps"] > 0 and get["clipjobs_rps"] > 0
+    assert get["ratio"] == pytest.approx(get["ratios"][0])
+    assert get["body_bytes"] > 500  # a real job body with two tracks was copied
+    assert figures["get_length"]["short_rps"] > 0 and figures["get_length"]["long_rps"] > 0
+    assert figures["run_once"]["requests"] > 0 and figures["run_once"]["p99_ms"] > 0
+    progress = figures["progress"]
+    # Each SSE job got its "first" and "complete" callbacks, each seen once.
+    assert progress["samples"] == 2 * figures["sizes"]["sse_jobs"]
+    assert 0 < progress["p50_ms"] <= progress["p99_ms"]
+    output = record["benches"]["http"]["output"]
+    for label in ("bare aiohttp handler", "GET job, 64 connections", "runOnce", "SSE client"):
+        assert label in output
+
+
+@pytest.mark.slow
+def test_load_bench_measures_latency_memory_budget_and_restart(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    """The load bench reports GET latency, server RSS, Suno calls on both sides, and restart."""
+    _, record, _ = quick_run
+    figures = record["benches"]["load"]["figures"]
+    load = figures["load"]
+    assert load["get"]["requests"] > 0 and load["get"]["errors"] == 0
+    assert set(load["get"]["statuses"]) == {"200"}
+    assert 10 < load["rss_mb"]["peak"] < 24 * 1024
+    suno = load["suno"]
+    # The poller worked: it spent budget on polls, and the fake saw those calls.
+    assert suno["budget_started"]["POLL"] > 0 and suno["fake_calls"] > 0
+    assert suno["limit"] == 20 and suno["budget_peak"] >= 1 and suno["fake_peak"] >= 1
+    fast = figures["restart_fast"]
+    assert fast["all_resumed_s"] is not None  # every job got a new event after the restart
+    assert fast["curve"][-1][1] == fast["jobs"]
+    assert figures["restart_default"]["resumed_within_5s"] > 0

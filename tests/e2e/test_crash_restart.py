@@ -235,7 +235,7 @@ async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(tmp_path: 
                 asyncio.create_task(submit(http, url, keys[i::4], acknowledged)) for i in range(4)
             ]
             for _ in range(kills):
-                await asyncio.sleep(rng.uniform(0.3, 1.5))
+                await asyncio.sleep(rng.uniform(0.3, 2.0))
                 killed_with.append(len(acknowledged))
                 assert await server.kill() == -signal.SIGKILL
                 await server.start()

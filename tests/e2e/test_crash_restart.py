@@ -173,10 +173,14 @@ async def unfinished(http: aiohttp.ClientSession, url: str, job_ids: list[str]) 
     return left
 
 
-async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scenario", ["success", "no-callback"])
+async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(
+    tmp_path: Path, scenario: str
+) -> None:
     """200 jobs through 2-3 SIGKILLs of ``clipjobs serve`` at random moments: every acknowledged job
     ends in a terminal stage, with contiguous versions, stages never going down, one terminal
-    event, and at most one generate call at the fake Suno.
+    event, and at most one generate call at the fake Suno. Without callbacks, everything after
+    the task's creation comes from polls the restarted server found in the store.
     """
     seed = int(os.environ.get("CLIPJOBS_CRASH_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
@@ -189,6 +193,7 @@ async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(tmp_path: 
     async with (
         running_fake_suno(
             fake=fake,
+            scenario=scenario,
             credits=100_000,
             text_after_s=0.4,
             first_after_s=0.8,
@@ -283,13 +288,19 @@ async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(tmp_path: 
         if per_job[job_id] == 0:
             # Never reached Suno: only a send cut short by a kill ends like that, by timing out.
             assert state.stage is Stage.TIMEOUT, (note, job_id, state.stage)
+    if scenario == "no-callback":
+        assert all(t["deliveries"] == [] for t in tasks)
+        for history in histories.values():
+            sources = {getattr(r.event, "source", None) for r in history} - {None, "generate"}
+            assert sources <= {"poll"}, note
     uncertain = sum(1 for h in histories.values() if "SunoRequestUncertain" in event_types(h))
     assert all(
         s is not None and (s.stage is not Stage.TIMEOUT or s.send_state is SendState.UNCERTAIN)
         for s in finals.values()
     ), note
     print(
-        f"\ncrash test: {note}; {JOBS} jobs in {elapsed:.1f} s over {server.lives} lives; "
+        f"\ncrash test ({scenario}): {note}; {JOBS} jobs in {elapsed:.1f} s, "
+        f"{server.lives} lives; "
         f"ends {dict(ends)}; {uncertain} left uncertain by a kill; "
         f"{len(tasks)} generate calls at the fake"
     )

@@ -215,6 +215,28 @@ async def test_stuck_job_goes_stale_then_times_out_once_and_a_late_success_chang
     assert len(late.tracks) == 2  # type: ignore[union-attr]  # kept, not lost
 
 
+async def test_stuck_job_polled_keeps_a_fresh_heartbeat_and_times_out_once(tmp_path: Path) -> None:
+    """A task Suno keeps reporting PENDING: every poll is a heartbeat (GET never shows it stale),
+    the sweeper still times it out exactly once, and nobody polls it after that.
+    """
+    polled_1s = JobPolicy(timeout_s=1, poll_after_s=0.05, poll_interval_s=0.05)
+    async with running_stack(
+        tmp_path, fake={"scenario": "stuck"}, policy=polled_1s, api=ApiConfig(stale_after_s=0.5)
+    ) as stack:
+        job_id = await stack.start()
+        seen = await stack.watch(job_id)
+        polls_at_end = stack.calls.codes("record-info")[200]
+        await asyncio.sleep(0.3)
+        polls_later = stack.calls.codes("record-info")[200]
+        types = await assert_clean_log(stack, job_id, "JobTimedOut")
+
+    assert all(not b["heartbeat"]["isStale"] for b in seen)
+    assert seen[-1]["stage"] == Stage.TIMEOUT.value
+    assert seen[-1]["error"] == timeout_message(1, "ru")
+    assert types.count("SunoProgressObserved") >= 2  # the polls' heartbeats
+    assert polls_later - polls_at_end <= 1  # at most one poll already on its way
+
+
 def complete_callback(task_id: str, fake_url: str) -> dict[str, Any]:
     """Suno's ``complete`` callback body for ``task_id`` (snake_case tracks, as documented)."""
     tracks = [
@@ -443,13 +465,16 @@ async def test_rate_limited_scenario_then_recovery(tmp_path: Path) -> None:
         assert contiguous(history) and terminal_events(history) == ["SunoSucceeded"]
 
 
-async def test_server_errors_are_retried_then_succeed(tmp_path: Path) -> None:
-    """Suno's code 500 to the generate call is retried with backoff; once Suno recovers the job is
-    sent (once) and succeeds; failed polls in between record nothing.
+@pytest.mark.parametrize(("scenario", "code"), [("server-error", 500), ("maintenance", 455)])
+async def test_server_errors_are_retried_then_succeed(
+    tmp_path: Path, scenario: str, code: int
+) -> None:
+    """Suno's code 500 (or 455, maintenance) to the generate call is retried with backoff; once
+    Suno recovers the job is sent (once) and succeeds.
     """
     async with running_stack(
         tmp_path,
-        fake={"scenario": "server-error"},
+        fake={"scenario": scenario},
         service={"send_max_attempts": 20},
     ) as stack:
         job_id = await stack.start()
@@ -468,7 +493,7 @@ async def test_server_errors_are_retried_then_succeed(tmp_path: Path) -> None:
     retries = types.count("SunoRequestRetryScheduled")
     assert retries >= 2
     assert types.count("SunoRequestSent") == retries + 1
-    assert generate[500] == retries and generate[200] == 1
+    assert generate[code] == retries and generate[200] == 1
     assert per_job == Counter({job_id: 1})
 
 

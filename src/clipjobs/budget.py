@@ -6,7 +6,12 @@ a call may start only when fewer than ``limit`` calls started in the last
 ``window_s`` seconds, so *every* window of that length holds at most
 ``limit`` starts, not just aligned ones. A call counts from the moment the
 budget lets it go until ``window_s`` after it started; calls granted but not
-yet started count too, so the record never undercounts.
+yet started count too, so the record never undercounts. Suno counts a call
+when it *arrives*, a little after it started here: so ``BudgetedSuno`` tells
+the budget when each answer came (``finished``) and the call then counts
+until ``window_s`` after that. Without it, a call that started at the very
+end of a window could arrive in the same Suno window as the next burst
+(430s at every window edge under load, bench/bench_load.py).
 
 Waiters are served by :class:`Priority` (generate, then polls, then credit
 checks) and first come, first served within a priority. A 405/430 answer
@@ -163,17 +168,40 @@ class SunoBudget:
 
     # --- taking a turn ------------------------------------------------------
 
-    async def acquire(self, priority: Priority) -> None:
-        """Wait until a call of this priority may start; the caller starts it at once."""
-        await self._take(priority, None)
+    async def acquire(self, priority: Priority) -> datetime:
+        """Wait until a call of this priority may start; the caller starts it at once.
+
+        Returns the start as recorded: pass it to :meth:`finished` when the answer comes.
+        """
+        started = await self._take(priority, None)
+        assert started is not None  # no timeout, so a turn or an exception
+        return started
+
+    def finished(self, started_at: datetime) -> None:
+        """The call that started at ``started_at`` has its answer: it counts from now.
+
+        Suno saw it somewhere between its start and now, so it keeps its
+        place in the window until ``window_s`` after now. A start that has
+        already left the record (``limit`` newer calls started since) is
+        left alone.
+        """
+        now = self._clock.now()
+        if now <= started_at:
+            return
+        try:
+            self._starts.remove(started_at)
+        except ValueError:
+            return
+        # Every mark is a start or an answer that came before now: appending keeps the order.
+        self._starts.append(now)
 
     async def acquire_within(self, priority: Priority, seconds: float) -> bool:
         """Take a turn if one comes within ``seconds`` (0: only if one is free now)."""
         if seconds <= 0:
             return self._try_acquire(priority)
-        return await self._take(priority, seconds)
+        return await self._take(priority, seconds) is not None
 
-    async def _take(self, priority: Priority, timeout: float | None) -> bool:
+    async def _take(self, priority: Priority, timeout: float | None) -> datetime | None:
         if self._closed:
             raise SunoTransient("the Suno budget is closed")
         loop = asyncio.get_running_loop()
@@ -190,7 +218,7 @@ class SunoBudget:
                 if not ticket.future.done():
                     ticket.future.cancel()
                     self._dispatch()
-                    return False
+                    return None
                 ticket.future.result()
         except asyncio.CancelledError:
             fut = ticket.future
@@ -201,8 +229,7 @@ class SunoBudget:
                 ticket.future.cancel()
                 self._dispatch()
             raise
-        self._record(priority, ticket.queued_at)
-        return True
+        return self._record(priority, ticket.queued_at)
 
     def _try_acquire(self, priority: Priority) -> bool:
         if self._closed or self.waiting:
@@ -266,13 +293,14 @@ class SunoBudget:
         recovered = int((now - self._limited_at) / self.recover)
         return max(0, self._level - recovered)
 
-    def _record(self, priority: Priority, queued_at: datetime) -> None:
+    def _record(self, priority: Priority, queued_at: datetime) -> datetime:
         now = self._clock.now()
         self._pending -= 1
         self._starts.append(now)
         self._history.append(BudgetRecord(now, priority, queued_at))
         self.started[priority] += 1
         self._dispatch()
+        return now
 
     def _next_slot(self, now: datetime) -> datetime | None:
         """When the next call may start; None until a granted call has started."""
@@ -359,8 +387,11 @@ class BudgetedSuno:
         return self.inner.parse_callback(payload)
 
     async def _call(self, priority: Priority, call: Callable[[], Awaitable[_T]]) -> _T:
-        await self.budget.acquire(priority)
-        return await self._guarded(call)
+        started = await self.budget.acquire(priority)
+        try:
+            return await self._guarded(call)
+        finally:
+            self.budget.finished(started)
 
     async def _guarded(self, call: Callable[[], Awaitable[_T]]) -> _T:
         try:

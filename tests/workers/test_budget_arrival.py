@@ -1,0 +1,93 @@
+"""The budget counts a call until a window after its answer, as Suno counts it when it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+
+import pytest
+
+from clipjobs import BudgetedSuno, FakeClock, Priority, SunoBudget
+from clipjobs.events import GenerationParams, Observation
+from clipjobs.testing import ScriptedSuno
+
+pytestmark = pytest.mark.asyncio
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+class SlowSuno(ScriptedSuno):
+    """Each record-info arrives at Suno 0 to ``max_delay_s`` (fake time) after it started here."""
+
+    def __init__(self, clock: FakeClock, max_delay_s: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.max_delay_s = max_delay_s
+        self.rng = random.Random(7)
+        self.arrivals: list[float] = []
+
+    async def record_info(self, task_id: str) -> Observation:
+        await self.clock.sleep(self.rng.uniform(0.0, self.max_delay_s))
+        self.arrivals.append(self.clock.now().timestamp())
+        return await super().record_info(task_id)
+
+
+async def test_a_call_keeps_its_place_until_a_window_after_its_answer() -> None:
+    """A window's calls answered 0.5 s late free their slots 0.5 s late, not at start + window."""
+    clock = FakeClock()
+    budget = SunoBudget(2.0, clock=clock, window_s=10.0)
+    starts = [await budget.acquire(Priority.POLL) for _ in range(budget.limit)]
+    await clock.advance(0.5)
+    for started in starts:
+        budget.finished(started)
+    waiter = asyncio.create_task(budget.acquire(Priority.POLL))
+    await clock.advance(9.5)  # 10 s after the starts: Suno may still count them
+    await settle()
+    assert not waiter.done()
+    await clock.advance(0.5)  # 10 s after the answers
+    await settle()
+    assert waiter.done()
+    assert await waiter == starts[0] + timedelta(seconds=10.5)
+    await budget.aclose()
+
+
+async def test_finished_with_no_delay_or_an_unknown_start_changes_nothing() -> None:
+    """An answer at the start's instant, or for a start no longer on record, leaves the window as
+    it was (direct ``acquire`` callers that never call ``finished`` keep the old accounting).
+    """
+    clock = FakeClock()
+    budget = SunoBudget(1.0, clock=clock, window_s=1.0)
+    started = await budget.acquire(Priority.POLL)
+    budget.finished(started)
+    budget.finished(started - timedelta(seconds=5))
+    waiter = asyncio.create_task(budget.acquire(Priority.POLL))
+    await clock.advance(1.0)
+    await settle()
+    assert waiter.done()
+    await budget.aclose()
+
+
+async def test_budgeted_calls_never_put_more_than_the_limit_in_a_suno_window() -> None:
+    """Through BudgetedSuno, calls that take time to arrive never crowd one of Suno's windows,
+    measured at their arrival as Suno measures it.
+    """
+    clock = FakeClock()
+    budget = SunoBudget(2.0, clock=clock, window_s=10.0)
+    inner = SlowSuno(clock, max_delay_s=0.6)
+    suno = BudgetedSuno(inner, budget)
+    task_id = await inner.generate(GenerationParams(prompt="a song"), "https://cb.example")
+    tasks = [asyncio.create_task(suno.record_info(task_id)) for _ in range(70)]
+    for _ in range(400):
+        await clock.advance(0.1)
+        await settle()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    arrivals = sorted(inner.arrivals)
+    assert len(arrivals) >= 40
+    for i, at in enumerate(arrivals):
+        within = [a for a in arrivals[i:] if a - at < 10.0]
+        assert len(within) <= budget.limit
+    await budget.aclose()

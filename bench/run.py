@@ -63,7 +63,7 @@ def describe_machine() -> dict[str, Any]:
         first = meminfo.read_text().splitlines()[0]
         info["memory_gib"] = round(int(first.split()[1]) / 1024 / 1024, 1)
     with contextlib.suppress(OSError):
-        info["load_avg"] = os.getloadavg()
+        info["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}

@@ -135,7 +135,24 @@ _FIELDS = (
     "clip_step",
     "clip_url",
 )
-if JobState._fields != _FIELDS:  # pragma: no cover - a guard for whoever edits JobState
+#: The defaults ``fold`` starts a new job with; checked against ``JobState`` at import.
+_DEFAULTS = {
+    "task_id": None,
+    "provider_status": None,
+    "tracks": _NO_TRACKS,
+    "error_code": None,
+    "error_message": None,
+    "last_observed_at": None,
+    "last_observation_source": None,
+    "observations": 0,
+    "late_observations": 0,
+    "send_attempts": 0,
+    "send_state": _NOT_SENT,
+    "retry_at": None,
+    "clip_step": None,
+    "clip_url": None,
+}
+if JobState._fields != _FIELDS or JobState._field_defaults != _DEFAULTS:  # pragma: no cover
     raise RuntimeError("JobState's fields changed: update clipjobs._fold.fold to match")
 
 

@@ -57,7 +57,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "rate": 200,
             "restart_jobs": 100,
             "watch": 5.0,
-            "default_watch": 1.0,
+            "default_watch": 2.0,
         }
     return {
         "jobs": 10_000,

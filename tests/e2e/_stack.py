@@ -1,7 +1,8 @@
 """A whole clipjobs in this process, on real things, for the end-to-end tests.
 
 ``running_stack(tmp_path, ...)`` composes what ``clipjobs serve`` composes, but
-with test timings: a SQLite file under ``tmp_path``, the real
+with test timings: a SQLite file under ``tmp_path`` (or, with
+``backend="postgres"``, a fresh schema on ``CLIPJOBS_TEST_PG_DSN``), the real
 ``SunoApiClient`` talking HTTP to the fake Suno on 127.0.0.1, one
 ``SunoBudget``, the ``JobService``, the ``Workers`` and the HTTP API on a real
 TCP socket. The fake's callbacks go to that API's real webhook (or through a
@@ -18,7 +19,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import random
+import secrets
 import socket
 import time
 from collections import Counter
@@ -48,12 +51,15 @@ from clipjobs import (
     evolve,
     fold,
 )
-from clipjobs.ports import RecordedEvent
+from clipjobs.ports import EventStore, RecordedEvent
 from clipjobs.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno import SunoApiClient, SunoTimeouts
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
+
+#: The PostgreSQL the ``postgres`` backend runs on (unset: those tests skip).
+PG_DSN = os.environ.get("CLIPJOBS_TEST_PG_DSN", "")
 
 TOKEN = "e2e-token-000001"
 USER = "e2e-user"
@@ -214,7 +220,7 @@ class Stack:
     fake_url: str
     fake: FakeSuno
     calls: CallLog
-    store: SQLiteEventStore
+    store: EventStore
     service: JobService
     workers: Workers
     budget: SunoBudget
@@ -379,6 +385,26 @@ def terminal_events(records: Iterable[RecordedEvent]) -> list[str]:
 
 
 @contextlib.asynccontextmanager
+async def open_store(backend: str, tmp_path: Path) -> AsyncIterator[EventStore]:
+    """A new, empty store: a SQLite file in ``tmp_path``, or a PostgreSQL schema dropped after."""
+    if backend == "sqlite":
+        async with await SQLiteEventStore.open(tmp_path / "clipjobs.db") as sqlite:
+            yield sqlite
+        return
+    assert backend == "postgres" and PG_DSN, backend
+    from clipjobs_postgres import PostgresEventStore
+
+    pg = await PostgresEventStore.open(PG_DSN, f"e2e_{secrets.token_hex(6)}", max_size=8)
+    try:
+        yield pg
+    finally:
+        try:
+            await pg.drop_schema()
+        finally:
+            await pg.aclose()
+
+
+@contextlib.asynccontextmanager
 async def running_stack(
     tmp_path: Path,
     *,
@@ -390,20 +416,23 @@ async def running_stack(
     workers: dict[str, Any] | None = None,
     api: ApiConfig | None = None,
     relay: CallbackRelay | None = None,
+    backend: str = "sqlite",
+    fake_middlewares: Iterable[Any] = (),
 ) -> AsyncIterator[Stack]:
     """Serve a full clipjobs on 127.0.0.1 until the block ends, then close it in order."""
     clock = SystemClock()
     metrics = Metrics()
     calls = CallLog()
     the_fake = FakeSuno(api_key=SUNO_KEY, **{**FAKE_DEFAULTS, **(fake or {})})
+    for middleware in fake_middlewares:  # before the call log: it sees calls as the limiter does
+        the_fake.app.middlewares.append(middleware)
     the_fake.app.middlewares.append(calls.middleware)
     async with contextlib.AsyncExitStack() as stack:
         sock = _listen()
         stack.callback(sock.close)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
 
-        store = await SQLiteEventStore.open(tmp_path / "clipjobs.db")
-        stack.push_async_callback(store.aclose)
+        store = await stack.enter_async_context(open_store(backend, tmp_path))
         secret = await store.ensure_secret(WEBHOOK_SECRET_NAME, new_secret())
 
         fake_url, _ = await stack.enter_async_context(running_fake_suno(fake=the_fake))

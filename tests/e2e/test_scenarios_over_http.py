@@ -56,11 +56,11 @@ async def assert_clean_log(stack: Stack, job_id: str, terminal: str) -> list[str
     return types
 
 
-async def test_callbacks_only(tmp_path: Path) -> None:
+async def test_callbacks_only(tmp_path: Path, backend: str) -> None:
     """With no poll ever due, the fake's text/first/complete callbacks alone take the job to
     STAGE_50 with two tracks, and GET never shows a stage going down.
     """
-    async with running_stack(tmp_path, policy=CALLBACKS_ONLY) as stack:
+    async with running_stack(tmp_path, backend=backend, policy=CALLBACKS_ONLY) as stack:
         job_id = await stack.start()
         seen = await stack.watch(job_id)
         (task,) = await stack.fake_tasks()
@@ -89,9 +89,11 @@ async def test_callbacks_only(tmp_path: Path) -> None:
     assert stack.calls.codes("record-info") == Counter()
 
 
-async def test_no_callbacks_poll_fallback_reaches_success(tmp_path: Path) -> None:
+async def test_no_callbacks_poll_fallback_reaches_success(tmp_path: Path, backend: str) -> None:
     """When Suno never calls back, the poller's record-info calls take the job to STAGE_50."""
-    async with running_stack(tmp_path, fake={"scenario": "no-callback"}, policy=FAST_POLL) as stack:
+    async with running_stack(
+        tmp_path, backend=backend, fake={"scenario": "no-callback"}, policy=FAST_POLL
+    ) as stack:
         job_id = await stack.start()
         body = await stack.wait_for_stage(job_id, *DONE)
         (task,) = await stack.fake_tasks()
@@ -109,7 +111,9 @@ async def test_no_callbacks_poll_fallback_reaches_success(tmp_path: Path) -> Non
     assert record_info[200] >= len(types) - 3 and set(record_info) == {200}
 
 
-async def test_duplicated_shuffled_callbacks_racing_the_poller(tmp_path: Path) -> None:
+async def test_duplicated_shuffled_callbacks_racing_the_poller(
+    tmp_path: Path, backend: str
+) -> None:
     """Twelve jobs whose callbacks come twice from the fake and three times more, shuffled, from a
     relay, while the poller polls every 20 ms: each job records exactly one SunoSucceeded and one
     terminal event, and every other success is kept as a LateObservation.
@@ -118,6 +122,7 @@ async def test_duplicated_shuffled_callbacks_racing_the_poller(tmp_path: Path) -
     racing = JobPolicy(timeout_s=120, poll_after_s=0.0, poll_interval_s=0.02)
     async with running_stack(
         tmp_path,
+        backend=backend,
         fake={"scenario": "duplicate-callbacks"},
         policy=racing,
         relay=relay,
@@ -158,7 +163,7 @@ async def test_duplicated_shuffled_callbacks_racing_the_poller(tmp_path: Path) -
 
 
 async def test_stuck_job_goes_stale_then_times_out_once_and_a_late_success_changes_nothing(
-    tmp_path: Path,
+    tmp_path: Path, backend: str
 ) -> None:
     """A task Suno never finishes, with nobody polling it: GET shows the heartbeat stale, the
     sweeper times the job out exactly once with the seed's message, and a success callback after
@@ -167,6 +172,7 @@ async def test_stuck_job_goes_stale_then_times_out_once_and_a_late_success_chang
     no_poll_3s = JobPolicy(timeout_s=3, poll_after_s=3600, poll_interval_s=3600)
     async with running_stack(
         tmp_path,
+        backend=backend,
         fake={"scenario": "stuck"},
         policy=no_poll_3s,
         api=ApiConfig(stale_after_s=0.5),
@@ -215,13 +221,19 @@ async def test_stuck_job_goes_stale_then_times_out_once_and_a_late_success_chang
     assert len(late.tracks) == 2  # type: ignore[union-attr]  # kept, not lost
 
 
-async def test_stuck_job_polled_keeps_a_fresh_heartbeat_and_times_out_once(tmp_path: Path) -> None:
+async def test_stuck_job_polled_keeps_a_fresh_heartbeat_and_times_out_once(
+    tmp_path: Path, backend: str
+) -> None:
     """A task Suno keeps reporting PENDING: every poll is a heartbeat (GET never shows it stale),
     the sweeper still times it out exactly once, and nobody polls it after that.
     """
     polled_1s = JobPolicy(timeout_s=1, poll_after_s=0.05, poll_interval_s=0.05)
     async with running_stack(
-        tmp_path, fake={"scenario": "stuck"}, policy=polled_1s, api=ApiConfig(stale_after_s=0.5)
+        tmp_path,
+        backend=backend,
+        fake={"scenario": "stuck"},
+        policy=polled_1s,
+        api=ApiConfig(stale_after_s=0.5),
     ) as stack:
         job_id = await stack.start()
         seen = await stack.watch(job_id)
@@ -315,12 +327,12 @@ async def test_no_credits_at_run_once(tmp_path: Path) -> None:
     assert tasks == [] and codes == Counter({200: 1})  # the one credit check
 
 
-async def test_no_credits_found_by_the_generate_call(tmp_path: Path) -> None:
+async def test_no_credits_found_by_the_generate_call(tmp_path: Path, backend: str) -> None:
     """With one credit left, two jobs are accepted (the pre-flight's answer is cached); the one
     whose generate call gets 429 fails with SUNO_NO_CREDITS without a retry, and the next runOnce
     answers 402 at once.
     """
-    async with running_stack(tmp_path, fake={"credits": 1}) as stack:
+    async with running_stack(tmp_path, backend=backend, fake={"credits": 1}) as stack:
         jobs = [await stack.start("channel_a"), await stack.start("channel_b")]
         bodies = {j: await stack.wait_for_stage(j, *DONE) for j in jobs}
         (failed,) = [j for j, b in bodies.items() if b["stage"] == Stage.FAILED.value]
@@ -381,13 +393,14 @@ async def test_rate_limited_within_budget_the_fake_never_refuses(tmp_path: Path)
 
 
 @pytest.mark.xfail(
-    strict=False,
-    reason="bug: SunoBudget grants a turn exactly window_s after a start, but calls reach Suno "
-    "with a few ms of varying delay, so at exactly Suno's limit a saturated budget draws 430s",
+    strict=False,  # it shows in most runs, not all: it needs a call that arrived late
+    reason="bug: SunoBudget grants a turn exactly window_s after the oldest start, so when that "
+    "call reached Suno later than the new one does (latency varies), Suno counts limit+1",
 )
 async def test_a_budget_at_exactly_suno_limit_draws_no_430(tmp_path: Path) -> None:
-    """With the budget equal to Suno's limit (10 per 0.5 s both) and saturated for a few seconds,
-    Suno never answers 430 (CLIPJOBS_SUNO_MAX_RPS=2 is exactly Suno's 20 per 10 s).
+    """With the budget equal to Suno's limit (10 per 0.5 s both) and saturated while jobs are
+    being sent, Suno never answers 430 (CLIPJOBS_SUNO_MAX_RPS=2 is exactly Suno's 20 per 10 s,
+    with no margin for the calls' varying travel time).
     """
     async with running_stack(
         tmp_path,
@@ -398,7 +411,9 @@ async def test_a_budget_at_exactly_suno_limit_draws_no_430(tmp_path: Path) -> No
     ) as stack:
         await saturate(stack, 12)
         codes = stack.calls.codes()
-    assert 430 not in codes, codes
+        peak = stack.budget.peak()
+    assert peak <= 10  # the budget's own record holds...
+    assert 430 not in codes, codes  # ...but Suno counted more
 
 
 async def test_rate_limited_over_budget_slows_down_and_finishes(tmp_path: Path) -> None:

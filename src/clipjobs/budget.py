@@ -197,9 +197,13 @@ class SunoBudget:
 
     async def acquire_within(self, priority: Priority, seconds: float) -> bool:
         """Take a turn if one comes within ``seconds`` (0: only if one is free now)."""
+        return await self._turn_within(priority, seconds) is not None
+
+    async def _turn_within(self, priority: Priority, seconds: float) -> datetime | None:
+        """``acquire_within``, giving the recorded start (None: no turn came)."""
         if seconds <= 0:
             return self._try_acquire(priority)
-        return await self._take(priority, seconds) is not None
+        return await self._take(priority, seconds)
 
     async def _take(self, priority: Priority, timeout: float | None) -> datetime | None:
         if self._closed:
@@ -231,15 +235,14 @@ class SunoBudget:
             raise
         return self._record(priority, ticket.queued_at)
 
-    def _try_acquire(self, priority: Priority) -> bool:
+    def _try_acquire(self, priority: Priority) -> datetime | None:
         if self._closed or self.waiting:
-            return False
+            return None
         now = self._clock.now()
         if self._next_slot(now) != now:
-            return False
+            return None
         self._pending += 1
-        self._record(priority, now)
-        return True
+        return self._record(priority, now)
 
     def rate_limited(self) -> None:
         """Suno said 430/405: pause everything and halve the rate.
@@ -379,9 +382,13 @@ class BudgetedSuno:
         return await self._call(Priority.POLL, lambda: self.inner.record_info(task_id))
 
     async def credits(self) -> int:
-        if not await self.budget.acquire_within(Priority.CREDITS, self.credits_wait_s):
+        started = await self.budget._turn_within(Priority.CREDITS, self.credits_wait_s)
+        if started is None:
             raise SunoTransient("no Suno budget to spare for a credit check now")
-        return await self._guarded(self.inner.credits)
+        try:
+            return await self._guarded(self.inner.credits)
+        finally:
+            self.budget.finished(started)
 
     def parse_callback(self, payload: Mapping[str, Any]) -> Observation:
         return self.inner.parse_callback(payload)

@@ -23,10 +23,11 @@ async def settle() -> None:
 class SlowSuno(ScriptedSuno):
     """Each record-info arrives at Suno 0 to ``max_delay_s`` (fake time) after it started here."""
 
-    def __init__(self, clock: FakeClock, max_delay_s: float) -> None:
+    def __init__(self, clock: FakeClock, max_delay_s: float, credits_delay_s: float = 0.0) -> None:
         super().__init__()
         self.clock = clock
         self.max_delay_s = max_delay_s
+        self.credits_delay_s = credits_delay_s
         self.rng = random.Random(7)
         self.arrivals: list[float] = []
 
@@ -34,6 +35,10 @@ class SlowSuno(ScriptedSuno):
         await self.clock.sleep(self.rng.uniform(0.0, self.max_delay_s))
         self.arrivals.append(self.clock.now().timestamp())
         return await super().record_info(task_id)
+
+    async def credits(self) -> int:
+        await self.clock.sleep(self.credits_delay_s)
+        return await super().credits()
 
 
 async def test_a_call_keeps_its_place_until_a_window_after_its_answer() -> None:
@@ -90,4 +95,24 @@ async def test_budgeted_calls_never_put_more_than_the_limit_in_a_suno_window() -
     for i, at in enumerate(arrivals):
         within = [a for a in arrivals[i:] if a - at < 10.0]
         assert len(within) <= budget.limit
+    await budget.aclose()
+
+
+async def test_a_credit_check_also_counts_until_a_window_after_its_answer() -> None:
+    """runOnce's credit pre-flight, which only takes a free turn, keeps its place the same way."""
+    clock = FakeClock()
+    budget = SunoBudget(0.1, clock=clock, window_s=10.0)  # one call per 10 s
+    inner = SlowSuno(clock, max_delay_s=0.0, credits_delay_s=2.0)
+    suno = BudgetedSuno(inner, budget)
+    check = asyncio.create_task(suno.credits())
+    await settle()
+    await clock.advance(2.0)
+    assert await check == 100
+    waiter = asyncio.create_task(budget.acquire(Priority.POLL))
+    await clock.advance(9.9)  # 10 s after the check started, but not after its answer
+    await settle()
+    assert not waiter.done()
+    await clock.advance(2.1)
+    await settle()
+    assert waiter.done()
     await budget.aclose()

@@ -417,15 +417,12 @@ async def running_stack(
     api: ApiConfig | None = None,
     relay: CallbackRelay | None = None,
     backend: str = "sqlite",
-    fake_middlewares: Iterable[Any] = (),
 ) -> AsyncIterator[Stack]:
     """Serve a full clipjobs on 127.0.0.1 until the block ends, then close it in order."""
     clock = SystemClock()
     metrics = Metrics()
     calls = CallLog()
     the_fake = FakeSuno(api_key=SUNO_KEY, **{**FAKE_DEFAULTS, **(fake or {})})
-    for middleware in fake_middlewares:  # before the call log: it sees calls as the limiter does
-        the_fake.app.middlewares.append(middleware)
     the_fake.app.middlewares.append(calls.middleware)
     async with contextlib.AsyncExitStack() as stack:
         sock = _listen()

@@ -3,7 +3,8 @@
 Each test starts jobs with ``runOnce`` over HTTP, lets the workers and the
 fake's callbacks (to the real webhook) do their work, and then asserts on the
 stored log (``store.read``), on what ``GET /jobs/{id}`` shows, and on what
-the fake saw (``GET /_fake/tasks`` and the calls it answered).
+the fake saw (``GET /_fake/tasks`` and the calls it answered). Tests taking
+``backend`` run on PostgreSQL too when ``CLIPJOBS_TEST_PG_DSN`` is set.
 """
 
 from __future__ import annotations

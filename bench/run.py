@@ -6,10 +6,12 @@ Each bench runs in its own process, one after the other (they would skew each
 other on a 2-core machine). Their printed tables go to ``DIR/latest.md``;
 ``DIR/latest.json`` holds the machine's description, each bench's command,
 exit code, time and output, and, for the benches that write one, their
-figures as JSON. ``--quick`` runs each at its smallest size (a smoke test,
-well under a minute; its figures mean nothing). A bench whose file is absent
-(bench_postgres.py before it lands) is skipped; one that fails is recorded
-and the rest still run; the exit code is 1 if any failed.
+figures as JSON (``--json PATH``). ``--quick`` runs each at its smallest size (a smoke test,
+well under a minute; its figures mean nothing). A bench whose file is absent,
+or that needs a server nobody named (bench_postgres.py without
+``CLIPJOBS_TEST_PG_DSN``), is skipped; one that fails is recorded and the rest
+still run; the exit code is 1 if any failed. ``--only`` refreshes the named
+benches in ``DIR/latest.*`` and keeps the others' last figures.
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import machine  # noqa: E402 -- after the path insert
 
-#: name, file, extra args for --quick, whether it writes --json figures
-BENCHES: list[tuple[str, str, list[str], bool]] = [
-    ("fold", "bench_fold.py", [], False),
-    ("sqlite", "bench_sqlite.py", ["--repeats", "1", "--load-calls", "200"], False),
-    ("postgres", "bench_postgres.py", ["--quick"], False),
-    ("http", "bench_http.py", ["--quick"], True),
-    ("load", "bench_load.py", ["--quick"], True),
+#: name, file, extra args for --quick (a bench that writes figures takes ``--json PATH``)
+BENCHES: list[tuple[str, str, list[str]]] = [
+    ("fold", "bench_fold.py", []),
+    ("sqlite", "bench_sqlite.py", ["--repeats", "1", "--load-calls", "200"]),
+    ("postgres", "bench_postgres.py", ["--repeats", "1", "--read-calls", "200"]),
+    ("http", "bench_http.py", ["--quick"]),
+    ("load", "bench_load.py", ["--quick"]),
 ]
+#: Benches that need a server: run only when one of these variables names it.
+NEEDS = {"postgres": ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")}
 #: No bench may hang the harness (the full run takes about 8 minutes).
 TIMEOUT_S = 600
 
@@ -129,10 +133,12 @@ def markdown(mach: dict[str, Any], results: dict[str, Any], quick: bool, when: s
     for name, r in results.items():
         lines += ["", f"## {name}", ""]
         if r.get("skipped"):
-            lines.append(f"Skipped: {r['skipped']}.")
+            lines.append(f"Skipped ({r['when']}): {r['skipped']}.")
             continue
         status = "ok" if r["exit_code"] == 0 else f"FAILED (exit code {r['exit_code']})"
-        lines.append(f"`{r['command']}` — {status}, {r['seconds']} s")
+        lines.append(
+            f"`{r['command']}` — {status}, {r['seconds']} s, run {r['when']} at `{r['commit']}`"
+        )
         lines += ["", "```", r["output"].rstrip(), "```"]
         if r["exit_code"] != 0 and r["errors"]:
             lines += ["", "```", r["errors"].rstrip()[-2000:], "```"]
@@ -156,7 +162,7 @@ def main() -> int:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     results: dict[str, Any] = {}
     failed = False
-    for name, filename, quick_args, wants_json in BENCHES:
+    for name, filename, quick_args in BENCHES:
         if name not in wanted:
             continue
         file = HERE / filename
@@ -164,11 +170,16 @@ def main() -> int:
             results[name] = {"skipped": f"bench/{filename} does not exist yet"}
             print(f"== {name}: skipped ({filename} absent)", flush=True)
             continue
+        needed = NEEDS.get(name, ())
+        if needed and not any(os.environ.get(var) for var in needed):
+            results[name] = {"skipped": f"no server: set {' or '.join(needed)}"}
+            print(f"== {name}: skipped (set {' or '.join(needed)})", flush=True)
+            continue
         print(f"== {name}: running bench/{filename}", flush=True)
-        # A quick flag is passed only to a bench that knows it (bench_postgres.py may not).
+        # Flags go only to a bench that knows them (bench_postgres.py may not).
         text = file.read_text()
         quick = [a for a in quick_args if not a.startswith("--") or a in text]
-        result = run_bench(file, quick if args.quick else [], wants_json)
+        result = run_bench(file, quick if args.quick else [], "--json" in text)
         results[name] = result
         print(result["output"].rstrip(), flush=True)
         if result["exit_code"] != 0:
@@ -179,6 +190,18 @@ def main() -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for result in results.values():
+        result["when"], result["commit"] = when, mach.get("commit")
+    previous = out / "latest.json"
+    if args.only and previous.exists():
+        # --only refreshes those benches; the others keep their last figures (with their date).
+        kept = json.loads(previous.read_text())
+        for old in kept["benches"].values():
+            old.setdefault("when", kept["when"])
+            old.setdefault("commit", kept["machine"].get("commit"))
+        if kept.get("quick") == args.quick:
+            results = {**kept["benches"], **results}
+            results = {b[0]: results[b[0]] for b in BENCHES if b[0] in results}
     (out / "latest.md").write_text(markdown(mach, results, args.quick, when))
     (out / "latest.json").write_text(
         json.dumps(

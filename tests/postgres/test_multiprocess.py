@@ -1,0 +1,277 @@
+"""Three ``clipjobs serve`` processes on one PostgreSQL schema, one SIGKILLed mid-run.
+
+300 jobs are started across the three; the fake Suno sends every callback
+twice and calls each job back at the process that sent it, so the killed
+process's callbacks fail and the survivors must finish its jobs by polling,
+or, when the dead process held them or left their send uncertain, by
+timing out. An SSE client on a surviving process follows jobs
+created on all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from _pg_harness import DSN, StoreFactory
+
+from clipjobs import fold
+from clipjobs.events import SunoTaskCreated
+from clipjobs.stages import Stage
+from clipjobs.state import JobState
+from clipjobs_postgres import PostgresEventStore
+from clipjobs_suno.fake import running_fake_suno
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+JOBS = 300
+WATCHED_PER_PROCESS = 10
+TOKEN = "multiprocess-token-0001"
+USER = "mp-user"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+SUNO_KEY = "mp-suno-key"
+#: Only so a broken build fails with a diagnosis instead of hanging CI; every
+#: job ends by CLIPJOBS_JOB_TIMEOUT_S (20 s) plus a sweep.
+FINISH_LIMIT_S = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, proc: asyncio.subprocess.Process, url: str, stderr: Path) -> None:
+        self.proc, self.url, self.stderr = proc, url, stderr
+        self.lines: list[str] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    async def wait_listening(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            raw = await self.proc.stdout.readline()
+            if not raw:
+                raise RuntimeError(f"clipjobs serve exited:\n{self.stderr.read_text()[-3000:]}")
+            line = raw.decode(errors="replace").rstrip()
+            self.lines.append(line)
+            if "listening on http://127.0.0.1:" in line:
+                assert line.split("listening on ", 1)[1].strip() == self.url
+                break
+        self._drain = asyncio.create_task(self._read_rest())
+
+    async def _read_rest(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip())
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._drain is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain, 5)
+
+
+@contextlib.asynccontextmanager
+async def three_servers(schema: str, suno_url: str, tmp_path: Path) -> AsyncIterator[list[Server]]:
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLIPJOBS_", "SUNO_", "PUBLIC_BASE_URL"))
+    }
+    servers: list[Server] = []
+    try:
+        for i in range(3):
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {
+                **base_env,
+                "CLIPJOBS_DB": DSN,
+                "CLIPJOBS_PG_SCHEMA": schema,
+                "CLIPJOBS_PORT": str(port),
+                "PUBLIC_BASE_URL": url,
+                "CLIPJOBS_TOKENS": f"{TOKEN}={USER}",
+                "CLIPJOBS_WORKER_ID": f"mp-worker-{i}",
+                "SUNO_API_KEY": SUNO_KEY,
+                "SUNO_BASE_URL": suno_url,
+                "CLIPJOBS_SUNO_MAX_RPS": "500",
+                "CLIPJOBS_POLL_AFTER_S": "2",
+                "CLIPJOBS_POLL_INTERVAL_S": "1",
+                # Jobs the dead process held (60 s leases) or whose send it left
+                # uncertain end by the sweeper's timeout, which no lease blocks.
+                "CLIPJOBS_JOB_TIMEOUT_S": "20",
+                "CLIPJOBS_MEDIA_DIR": str(tmp_path / f"media-{i}"),
+                "CLIPJOBS_LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+            stderr = tmp_path / f"serve-{i}.err"
+            with stderr.open("wb") as err:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "clipjobs_cli",
+                    "serve",
+                    env=env,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=err,
+                )
+            servers.append(Server(proc, url, stderr))
+        await asyncio.wait_for(asyncio.gather(*(s.wait_listening() for s in servers)), 60)
+        yield servers
+    finally:
+        await asyncio.gather(*(s.stop() for s in servers))
+
+
+async def _follow(session: aiohttp.ClientSession, url: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every ``job`` event of one SSE stream, until the server ends it."""
+    seen: list[tuple[int, dict[str, Any]]] = []
+    event_id, kind = 0, ""
+    async with session.get(url, headers=HEADERS, timeout=aiohttp.ClientTimeout(total=None)) as r:
+        assert r.status == 200, await r.text()
+        async for raw in r.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("id: "):
+                event_id = int(line[4:])
+            elif line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                assert kind == "job", line
+                seen.append((event_id, json.loads(line[6:])))
+    return seen
+
+
+async def _stuck(store: PostgresEventStore, job_ids: list[str]) -> str:
+    """What the unfinished jobs look like, for the failure message."""
+    lines = []
+    for job in job_ids:
+        state = await store.load(job)
+        if state is not None and not state.done:
+            lines.append(
+                f"{job} {state.stage.value} work={state.work} due={state.due_at}"
+                f" v={state.version} send={state.send_state}"
+            )
+    return f"{len(lines)}:\n" + "\n".join(lines[:15])
+
+
+async def test_three_processes_one_killed_every_job_ends_exactly_once(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    """300 jobs on 3 processes, one SIGKILLed: each ends once, logs contiguous, SSE saw it all."""
+    store = await stores()  # migrates the schema and lets the test read what the processes wrote
+    async with (
+        running_fake_suno(
+            api_key=SUNO_KEY,
+            scenario="duplicate-callbacks",
+            credits=1_000_000,
+            rate_limit=1_000_000,
+            text_after_s=0.3,
+            first_after_s=0.6,
+            complete_after_s=1.0,
+            callback_retries=1,
+            callback_retry_delay_s=0.2,
+            callback_timeout_s=5.0,
+        ) as (suno_url, fake),
+        three_servers(store.schema, suno_url, tmp_path) as servers,
+        aiohttp.ClientSession() as session,
+    ):
+        survivor, other, victim = servers
+
+        streams: dict[str, asyncio.Task[list[tuple[int, dict[str, Any]]]]] = {}
+
+        async def start(i: int) -> str:
+            server = servers[i % 3]
+            url = f"{server.url}/api/music-clips/channels/mp-ch-{i:03d}/runOnce"
+            async with session.post(url, headers=HEADERS) as r:
+                assert r.status == 202, await r.text()
+                job = str((await r.json())["jobId"])
+            if i < 3 * WATCHED_PER_PROCESS:
+                # Followed on the survivor whichever process created it.
+                events = f"{survivor.url}/api/music-clips/jobs/{job}/events"
+                streams[job] = asyncio.create_task(_follow(session, events))
+            return job
+
+        job_ids = await asyncio.gather(*(start(i) for i in range(JOBS)))
+        assert len(set(job_ids)) == JOBS
+        # Mid-run: jobs are being sent and called back when the process dies.
+        await asyncio.sleep(0.5)
+        assert await store.count_active() > 0
+        victim.proc.send_signal(signal.SIGKILL)
+        assert await victim.proc.wait() == -signal.SIGKILL
+
+        async def all_done() -> None:
+            while await store.count_active() > 0:
+                await asyncio.sleep(0.5)
+
+        try:
+            await asyncio.wait_for(all_done(), FINISH_LIMIT_S)
+        except TimeoutError:
+            pytest.fail(f"jobs left unfinished: {await _stuck(store, job_ids)}")
+        sse = {job: await asyncio.wait_for(task, 30) for job, task in streams.items()}
+        assert survivor.proc.returncode is None and other.proc.returncode is None
+
+    stages: dict[str, int] = {}
+    for job in job_ids:
+        log = await store.read(job)
+        final = await store.load(job)
+        assert final is not None and final.done
+        # Versions contiguous, and the projection row is the fold of the log.
+        assert [r.version for r in log] == list(range(1, final.version + 1))
+        assert fold([r.event for r in log]) == final
+        # Exactly one event ends the job; nothing after it changes the stage.
+        states: list[JobState] = []
+        state: JobState | None = None
+        for r in log:
+            state = fold([r.event], state)
+            states.append(state)
+        endings = [
+            v for v, s in enumerate(states, 1) if s.done and (v == 1 or not states[v - 2].done)
+        ]
+        assert len(endings) == 1, (job, [type(r.event).__name__ for r in log])
+        assert {s.stage for s in states[endings[0] - 1 :]} == {final.stage}
+        assert sum(isinstance(r.event, SunoTaskCreated) for r in log) <= 1
+        stages[final.stage.value] = stages.get(final.stage.value, 0) + 1
+
+        if job in sse:
+            seen = sse[job]
+            ids = [v for v, _ in seen]
+            # Increasing, ending once the job ended (ignored duplicate callbacks
+            # may append after that), each body the job as it was at that version.
+            assert ids == sorted(set(ids)), (job, ids)
+            assert endings[0] <= ids[-1] <= final.version, (job, ids, endings)
+            for version, body in seen:
+                assert body["jobId"] == job and body["version"] == version
+                assert body["stage"] == states[version - 1].stage.value
+            assert seen[-1][1]["done"] is True
+            # The stream shows the job's stages in the order it passed them,
+            # whichever process wrote them; commits that land between two wake-ups
+            # of the stream share one event (the latest), so a stage held only
+            # for an instant (REQUEST_SENT, then TASK_CREATED) may be skipped.
+            passed = [s.stage.value for s in states]
+            shown = [body["stage"] for _, body in seen]
+            rest = iter(passed)
+            assert all(stage in rest for stage in shown), (job, shown, passed)
+
+    assert sum(stages.values()) == JOBS
+    # Nothing was sent to Suno twice: the fake holds at most one task per job.
+    assert len(fake.tasks()) <= JOBS
+    # With a healthy fake Suno almost every job succeeds; a job the killed
+    # process was working on ends TIMEOUT instead, but it ends once.
+    assert stages.get(Stage.SUNO_SUCCESS.value, 0) >= JOBS - 20, stages
+    print(f"final stages: {stages}; fake Suno tasks: {len(fake.tasks())}")

@@ -82,10 +82,14 @@ class ChangeListener:
     async def _listen(self) -> asyncpg.Connection:
         self._lost.clear()
         conn = await self._connect()
+        # Ours before LISTEN is sent, so a connection lost during that round
+        # trip is noticed at once rather than at the next keep-alive.
+        self._conn = conn
         try:
             conn.add_termination_listener(self._on_terminated)
             await conn.add_listener(self._channel, self._on_notify)
         except BaseException:
+            self._conn = None
             conn.terminate()
             raise
         return conn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from importlib import resources
@@ -116,14 +117,16 @@ def _middleware(config: ApiConfig, service: JobService, metrics: Metrics) -> Any
             metrics.inc(
                 "clipjobs_http_requests_total", route=_route_label(request), status=str(status)
             )
-            pipeline_log.info(
-                "%s %s %s %.1fms",
-                request.method,
-                _loggable_path(request),
-                status,
-                (time.perf_counter() - started) * 1000,
-                extra={"request_id": rid},
-            )
+            # Checked first: the redacted path is built only for a line that is written.
+            if pipeline_log.isEnabledFor(logging.INFO):
+                pipeline_log.info(
+                    "%s %s %s %.1fms",
+                    request.method,
+                    _loggable_path(request),
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    extra={"request_id": rid},
+                )
             current_request_id.reset(reset)
 
     return clipjobs_api

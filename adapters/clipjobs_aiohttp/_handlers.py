@@ -55,14 +55,27 @@ def request_id(request: web.Request) -> str:
     return rid if rid is not None else new_request_id(request.app[SERVICE].clock.now())
 
 
+#: ``json.dumps(body, ensure_ascii=False)`` without building an encoder per answer.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _json(
     body: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
         status=status,
-        text=json.dumps(body, ensure_ascii=False),
+        text=_encode(body),
         content_type="application/json",
         headers=headers,
+    )
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(
+        401,
+        "UNAUTHORIZED",
+        "A valid Authorization: Bearer token is required.",
+        headers={"WWW-Authenticate": "Bearer"},
     )
 
 
@@ -70,17 +83,11 @@ async def _user(request: web.Request) -> str:
     """The caller's user id from the bearer token; ``x-user-id`` must agree."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
-    unauthorized = ApiError(
-        401,
-        "UNAUTHORIZED",
-        "A valid Authorization: Bearer token is required.",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
     if scheme.lower() != "bearer" or not token:
-        raise unauthorized
+        raise _unauthorized()
     user = await request.app[AUTHENTICATOR].authenticate(token)
     if user is None:
-        raise unauthorized
+        raise _unauthorized()
     claimed = request.headers.get("x-user-id")
     if claimed is not None and claimed != user:
         raise ApiError(403, "FORBIDDEN", "x-user-id does not match the token's user.")
@@ -88,7 +95,9 @@ async def _user(request: web.Request) -> str:
 
 
 def _lang(request: web.Request) -> Lang:
-    return pick_language(request.headers.get("Accept-Language"), request.query.get("lang"))
+    # No query string (most requests): no query to parse.
+    lang = request.query.get("lang") if request.query_string else None
+    return pick_language(request.headers.get("Accept-Language"), lang)
 
 
 def _job_id(request: web.Request) -> str:
@@ -261,7 +270,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         await response.write(f"retry: {config.retry_after_s * 1000}\n\n".encode())
         while True:
             if state.version > sent:
-                data = json.dumps(_body(request, state, lang), ensure_ascii=False)
+                data = _encode(_body(request, state, lang))
                 await response.write(f"id: {state.version}\nevent: job\ndata: {data}\n\n".encode())
                 sent = state.version
             if state.done:

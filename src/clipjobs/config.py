@@ -8,6 +8,7 @@ the variable and what is wrong with it (never echoing a secret's value).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -22,6 +23,8 @@ from .events import JobPolicy
 __all__ = ["Settings"]
 
 _T = TypeVar("_T")
+#: The PostgreSQL adapter's rule too (clipjobs_postgres checks it again at open).
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _MODELS = ("V3_5", "V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5", "V5_5")
 
 
@@ -118,8 +121,11 @@ class Settings:
             h.strip().lower() for h in (get("CLIPJOBS_CLIP_HOSTS") or "").split(",") if h.strip()
         )
         schema = get("CLIPJOBS_PG_SCHEMA") or "clipjobs"
-        if not schema.replace("_", "").isalnum() or not schema[0].isalpha():
-            raise ConfigError(f"CLIPJOBS_PG_SCHEMA={schema!r} must be a plain identifier")
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ConfigError(
+                f"CLIPJOBS_PG_SCHEMA={schema!r} must be lower-case letters, digits and"
+                " underscores, not starting with a digit, at most 48 characters"
+            )
         return cls(
             db_url=db_url,
             host=get("CLIPJOBS_HOST") or "127.0.0.1",

@@ -67,6 +67,9 @@ def test_values_are_read() -> None:
         ({"SUNO_MODEL": "V9"}, "SUNO_MODEL"),
         ({"CLIPJOBS_LOG_LEVEL": "loud"}, "CLIPJOBS_LOG_LEVEL"),
         ({"CLIPJOBS_PG_SCHEMA": "x; drop"}, "CLIPJOBS_PG_SCHEMA"),
+        ({"CLIPJOBS_PG_SCHEMA": "Clips"}, "CLIPJOBS_PG_SCHEMA"),
+        ({"CLIPJOBS_PG_SCHEMA": "c" * 49}, "CLIPJOBS_PG_SCHEMA"),
+        ({"CLIPJOBS_PG_SCHEMA": "1clips"}, "CLIPJOBS_PG_SCHEMA"),
     ],
 )
 def test_bad_values_give_one_clear_line(env: dict[str, str], needle: str) -> None:

@@ -13,8 +13,8 @@ How it keeps its promises:
   ``load`` is one primary-key look-up of the projection row, made on the
   event loop itself through a third, plain ``sqlite3`` connection: a point
   read from the page cache costs a few microseconds, far less than the trip
-  to aiosqlite's thread and back (GET job went from about 5,800 to 8,300
-  requests/s in ``bench/bench_http.py``). It never waits for a lock (``timeout=0``):
+  to aiosqlite's thread and back (GET job, ``bench/bench_http.py``'s load, old and
+  new code paired: about 5,800 to 8,300 requests/s). It never waits for a lock (``timeout=0``):
   any failure there falls back to the threaded read, which waits and reports
   errors as every other read does;
 - waiters are woken by :class:`~clipjobs.changes.ChangeNotifier` after the

@@ -263,7 +263,7 @@ async def running_server(
                 **{
                     "owner": settings.worker_id,
                     "suno_call_timeout_s": call_timeout,
-                    "lease_s": max(60.0, call_timeout * 2),
+                    "lease_s": settings.lease_s,
                     **(worker_config or {}),
                 }
             ),

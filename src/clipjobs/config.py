@@ -53,6 +53,9 @@ class Settings:
     clip_hosts: tuple[str, ...] = ()
     one_job_per_channel: bool = True
     worker_id: str | None = None
+    #: How long a worker's claim on a job lasts without renewal (a killed process's
+    #: jobs wait this long); it must outlast the Suno call timeout (30 s).
+    lease_s: float = 60.0
     pg_schema: str = "clipjobs"
 
     @property
@@ -148,6 +151,7 @@ class Settings:
             clip_hosts=hosts,
             one_job_per_channel=flag("CLIPJOBS_ONE_JOB_PER_CHANNEL", True),
             worker_id=get("CLIPJOBS_WORKER_ID"),
+            lease_s=num("CLIPJOBS_LEASE_S", 60.0, float, 31, 3600),
             pg_schema=schema,
         )
 

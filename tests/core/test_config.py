@@ -70,6 +70,8 @@ def test_values_are_read() -> None:
         ({"CLIPJOBS_PG_SCHEMA": "Clips"}, "CLIPJOBS_PG_SCHEMA"),
         ({"CLIPJOBS_PG_SCHEMA": "c" * 49}, "CLIPJOBS_PG_SCHEMA"),
         ({"CLIPJOBS_PG_SCHEMA": "1clips"}, "CLIPJOBS_PG_SCHEMA"),
+        # A lease shorter than the Suno call would make a slow send look crashed.
+        ({"CLIPJOBS_LEASE_S": "10"}, "between 31"),
     ],
 )
 def test_bad_values_give_one_clear_line(env: dict[str, str], needle: str) -> None:

@@ -72,7 +72,7 @@ def configure_logging(
     """Send every log record to ``stream`` (stderr) through one redaction filter; return it.
 
     The filter sits on the handler, so records of every library logger
-    (aiohttp's access log included) pass through it. Add secrets learnt later
+    (aiohttp's and asyncpg's included) pass through it. Add secrets learnt later
     (the webhook secret, a generated token) with ``filter.add``.
     """
     redactor = RedactingFilter(secrets)
@@ -84,6 +84,6 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # aiohttp's access log is the runner's (RedactedAccessLogger); keep its chatter at INFO+.
+    # asyncio's debug chatter (slow callbacks, selector noise) is not for operators.
     logging.getLogger("asyncio").setLevel(max(logging.WARNING, root.level))
     return redactor

@@ -195,12 +195,11 @@ class SunoBudget:
         # Every mark is a start or an answer that came before now: appending keeps the order.
         self._starts.append(now)
 
-    async def acquire_within(self, priority: Priority, seconds: float) -> bool:
-        """Take a turn if one comes within ``seconds`` (0: only if one is free now)."""
-        return await self._turn_within(priority, seconds) is not None
+    async def acquire_within(self, priority: Priority, seconds: float) -> datetime | None:
+        """Take a turn if one comes within ``seconds`` (0: only if one is free now).
 
-    async def _turn_within(self, priority: Priority, seconds: float) -> datetime | None:
-        """``acquire_within``, giving the recorded start (None: no turn came)."""
+        The recorded start (for :meth:`finished`), or None when no turn came.
+        """
         if seconds <= 0:
             return self._try_acquire(priority)
         return await self._take(priority, seconds)
@@ -382,7 +381,7 @@ class BudgetedSuno:
         return await self._call(Priority.POLL, lambda: self.inner.record_info(task_id))
 
     async def credits(self) -> int:
-        started = await self.budget._turn_within(Priority.CREDITS, self.credits_wait_s)
+        started = await self.budget.acquire_within(Priority.CREDITS, self.credits_wait_s)
         if started is None:
             raise SunoTransient("no Suno budget to spare for a credit check now")
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from . import errors
 from ._decide import decide
 from ._fold import evolve, fold
-from ._machine import mermaid
+from ._machine import TERMINAL_STAGES, mermaid
 from .auth import ChannelDefaults, TokenAuthenticator
 from .budget import BudgetedSuno, BudgetRecord, Priority, SunoBudget
 from .clock import FakeClock, SystemClock
@@ -42,6 +42,7 @@ from .events import (
     JobTimedOut,
     LateObservation,
     Observation,
+    ObservationRepeated,
     ProviderStatus,
     Source,
     SunoProgressObserved,
@@ -75,7 +76,7 @@ from .service import (
     StartOutcome,
     Unauthorized,
 )
-from .stages import TERMINAL_STAGES, Stage, Work
+from .stages import Stage, Work
 from .state import Heartbeat, JobState, SendState
 from .webhook import WebhookSigner
 from .workers import LoopLimits, WorkerConfig, Workers
@@ -117,6 +118,7 @@ __all__ = [
     "MarkRequestUncertain",
     "Metrics",
     "Observation",
+    "ObservationRepeated",
     "OrphanCallback",
     "ParamOverrides",
     "PostProcessor",

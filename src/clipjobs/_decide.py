@@ -3,12 +3,17 @@
 A command that makes no sense in the current state is never an error: it
 decides nothing (a task id recorded twice, a timeout after success), or a
 ``LateObservation`` when Suno said something that can no longer count (a
-success after a timeout). Only what ``decide`` returns is ever appended, so
-every log satisfies the stage graph by construction.
+success after a timeout). Whether an event may happen in a stage is the one
+machine's answer (:func:`clipjobs._machine.next_stage`); the rules here add
+only what the graph cannot know (the send's state, the deadline). Only what
+``decide`` returns is ever appended, so every log satisfies the graph.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from ._machine import next_stage
 from .commands import (
     Command,
     FailJob,
@@ -32,6 +37,7 @@ from .events import (
     JobFailed,
     JobTimedOut,
     LateObservation,
+    ObservationRepeated,
     ProviderStatus,
     Source,
     SunoProgressObserved,
@@ -44,10 +50,12 @@ from .events import (
 from .stages import Stage
 from .state import JobState, SendState
 
-__all__ = ["decide"]
+__all__ = ["LATE_OBSERVATIONS_KEPT", "REPEATS_COUNTED", "decide"]
 
-_AWAITING_TASK = (Stage.REQUEST_ACCEPTED, Stage.SUNO_REQUEST_SENT)
-_GENERATING = (Stage.SUNO_TASK_CREATED, Stage.SUNO_PENDING)
+#: Late observations kept per job; later ones are only counted (in metrics).
+LATE_OBSERVATIONS_KEPT = 50
+#: Replays recorded per job as ``ObservationRepeated``; later ones are only counted.
+REPEATS_COUNTED = 100
 
 
 def decide(command: Command, state: JobState | None) -> list[Event]:
@@ -58,11 +66,7 @@ def decide(command: Command, state: JobState | None) -> list[Event]:
         return []
     match command:
         case MarkRequestSent(at=at):
-            if state.stage is Stage.REQUEST_ACCEPTED:
-                return [SunoRequestSent(1, at)]
-            if state.stage is Stage.SUNO_REQUEST_SENT and state.send_state is SendState.RETRY_WAIT:
-                return [SunoRequestSent(state.send_attempts + 1, at)]
-            return []
+            return _send(state, at)
         case ScheduleRetry(error=error, retry_at=retry_at, at=at):
             if _in_flight(state):
                 return [SunoRequestRetryScheduled(state.send_attempts, error, retry_at, at)]
@@ -70,32 +74,36 @@ def decide(command: Command, state: JobState | None) -> list[Event]:
         case MarkRequestUncertain(reason=reason, at=at):
             return [SunoRequestUncertain(reason, at)] if _in_flight(state) else []
         case RecordTaskCreated(task_id=task_id, at=at):
-            if state.stage in _AWAITING_TASK and not state.done:
+            if _can(state, SunoTaskCreated):
                 return [SunoTaskCreated(task_id, Source.GENERATE, at)]
             if task_id == state.task_id:
                 return []
             reason = "after_terminal" if state.done else "task_mismatch"
-            return [LateObservation(reason, Source.GENERATE, at, task_id=task_id)]
+            return _late(state, LateObservation(reason, Source.GENERATE, at, task_id=task_id))
         case RecordObservation():
             return _observe(command, state)
         case FailJob(error_code=code, message=message, at=at):
-            return [] if state.done else [JobFailed(code, message, at)]
+            return [JobFailed(code, message, at)] if _can(state, JobFailed) else []
         case TimeOut(at=at):
             deadline = state.deadline_at
-            if deadline is None or at < deadline:
+            if deadline is None or at < deadline or not _can(state, JobTimedOut):
                 return []
             return [JobTimedOut(state.policy.timeout_s, at)]
         case StartClip(at=at):
-            if state.stage is Stage.SUNO_SUCCESS and not state.done:
-                return [ClipProcessingStarted(at)]
-            return []
+            return [ClipProcessingStarted(at)] if _can(state, ClipProcessingStarted) else []
         case RecordClipStep(step=step, at=at):
-            if state.stage is Stage.CLIP_PROCESSING and state.clip_step is not step:
+            if _can(state, ClipStepReached) and state.clip_step is not step:
                 return [ClipStepReached(step, at)]
             return []
         case FinishClip(clip_url=url, at=at):
-            return [ClipReady(url, at)] if state.stage is Stage.CLIP_PROCESSING else []
+            return [ClipReady(url, at)] if _can(state, ClipReady) else []
     raise TypeError(f"not a command: {command!r}")  # pragma: no cover
+
+
+def _can(state: JobState, event_type: type[Any], stage: Stage | None = None) -> bool:
+    """The machine allows an event of ``event_type`` in ``stage`` (default: the job's)."""
+    at = state.stage if stage is None else stage
+    return next_stage(at, state.policy.clip_render, event_type) is not None
 
 
 def _accepted(c: StartJob) -> JobAccepted:
@@ -113,15 +121,49 @@ def _accepted(c: StartJob) -> JobAccepted:
     )
 
 
+def _send(state: JobState, at: Any) -> list[Event]:
+    """The budget granted a generate call: attempt 1, a retry, or the one resend."""
+    if not _can(state, SunoRequestSent):
+        return []
+    match state.send_state:
+        case SendState.NOT_SENT:
+            return [SunoRequestSent(1, at)]
+        case SendState.RETRY_WAIT:
+            return [SunoRequestSent(state.send_attempts + 1, at, "retry after a transient error")]
+        case SendState.UNCERTAIN if state.resend_allowed:
+            due = state.due_at
+            if due is not None and at >= due:
+                wait = f"{state.policy.resend_uncertain_after_s:g}"
+                reason = f"resend: no callback named the job within {wait} s of an uncertain call"
+                return [SunoRequestSent(state.send_attempts + 1, at, reason)]
+    return []
+
+
 def _in_flight(state: JobState) -> bool:
     return state.stage is Stage.SUNO_REQUEST_SENT and state.send_state is SendState.IN_FLIGHT
+
+
+def _late(state: JobState, late: LateObservation) -> list[Event]:
+    """Record what can no longer count: once, then replays are counted, then only metrics."""
+    if late.key == state.last_late_key:
+        return _repeated(state, late.source, late.at)
+    if state.late_observations >= LATE_OBSERVATIONS_KEPT:
+        return []
+    return [late]
+
+
+def _repeated(state: JobState, source: Source, at: Any) -> list[Event]:
+    if state.repeated_observations >= REPEATS_COUNTED:
+        return []
+    return [ObservationRepeated(source, at)]
 
 
 def _observe(command: RecordObservation, state: JobState) -> list[Event]:
     obs, source, at = command.observation, command.source, command.at
 
     def late(reason: str) -> list[Event]:
-        return [
+        return _late(
+            state,
             LateObservation(
                 reason,
                 source,
@@ -130,8 +172,8 @@ def _observe(command: RecordObservation, state: JobState) -> list[Event]:
                 status=obs.status,
                 tracks=obs.tracks,
                 detail=obs.error_message,
-            )
-        ]
+            ),
+        )
 
     if state.done:
         return late("after_terminal")
@@ -143,12 +185,18 @@ def _observe(command: RecordObservation, state: JobState) -> list[Event]:
     if state.task_id is None:
         # A callback can name the job before the generate answer is recorded
         # (or after a crash left the request uncertain): adopt its task.
+        adopted = next_stage(stage, state.policy.clip_render, SunoTaskCreated)
+        if adopted is None:  # pragma: no cover - a job without a task is still generating
+            return late("stale")
         events.append(SunoTaskCreated(obs.task_id, source, at))
-        stage = Stage.SUNO_TASK_CREATED
+        stage = adopted
 
-    if stage not in _GENERATING:
+    if not _can(state, SunoSucceeded, stage):
         # Post-processing is under way: Suno's news is old news now.
         return late("duplicate" if obs.status is ProviderStatus.SUCCESS else "stale")
+    if not events and source is Source.CALLBACK and _same_as_last(state, obs.status, obs.tracks):
+        # A replayed callback (Suno retries, or someone else): counted, not copied.
+        return _repeated(state, source, at)
 
     status = obs.status
     if status is ProviderStatus.SUCCESS and any(t.audio_url for t in obs.tracks):
@@ -159,6 +207,10 @@ def _observe(command: RecordObservation, state: JobState) -> list[Event]:
         # Progress, or a "success" without audio yet: a heartbeat either way.
         events.append(SunoProgressObserved(status, source, at, obs.tracks))
     return events
+
+
+def _same_as_last(state: JobState, status: ProviderStatus, tracks: tuple[Any, ...]) -> bool:
+    return status is state.provider_status and tracks in ((), state.tracks)
 
 
 def _failure_message(command: RecordObservation) -> str:

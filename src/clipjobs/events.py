@@ -7,6 +7,7 @@ commands become events, and the fold only copies times it is given.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
 
@@ -25,6 +26,7 @@ __all__ = [
     "JobTimedOut",
     "LateObservation",
     "Observation",
+    "ObservationRepeated",
     "ProviderStatus",
     "Source",
     "SunoProgressObserved",
@@ -123,6 +125,9 @@ class JobPolicy:
     poll_after_s: float = 30.0
     poll_interval_s: float = 15.0
     clip_render: bool = False
+    #: An uncertain send is sent once more after this long without a callback
+    #: naming the job (``CLIPJOBS_RESEND_UNCERTAIN_AFTER_S``); 0: never.
+    resend_uncertain_after_s: float = 0.0
 
 
 @frozen
@@ -159,10 +164,15 @@ class JobAccepted:
 
 @frozen
 class SunoRequestSent:
-    """The generate call is about to go out (attempt 1, 2, ...)."""
+    """The Suno budget granted the generate call and it leaves now (attempt 1, 2, ...).
+
+    ``reason`` says why an attempt after the first was made (a retry after a
+    transient error, or a resend of an uncertain call).
+    """
 
     attempt: int
     at: datetime
+    reason: str | None = None
 
 
 @frozen
@@ -179,8 +189,9 @@ class SunoRequestRetryScheduled:
 class SunoRequestUncertain:
     """A generate call may have reached Suno but no task id came back.
 
-    It is never re-sent (credits would be spent twice); a callback naming
-    the job can still adopt the task, otherwise the job times out.
+    It is not re-sent blindly (credits would be spent twice): a callback naming
+    the job adopts the task; without one, it is sent once more after the
+    policy's ``resend_uncertain_after_s`` (0: never; the job then times out).
     """
 
     reason: str
@@ -249,6 +260,23 @@ class LateObservation:
     tracks: tuple[Track, ...] = ()
     detail: str | None = None
 
+    @property
+    def key(self) -> str:
+        """What makes two late observations the same, their time aside (a replay)."""
+        said = (self.reason, self.source, self.task_id, self.status, self.tracks, self.detail)
+        return hashlib.sha256(repr(said).encode()).hexdigest()[:16]
+
+
+@frozen
+class ObservationRepeated:
+    """Suno said again exactly what was recorded last (a replayed callback): counted, not copied.
+
+    It keeps the log small whatever a caller replays, and it is still a sign of life.
+    """
+
+    source: Source
+    at: datetime
+
 
 @frozen
 class ClipProcessingStarted:
@@ -284,6 +312,7 @@ Event = (
     | JobFailed
     | JobTimedOut
     | LateObservation
+    | ObservationRepeated
     | ClipProcessingStarted
     | ClipStepReached
     | ClipReady

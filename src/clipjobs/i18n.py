@@ -79,15 +79,27 @@ def _minutes(timeout_s: int) -> str:
     return str(int(minutes)) if minutes == int(minutes) else f"{minutes:.1f}"
 
 
-def timeout_message(timeout_s: int, lang: Lang = "ru") -> str:
-    """The error text of a timed-out job, N minutes from its timeout."""
+_UNCERTAIN = (
+    " Запрос мог дойти до Suno, но номер задачи так и не пришёл.",
+    " The request may have reached Suno, but no task id ever came back.",
+)
+
+
+def timeout_message(timeout_s: int, lang: Lang = "ru", *, uncertain: bool = False) -> str:
+    """The error text of a timed-out job, N minutes from its timeout.
+
+    ``uncertain``: the generate call may have reached Suno without an answer;
+    the text says so, since that is why nothing moved.
+    """
     n = _minutes(timeout_s)
     if lang == "en":
-        return f"Generation timed out ({n} minutes). Check the task in Suno or try again."
-    return (
-        f"Превышено время ожидания генерации ({n} минут). "
-        "Проверьте статус в Suno или попробуйте снова."
-    )
+        text = f"Generation timed out ({n} minutes). Check the task in Suno or try again."
+    else:
+        text = (
+            f"Превышено время ожидания генерации ({n} минут). "
+            "Проверьте статус в Suno или попробуйте снова."
+        )
+    return text + _pick(_UNCERTAIN, lang) if uncertain else text
 
 
 def pick_language(accept_language: str | None, query: str | None = None) -> Lang:

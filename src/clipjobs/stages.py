@@ -1,10 +1,14 @@
-"""The job's stages (SPEC section 2) and the kinds of background work."""
+"""The job's stages (SPEC section 2) and the kinds of background work.
+
+Which stages are terminal, and which work each waits for, follows from the
+one machine (``clipjobs._machine``).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["TERMINAL_STAGES", "Stage", "Work"]
+__all__ = ["Stage", "Work"]
 
 
 class Stage(StrEnum):
@@ -24,11 +28,6 @@ class Stage(StrEnum):
     def number(self) -> int:
         """The stage's number (10, 20, ... 99): it never goes down in a job's life."""
         return int(self.value[6:8])
-
-
-#: Stages that absorb everything. STAGE_50 is terminal too, unless the job
-#: was accepted with post-processing on (see ``JobState.done``).
-TERMINAL_STAGES = frozenset({Stage.CLIP_READY, Stage.FAILED, Stage.TIMEOUT})
 
 
 class Work(StrEnum):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import zlib
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import NamedTuple
 
 from attrs import frozen
 
+from ._machine import WORK, is_done
 from .events import (
     ClipStep,
     GenerationParams,
@@ -18,7 +18,7 @@ from .events import (
     Track,
 )
 from .i18n import Lang, clip_step_text, progress_text, timeout_message
-from .stages import TERMINAL_STAGES, Stage, Work
+from .stages import Stage, Work
 
 __all__ = ["Heartbeat", "JobState", "SendState"]
 
@@ -45,14 +45,11 @@ class Heartbeat:
     is_stale: bool
 
 
-class JobState(NamedTuple):
+@frozen
+class JobState:
     """A job folded from its log. Stores keep it as the projection row.
 
-    A ``NamedTuple`` rather than an attrs class on purpose: it is built on
-    every fold (every append, every history read), and a tuple is built in a
-    fraction of the time, which keeps folding a 10-event log over 100x
-    cheaper than a ``transitions`` machine per job. It is immutable all the
-    same; use ``_replace`` to derive a changed copy in tests.
+    Immutable; ``attrs.evolve(state, field=...)`` derives a changed copy.
     """
 
     job_id: str
@@ -79,9 +76,17 @@ class JobState(NamedTuple):
     last_observation_source: Source | None = None
     observations: int = 0
     late_observations: int = 0
+    #: Replayed observations counted instead of copied (``ObservationRepeated``).
+    repeated_observations: int = 0
+    #: A digest of the last late observation, so an identical replay is counted, not copied.
+    last_late_key: str | None = None
     send_attempts: int = 0
     send_state: SendState = SendState.NOT_SENT
     retry_at: datetime | None = None
+    #: When the generate call became uncertain (a resend is due a while after).
+    uncertain_since: datetime | None = None
+    #: Uncertain calls sent again (at most one: never more than two Suno tasks per job).
+    resends: int = 0
     clip_step: ClipStep | None = None
     clip_url: str | None = None
 
@@ -89,10 +94,8 @@ class JobState(NamedTuple):
 
     @property
     def done(self) -> bool:
-        """True once nothing can change the stage any more."""
-        if self.stage is Stage.SUNO_SUCCESS:
-            return not self.policy.clip_render
-        return self.stage in TERMINAL_STAGES
+        """True once nothing can change the stage any more (the machine has no edge out)."""
+        return is_done(self.stage, self.policy.clip_render)
 
     @property
     def audio_url(self) -> str | None:
@@ -111,7 +114,8 @@ class JobState(NamedTuple):
     def error_text(self, lang: Lang = "ru") -> str | None:
         """The error for people: the timeout text in their language, else as recorded."""
         if self.stage is Stage.TIMEOUT:
-            return timeout_message(self.policy.timeout_s, lang)
+            uncertain = self.send_state is SendState.UNCERTAIN
+            return timeout_message(self.policy.timeout_s, lang, uncertain=uncertain)
         return self.error_message
 
     def heartbeat(self, now: datetime, stale_after_s: float) -> Heartbeat:
@@ -126,26 +130,39 @@ class JobState(NamedTuple):
         """The background work this job waits for, if any (the sweeper aside)."""
         if self.done:
             return None
-        stage = self.stage
-        if stage is Stage.REQUEST_ACCEPTED:
-            return Work.SEND
-        if stage is Stage.SUNO_REQUEST_SENT:
-            if self.send_state in (SendState.IN_FLIGHT, SendState.RETRY_WAIT):
-                return Work.SEND
+        if self.stage is Stage.SUNO_REQUEST_SENT and not self._send_pending:
             return None
-        if stage in (Stage.SUNO_TASK_CREATED, Stage.SUNO_PENDING):
-            return Work.POLL
-        return Work.RENDER
+        return WORK.get(self.stage)
+
+    @property
+    def _send_pending(self) -> bool:
+        """STAGE_20 still needs the sender: a retry, a crashed call, or a resend due."""
+        state = self.send_state
+        if state is SendState.UNCERTAIN:
+            return self.resend_allowed
+        return state in (SendState.IN_FLIGHT, SendState.RETRY_WAIT)
+
+    @property
+    def resend_allowed(self) -> bool:
+        """An uncertain call may be sent once more (never a third Suno task)."""
+        return (
+            self.send_state is SendState.UNCERTAIN
+            and self.policy.resend_uncertain_after_s > 0
+            and self.resends == 0
+        )
 
     @property
     def due_at(self) -> datetime | None:
-        """When :attr:`work` is due; workers take the oldest due first."""
+        """When :attr:`work` is due; workers take the oldest due first (fairly, by user)."""
         work = self.work
         if work is None:
             return None
         if work is Work.SEND:
             if self.send_state is SendState.RETRY_WAIT and self.retry_at is not None:
                 return self.retry_at
+            if self.send_state is SendState.UNCERTAIN and self.uncertain_since is not None:
+                wait = timedelta(seconds=self.policy.resend_uncertain_after_s)
+                return self.uncertain_since + wait
             return self.updated_at
         if work is Work.POLL:
             base = self.last_observed_at or self.updated_at

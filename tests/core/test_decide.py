@@ -132,7 +132,9 @@ def test_racing_success_and_timeout_one_wins() -> None:
 
 
 def test_duplicate_complete_callbacks_one_success() -> None:
-    """The same complete callback three times and a poll: one SunoSucceeded."""
+    """The same complete callback three times and a poll: one SunoSucceeded; the first late copy
+    and the poll are kept, the identical replay is counted.
+    """
     state = run(MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)))
     log = []
     for command in [observe(ProviderStatus.SUCCESS, 100)] * 3 + [
@@ -142,7 +144,12 @@ def test_duplicate_complete_callbacks_one_success() -> None:
         state = fold(events, state) if events else state
         log.extend(events)
     assert sum(isinstance(e, SunoSucceeded) for e in log) == 1
-    assert state.late_observations == 3
+    assert [type(e).__name__ for e in log[1:]] == [
+        "LateObservation",
+        "ObservationRepeated",
+        "LateObservation",
+    ]
+    assert (state.late_observations, state.repeated_observations) == (2, 1)
 
 
 def test_callback_before_generate_answer_adopts_the_task() -> None:
@@ -192,7 +199,7 @@ def test_retry_and_uncertain_send_states() -> None:
     assert retry.send_state is SendState.RETRY_WAIT
     assert (retry.work, retry.due_at) == (Work.SEND, at(9))
     again = decide(MarkRequestSent(at(9)), retry)
-    assert again == [SunoRequestSent(2, at(9))]
+    assert again == [SunoRequestSent(2, at(9), "retry after a transient error")]
     uncertain = run(MarkRequestSent(at(1)), MarkRequestUncertain("no answer", at(31)))
     assert uncertain.work is None
     assert uncertain.deadline_at == at(600)

@@ -12,6 +12,7 @@ from clipjobs import (
     JobFailed,
     JobTimedOut,
     LateObservation,
+    ObservationRepeated,
     Stage,
     SunoSucceeded,
     decide,
@@ -70,7 +71,7 @@ def test_terminal_stage_is_never_left(commands: list[Command]) -> None:
             state = evolve(state, event)
             if was_done:
                 assert state.stage is before
-                assert isinstance(event, LateObservation)
+                assert isinstance(event, LateObservation | ObservationRepeated)
 
 
 @given(strategies.commands())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import attrs
 import pytest
 from _ffmpeg_harness import (
     BACKGROUND,
@@ -154,7 +155,7 @@ async def test_first_track_with_audio_is_used(
 ) -> None:
     """Tracks without an audio URL are skipped; the first one with audio is rendered."""
     job = clip_job(server.url("/media/track-2.mp3"))
-    job = job._replace(tracks=(Track("empty"), *job.tracks))
+    job = attrs.evolve(job, tracks=(Track("empty"), *job.tracks))
     await processor(session, media_dir, clip_max_s=10.0).process(job, Steps())
 
     _video, audio, _ = _streams(media_dir / f"{job.job_id}.mp4")

@@ -190,7 +190,7 @@ async def test_a_failing_append_does_not_sink_its_group(tmp_path: Path) -> None:
             surrogate.job_id,
             0,
             (attrs.evolve(accepted, params=bad_params),),
-            surrogate.state._replace(params=bad_params),
+            attrs.evolve(surrogate.state, params=bad_params),
         )
         good = [new_job() for _ in range(10)]
         writer = store._writer

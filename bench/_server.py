@@ -39,7 +39,6 @@ import aiohttp
 from aiohttp import web
 
 from clipjobs import (
-    BudgetedSuno,
     ChannelDefaults,
     Commit,
     GenerationParams,
@@ -333,11 +332,15 @@ async def run_clipjobs(args: argparse.Namespace) -> None:
         stack.push_async_callback(budget.aclose)
         service = JobService(
             store,
-            BudgetedSuno(client, budget),
+            client,
             ChannelDefaults(GenerationParams(prompt="An upbeat instrumental track")),
             signer,
             clock=clock,
-            config=ServiceConfig(policy=settings.policy(), callback_base_url=own_url),
+            # One bench user starts thousands of jobs: no per-user cap.
+            config=ServiceConfig(
+                policy=settings.policy(), callback_base_url=own_url, max_active_per_user=0
+            ),
+            budget=budget,
         )
         app = create_app(service, TokenAuthenticator({TOKEN: USER}))
         app.router.add_get("/_bench/info", info)
@@ -363,9 +366,6 @@ async def run_clipjobs(args: argparse.Namespace) -> None:
         call_timeout = client.timeouts.generate
         workers = Workers(
             service,
-            store,
-            budget,
-            clock,
             WorkerConfig(
                 owner=args.worker_id,
                 suno_call_timeout_s=call_timeout,

@@ -19,6 +19,7 @@ from clipjobs.errors import (
     JobAlreadyRunning,
     JobNotFound,
     StoreUnavailable,
+    TooManyJobs,
 )
 
 __all__ = ["ApiError", "error_response", "translate"]
@@ -71,6 +72,14 @@ def translate(exc: BaseException, retry_after_s: int) -> ApiError | None:
         return ApiError(404, "JOB_NOT_FOUND", str(exc))
     if isinstance(exc, JobAlreadyRunning):
         return ApiError(409, "JOB_ALREADY_RUNNING", str(exc), jobId=exc.job_id)
+    if isinstance(exc, TooManyJobs):
+        return ApiError(
+            429,
+            "TOO_MANY_ACTIVE_JOBS",
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after_s)},
+            active=exc.active,
+        )
     if isinstance(exc, IdempotencyKeyReused):
         return ApiError(422, "IDEMPOTENCY_KEY_REUSED", str(exc), jobId=exc.job_id)
     if isinstance(exc, StoreUnavailable | ConcurrencyError):

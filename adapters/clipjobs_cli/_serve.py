@@ -23,7 +23,6 @@ from aiohttp import web
 from attrs import define
 
 from clipjobs import (
-    BudgetedSuno,
     ChannelDefaults,
     JobService,
     ServiceConfig,
@@ -233,7 +232,7 @@ async def running_server(
         stack.push_async_callback(budget.aclose)
         service = JobService(
             store,
-            BudgetedSuno(client, budget),
+            client,
             ChannelDefaults(
                 GenerationParams(
                     prompt="An upbeat instrumental track for a short video",
@@ -248,7 +247,10 @@ async def running_server(
                 stale_after_s=settings.stale_after_s,
                 one_job_per_channel=settings.one_job_per_channel,
                 callback_base_url=callback_base_url,
+                max_active_per_user=settings.max_active_per_user,
+                max_starts_per_user_per_hour=settings.max_starts_per_user_per_hour,
             ),
+            budget=budget,
             post_processor=_post_processor(settings, media_session, suno_base_url),
             metrics=metrics,
         )
@@ -256,14 +258,12 @@ async def running_server(
         call_timeout = client.timeouts.generate
         workers = Workers(
             service,
-            store,
-            budget,
-            clock,
             WorkerConfig(
                 **{
                     "owner": settings.worker_id,
                     "suno_call_timeout_s": call_timeout,
                     "lease_s": settings.lease_s,
+                    "heartbeat_s": settings.worker_heartbeat_s,
                     **(worker_config or {}),
                 }
             ),

@@ -92,6 +92,31 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    2: (
+        # Worker processes announce themselves; a lease of one that died is freed early.
+        """
+        CREATE TABLE {s}.workers (
+            worker_id    text        NOT NULL CONSTRAINT workers_pkey PRIMARY KEY,
+            host         text        NOT NULL,
+            pid          integer     NOT NULL,
+            started_at   timestamptz NOT NULL,
+            heartbeat_at timestamptz NOT NULL
+        )
+        """,
+        # The fair queue's memory: the number of the last hand-out of a user's job, per work.
+        "CREATE SEQUENCE {s}.handouts",
+        """
+        CREATE TABLE {s}.turns (
+            work    text   NOT NULL,
+            user_id text   NOT NULL,
+            served  bigint NOT NULL,
+            CONSTRAINT turns_pkey PRIMARY KEY (work, user_id)
+        )
+        """,
+        # Per-user caps: active jobs, and jobs started in the last hour.
+        "CREATE INDEX jobs_active_by_user ON {s}.jobs (user_id) WHERE NOT done",
+        "CREATE INDEX jobs_created_by_user ON {s}.jobs (user_id, created_at)",
+    ),
 }
 
 LATEST_VERSION = max(MIGRATIONS)

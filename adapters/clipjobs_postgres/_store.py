@@ -34,7 +34,7 @@ from clipjobs.errors import (
     InvalidRequest,
     StoreUnavailable,
 )
-from clipjobs.ports import Commit, OrphanCallback, RecordedEvent
+from clipjobs.ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
 from clipjobs.stages import Work
 from clipjobs.state import JobState
 
@@ -83,16 +83,49 @@ _INSERT_EVENTS = """
         AS e(version, type, payload, recorded_at)
 """
 
-# $1 now, $2 work, $3 limit, $4 owner, $5 lease until.
-_CLAIM = """
-    WITH due AS (
-        SELECT j.job_id, j.state, j.{when} AS at
+# The due jobs of one kind of work, in claim order; $1 now, $2 work, $3 limit.
+# SWEEP and RENDER: oldest due first.
+_DUE = """
+    SELECT j.job_id, j.state, j.user_id, j.{when} AS at,
+           row_number() OVER (ORDER BY j.{when}, j.job_id) AS n
+    FROM {s}.jobs AS j
+    WHERE NOT j.done AND {which} AND j.{when} <= $1
+      AND NOT EXISTS (
+          SELECT 1 FROM {s}.leases AS l
+          WHERE l.job_id = j.job_id AND l.work = $2 AND l.until > $1)
+    ORDER BY j.{when}, j.job_id
+    {limit}
+"""
+# SEND and POLL: the fair order (clipjobs.fair_order). A user's k-th oldest
+# waiting job goes in round k; within a round, users served longest ago first
+# (never served: first of all), then the older job.
+_FAIR_DUE = """
+    SELECT due.job_id, due.state, due.user_id, due.at,
+           row_number() OVER (
+               ORDER BY due.turn, coalesce(t.served, 0), due.at, due.job_id
+           ) AS n
+    FROM (
+        SELECT j.job_id, j.state, j.user_id, j.due_at AS at,
+               row_number() OVER (PARTITION BY j.user_id ORDER BY j.due_at, j.job_id) AS turn
         FROM {s}.jobs AS j
-        WHERE NOT j.done AND {which} AND j.{when} <= $1
+        WHERE NOT j.done AND j.work = $2 AND j.due_at <= $1
           AND NOT EXISTS (
               SELECT 1 FROM {s}.leases AS l
               WHERE l.job_id = j.job_id AND l.work = $2 AND l.until > $1)
-        ORDER BY j.{when}, j.job_id
+    ) AS due
+    LEFT JOIN {s}.turns AS t ON t.work = $2 AND t.user_id = due.user_id
+    ORDER BY due.turn, coalesce(t.served, 0), due.at, due.job_id
+    {limit}
+"""
+# $1 now, $2 work, $3 limit, $4 owner, $5 lease until. Rows are locked in queue
+# order, skipping those a rival is claiming (the LIMIT counts only locked ones);
+# the lease upsert only overwrites a lease that has run out.
+_CLAIM = """
+    WITH due AS (
+        SELECT j.job_id, j.state, j.user_id, q.n
+        FROM ({queue}) AS q
+        JOIN {s}.jobs AS j ON j.job_id = q.job_id
+        ORDER BY q.n
         LIMIT $3
         FOR UPDATE OF j SKIP LOCKED
     ), taken AS (
@@ -104,9 +137,29 @@ _CLAIM = """
             SET owner = excluded.owner, until = excluded.until
             WHERE l.until <= $1
         RETURNING l.job_id
+    ), turns AS (
+        INSERT INTO {s}.turns AS t (work, user_id, served)
+        SELECT $2, user_id, nextval('{s}.handouts') FROM (
+            SELECT due.user_id, max(due.n) AS n FROM due JOIN taken USING (job_id)
+            WHERE {fair} GROUP BY due.user_id ORDER BY n
+        ) AS served_now
+        ON CONFLICT (work, user_id) DO UPDATE SET served = excluded.served
     )
-    SELECT due.state FROM due JOIN taken USING (job_id) ORDER BY due.at, due.job_id
+    SELECT due.state FROM due JOIN taken USING (job_id) ORDER BY due.n
 """
+#: Work handed out in the fair order (round-robin by user); the rest oldest first.
+_FAIR = frozenset({Work.SEND, Work.POLL})
+
+
+def _queue_sql(work: Work, limit: str = "LIMIT $3") -> str:
+    """The due jobs of ``work`` in claim order: rows of (job_id, state, user_id, at, n)."""
+    if work in _FAIR:
+        sql = _FAIR_DUE
+    else:
+        when = "deadline_at" if work is Work.SWEEP else "due_at"
+        which = "TRUE" if work is Work.SWEEP else "j.work = $2"
+        sql = _DUE.replace("{when}", when).replace("{which}", which)
+    return sql.replace("{limit}", limit)
 
 
 def _row(state: JobState) -> tuple[Any, ...]:
@@ -179,10 +232,11 @@ class PostgresEventStore:
         )
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._closed = False
+        self._queue_sql = {work: render(_queue_sql(work), schema) for work in Work}
         self._claim_sql = {
             work: render(
-                _CLAIM.replace("{when}", "deadline_at" if work is Work.SWEEP else "due_at").replace(
-                    "{which}", "TRUE" if work is Work.SWEEP else "j.work = $2"
+                _CLAIM.replace("{queue}", _queue_sql(work, limit="")).replace(
+                    "{fair}", "TRUE" if work in _FAIR else "FALSE"
                 ),
                 schema,
             )
@@ -210,6 +264,19 @@ class PostgresEventStore:
                 " WHERE job_id = $1 AND work = $2 AND owner = $3 AND until > $4",
                 "release": "DELETE FROM {s}.leases WHERE job_id = $1 AND work = $2 AND owner = $3",
                 "release_owner": "DELETE FROM {s}.leases WHERE owner = $1",
+                "leases": "SELECT job_id, work, owner, until FROM {s}.leases"
+                " WHERE $1::text IS NULL OR owner = $1 ORDER BY owner, job_id, work",
+                "register": "INSERT INTO {s}.workers"
+                " (worker_id, host, pid, started_at, heartbeat_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (worker_id) DO UPDATE SET"
+                " host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,"
+                " heartbeat_at = excluded.heartbeat_at",
+                "heartbeat": "UPDATE {s}.workers SET heartbeat_at = $2 WHERE worker_id = $1",
+                "workers": "SELECT worker_id, host, pid, started_at, heartbeat_at FROM {s}.workers"
+                " ORDER BY started_at, worker_id",
+                "forget_worker": "DELETE FROM {s}.workers WHERE worker_id = $1",
+                "active_by_user": "SELECT count(*) FROM {s}.jobs WHERE NOT done AND user_id = $1",
+                "created": "SELECT count(*) FROM {s}.jobs WHERE user_id = $1 AND created_at >= $2",
                 "secret_insert": "INSERT INTO {s}.secrets (name, value) VALUES ($1, $2)"
                 " ON CONFLICT (name) DO NOTHING",
                 "secret": "SELECT value FROM {s}.secrets WHERE name = $1",
@@ -392,6 +459,13 @@ class PostgresEventStore:
             rows = await conn.fetch(self._claim_sql[work], now, work.value, limit, owner, until)
         return [decode_state(r["state"]) for r in rows]
 
+    async def queue(self, work: Work, now: datetime, limit: int) -> list[Due]:
+        if limit <= 0:
+            return []
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._queue_sql[work], now, work.value, limit)
+        return [Due(r["job_id"], r["user_id"], r["at"]) for r in rows]
+
     async def renew(
         self, job_id: str, work: Work, now: datetime, *, owner: str, lease_s: float
     ) -> bool:
@@ -407,6 +481,41 @@ class PostgresEventStore:
     async def release_owner(self, owner: str) -> int:
         async with self._connection() as conn:
             return _rowcount(await conn.execute(self._sql["release_owner"], owner))
+
+    async def leases(self, owner: str | None = None) -> list[Lease]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql["leases"], owner)
+        return [Lease(r["job_id"], Work(r["work"]), r["owner"], r["until"]) for r in rows]
+
+    # --- workers --------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerInfo) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                self._sql["register"],
+                worker.worker_id,
+                worker.host,
+                worker.pid,
+                worker.started_at,
+                worker.heartbeat_at,
+            )
+
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
+        async with self._connection() as conn:
+            return _rowcount(await conn.execute(self._sql["heartbeat"], worker_id, now)) == 1
+
+    async def workers(self) -> list[WorkerInfo]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql["workers"])
+        return [
+            WorkerInfo(r["worker_id"], r["host"], r["pid"], r["started_at"], r["heartbeat_at"])
+            for r in rows
+        ]
+
+    async def reap_worker(self, worker_id: str) -> int:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(self._sql["forget_worker"], worker_id)
+            return _rowcount(await conn.execute(self._sql["release_owner"], worker_id))
 
     # --- change feed, secrets, orphans ----------------------------------------
 
@@ -448,9 +557,17 @@ class PostgresEventStore:
             for r in rows
         ]
 
-    async def count_active(self) -> int:
+    async def count_active(self, user_id: str | None = None) -> int:
         async with self._connection() as conn:
-            count: int = await conn.fetchval(self._sql["active"])
+            if user_id is None:
+                count: int = await conn.fetchval(self._sql["active"])
+            else:
+                count = await conn.fetchval(self._sql["active_by_user"], user_id)
+        return count
+
+    async def count_created(self, user_id: str, since: datetime) -> int:
+        async with self._connection() as conn:
+            count: int = await conn.fetchval(self._sql["created"], user_id, since)
         return count
 
     async def ping(self) -> None:

@@ -86,8 +86,33 @@ _V1 = (
     """,
 )
 
+_V2 = (
+    # Worker processes announce themselves; a lease of one that died is freed early.
+    """
+    CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    # The fair queue's memory: the number of the last hand-out of a user's job, per work.
+    """
+    CREATE TABLE turns (
+        work TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        served INTEGER NOT NULL,
+        PRIMARY KEY (work, user_id)
+    ) WITHOUT ROWID
+    """,
+    # Per-user caps: active jobs, and jobs started in the last hour.
+    "CREATE INDEX jobs_active_by_user ON jobs (user_id) WHERE done = 0",
+    "CREATE INDEX jobs_created_by_user ON jobs (user_id, created_at)",
+)
+
 #: ``(version, statements)`` in order; append, never edit a released one.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1),)
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -43,7 +43,7 @@ from clipjobs.errors import (
     InvalidRequest,
     StoreUnavailable,
 )
-from clipjobs.ports import Commit, OrphanCallback, RecordedEvent
+from clipjobs.ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
 from clipjobs.stages import Work
 from clipjobs.state import JobState
 
@@ -78,8 +78,25 @@ _WHY_NOT_INSERTED = """
 _INSERT_EVENT = (
     "INSERT INTO events (job_id, version, type, payload, recorded_at) VALUES (?, ?, ?, ?, ?)"
 )
+# Waiting jobs in the fair order (clipjobs.fair_order): a user's k-th oldest
+# waiting job goes in round k; within a round, users served longest ago first
+# (never served: first of all), then the older job.
+_FAIR_DUE = """
+    WITH due AS (
+        SELECT j.job_id, j.state, j.user_id, j.due_at,
+               row_number() OVER (PARTITION BY j.user_id ORDER BY j.due_at, j.job_id) AS turn
+        FROM jobs AS j
+        WHERE j.work = ? AND j.due_at <= ?
+          AND NOT EXISTS (
+            SELECT 1 FROM leases AS l WHERE l.job_id = j.job_id AND l.work = ? AND l.until > ?)
+    )
+    SELECT due.job_id, due.state, due.user_id, due.due_at FROM due
+    LEFT JOIN turns AS t ON t.work = ? AND t.user_id = due.user_id
+    ORDER BY due.turn, coalesce(t.served, 0), due.due_at, due.job_id
+    LIMIT ?
+"""
 _CLAIM_DUE = """
-    SELECT j.job_id, j.state FROM jobs AS j
+    SELECT j.job_id, j.state, j.user_id, j.due_at FROM jobs AS j
     WHERE j.work = ? AND j.due_at <= ?
       AND NOT EXISTS (
         SELECT 1 FROM leases AS l WHERE l.job_id = j.job_id AND l.work = ? AND l.until > ?)
@@ -87,7 +104,7 @@ _CLAIM_DUE = """
 """
 # JobState.deadline_at is None once a job is done: "has a deadline" means "undone".
 _CLAIM_OVERDUE = """
-    SELECT j.job_id, j.state FROM jobs AS j
+    SELECT j.job_id, j.state, j.user_id, j.deadline_at FROM jobs AS j
     WHERE j.deadline_at IS NOT NULL AND j.deadline_at <= ?
       AND NOT EXISTS (
         SELECT 1 FROM leases AS l WHERE l.job_id = j.job_id AND l.work = ? AND l.until > ?)
@@ -97,6 +114,13 @@ _TAKE_LEASE = """
     INSERT INTO leases (job_id, work, owner, until) VALUES (?, ?, ?, ?)
     ON CONFLICT (job_id, work) DO UPDATE SET owner = excluded.owner, until = excluded.until
 """
+_TAKE_TURN = """
+    INSERT INTO turns (work, user_id, served)
+    VALUES (?1, ?2, (SELECT coalesce(max(served), 0) + 1 FROM turns WHERE work = ?1))
+    ON CONFLICT (work, user_id) DO UPDATE SET served = excluded.served
+"""
+#: Work handed out in the fair order (round-robin by user); the rest oldest first.
+_FAIR = frozenset({Work.SEND, Work.POLL})
 
 _LOAD = "SELECT state FROM jobs WHERE job_id = ?"
 
@@ -158,6 +182,15 @@ def _append(commit: Commit, job: _Row, events: list[_Row]) -> Callable[[sqlite3.
         conn.executemany(_INSERT_EVENT, events)
 
     return run
+
+
+def _due_query(work: Work, at: str, limit: int) -> tuple[str, tuple[Any, ...]]:
+    """The SQL that lists ``work``'s due jobs in claim order: rows of (id, state, user, due)."""
+    if work is Work.SWEEP:
+        return _CLAIM_OVERDUE, (at, work.value, at, limit)
+    if work in _FAIR:
+        return _FAIR_DUE, (work.value, at, work.value, at, work.value, limit)
+    return _CLAIM_DUE, (work.value, at, work.value, at, limit)
 
 
 class SQLiteEventStore:
@@ -384,21 +417,25 @@ class SQLiteEventStore:
         writer = self._write()
         if limit <= 0:
             return []
-        at, until = ts(now), ts(now + timedelta(seconds=lease_s))
-        params: tuple[Any, ...]
-        if work is Work.SWEEP:
-            query, params = _CLAIM_OVERDUE, (at, work.value, at, limit)
-        else:
-            query, params = _CLAIM_DUE, (work.value, at, work.value, at, limit)
+        query, params = _due_query(work, ts(now), limit)
+        until = ts(now + timedelta(seconds=lease_s))
 
         def run(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(query, params).fetchall()
             conn.executemany(_TAKE_LEASE, [(r[0], work.value, owner, until) for r in rows])
+            if work in _FAIR:
+                conn.executemany(_TAKE_TURN, [(work.value, r[2]) for r in rows])
             return [r[1] for r in rows]
 
         with edge(self._path):
             documents = await writer.submit(run)
         return [decode_state(d) for d in documents]
+
+    async def queue(self, work: Work, now: datetime, limit: int) -> list[Due]:
+        if limit <= 0:
+            return []
+        rows = await self._fetch(*_due_query(work, ts(now), limit))
+        return [Due(r[0], r[2], parse_ts(r[3])) for r in rows]
 
     async def renew(
         self, job_id: str, work: Work, now: datetime, *, owner: str, lease_s: float
@@ -434,6 +471,66 @@ class SQLiteEventStore:
 
         def run(conn: sqlite3.Connection) -> int:
             return conn.execute("DELETE FROM leases WHERE owner = ?", (owner,)).rowcount
+
+        with edge(self._path):
+            return await writer.submit(run)
+
+    async def leases(self, owner: str | None = None) -> list[Lease]:
+        rows = await self._fetch(
+            "SELECT job_id, work, owner, until FROM leases WHERE ? IS NULL OR owner = ?"
+            " ORDER BY owner, job_id, work",
+            (owner, owner),
+        )
+        return [Lease(r[0], Work(r[1]), r[2], parse_ts(r[3])) for r in rows]
+
+    async def register_worker(self, worker: WorkerInfo) -> None:
+        writer = self._write()
+        params = (
+            worker.worker_id,
+            worker.host,
+            worker.pid,
+            ts(worker.started_at),
+            ts(worker.heartbeat_at),
+        )
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO workers (worker_id, host, pid, started_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (worker_id) DO UPDATE SET"
+                " host = excluded.host,"
+                " pid = excluded.pid, started_at = excluded.started_at,"
+                " heartbeat_at = excluded.heartbeat_at",
+                params,
+            )
+
+        with edge(self._path):
+            await writer.submit(run)
+
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
+        writer = self._write()
+        params = (ts(now), worker_id)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            sql = "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?"
+            return conn.execute(sql, params).rowcount == 1
+
+        with edge(self._path):
+            return await writer.submit(run)
+
+    async def workers(self) -> list[WorkerInfo]:
+        rows = await self._fetch(
+            "SELECT worker_id, host, pid, started_at, heartbeat_at FROM workers"
+            " ORDER BY started_at, worker_id",
+            (),
+        )
+        return [WorkerInfo(r[0], r[1], int(r[2]), parse_ts(r[3]), parse_ts(r[4])) for r in rows]
+
+    async def reap_worker(self, worker_id: str) -> int:
+        writer = self._write()
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+            return conn.execute("DELETE FROM leases WHERE owner = ?", (worker_id,)).rowcount
 
         with edge(self._path):
             return await writer.submit(run)
@@ -484,8 +581,18 @@ class SQLiteEventStore:
         )
         return [OrphanCallback(parse_ts(r[0]), r[1], r[2], r[3]) for r in rows]
 
-    async def count_active(self) -> int:
-        rows = await self._fetch("SELECT count(*) FROM jobs WHERE done = 0", ())
+    async def count_active(self, user_id: str | None = None) -> int:
+        if user_id is None:
+            rows = await self._fetch("SELECT count(*) FROM jobs WHERE done = 0", ())
+        else:
+            sql = "SELECT count(*) FROM jobs WHERE done = 0 AND user_id = ?"
+            rows = await self._fetch(sql, (user_id,))
+        return int(rows[0][0])
+
+    async def count_created(self, user_id: str, since: datetime) -> int:
+        rows = await self._fetch(
+            "SELECT count(*) FROM jobs WHERE user_id = ? AND created_at >= ?", (user_id, ts(since))
+        )
         return int(rows[0][0])
 
     async def ping(self) -> None:

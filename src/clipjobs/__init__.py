@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from . import errors
 from ._decide import decide
+from ._fair import fair_order
 from ._fold import evolve, fold
 from ._machine import TERMINAL_STAGES, mermaid
 from .auth import ChannelDefaults, TokenAuthenticator
-from .budget import BudgetedSuno, BudgetRecord, Priority, SunoBudget
+from .budget import BudgetedSuno, BudgetRecord, SunoBudget
 from .clock import FakeClock, SystemClock
 from .commands import (
     Command,
@@ -57,21 +58,29 @@ from .memory import InMemoryEventStore
 from .metrics import Metrics
 from .ports import (
     Authenticator,
+    BudgetStatus,
+    CallBudget,
     Clock,
     Commit,
+    Due,
     EventStore,
     GenerationParamsProvider,
+    Lease,
     OrphanCallback,
     ParamOverrides,
     PostProcessor,
+    Priority,
     RecordedEvent,
+    Slot,
     SunoClient,
+    WorkerInfo,
 )
 from .service import (
     CallbackResult,
     ErrorCode,
     JobRequest,
     JobService,
+    QueuePosition,
     ServiceConfig,
     StartOutcome,
     Unauthorized,
@@ -85,7 +94,9 @@ __all__ = [
     "TERMINAL_STAGES",
     "Authenticator",
     "BudgetRecord",
+    "BudgetStatus",
     "BudgetedSuno",
+    "CallBudget",
     "CallbackResult",
     "ChannelDefaults",
     "ClipProcessingStarted",
@@ -95,6 +106,7 @@ __all__ = [
     "Clock",
     "Command",
     "Commit",
+    "Due",
     "ErrorCode",
     "Event",
     "EventStore",
@@ -113,6 +125,7 @@ __all__ = [
     "JobState",
     "JobTimedOut",
     "LateObservation",
+    "Lease",
     "LoopLimits",
     "MarkRequestSent",
     "MarkRequestUncertain",
@@ -124,6 +137,7 @@ __all__ = [
     "PostProcessor",
     "Priority",
     "ProviderStatus",
+    "QueuePosition",
     "RecordClipStep",
     "RecordObservation",
     "RecordTaskCreated",
@@ -131,6 +145,7 @@ __all__ = [
     "ScheduleRetry",
     "SendState",
     "ServiceConfig",
+    "Slot",
     "Source",
     "Stage",
     "StartClip",
@@ -152,10 +167,12 @@ __all__ = [
     "WebhookSigner",
     "Work",
     "WorkerConfig",
+    "WorkerInfo",
     "Workers",
     "decide",
     "errors",
     "evolve",
+    "fair_order",
     "fold",
     "mermaid",
 ]

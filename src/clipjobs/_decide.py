@@ -144,8 +144,8 @@ def _in_flight(state: JobState) -> bool:
 
 
 def _late(state: JobState, late: LateObservation) -> list[Event]:
-    """Record what can no longer count: once, then replays are counted, then only metrics."""
-    if late.key == state.last_late_key:
+    """Record what can no longer count: once each (replays are counted), up to a cap."""
+    if late.key in state.late_keys:
         return _repeated(state, late.source, late.at)
     if state.late_observations >= LATE_OBSERVATIONS_KEPT:
         return []

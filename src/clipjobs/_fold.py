@@ -149,7 +149,7 @@ def _changes(s: Any, event: Event) -> dict[str, Any]:
                 "tracks": tracks,
             }
         case LateObservation(key=key):
-            return {"late_observations": s.late_observations + 1, "last_late_key": key}
+            return {"late_observations": s.late_observations + 1, "late_keys": (*s.late_keys, key)}
         case ObservationRepeated():
             return {"repeated_observations": s.repeated_observations + 1}
         case JobFailed(error_code=code, message=message):

@@ -1,4 +1,7 @@
-"""One Suno budget per process: every call waits its turn, generate calls first.
+"""The in-process Suno budget (``SunoBudget``): every call waits its turn, generate calls first.
+
+It implements the ``CallBudget`` port for one process (SQLite deployments);
+``clipjobs_postgres`` has one that every process of a database shares.
 
 Suno allows 20 requests per 10 seconds (``CLIPJOBS_SUNO_MAX_RPS`` = 2). The
 budget is a sliding window over the start times of the calls it let through:
@@ -17,8 +20,8 @@ Waiters are served by :class:`Priority` (generate, then polls, then credit
 checks) and first come, first served within a priority. A 405/430 answer
 (``SunoRateLimited``) pauses every call for a back-off period and halves the
 rate; the rate doubles back once per ``recover_s`` without another 430.
-``BudgetedSuno`` puts a ``SunoClient`` behind the budget; its credit checks
-(runOnce's pre-flight) take a turn only when one is free, never queueing.
+``BudgetedSuno`` puts a ``SunoClient`` behind any ``CallBudget``; its credit
+checks (runOnce's pre-flight) take a turn only when one is free, never queueing.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from enum import IntEnum
 from typing import Any, Self, TypeVar
 
 from attrs import frozen
@@ -39,21 +41,13 @@ from .errors import SunoRateLimited, SunoTransient
 from .events import GenerationParams, Observation
 from .logs import pipeline_log
 from .metrics import Metrics
-from .ports import Clock, SunoClient
+from .ports import BudgetStatus, CallBudget, Clock, Priority, Slot, SunoClient
 
-__all__ = ["BudgetRecord", "BudgetedSuno", "Priority", "SunoBudget"]
+__all__ = ["BudgetRecord", "BudgetedSuno", "SunoBudget", "call_within", "run_in_slot"]
 
 _T = TypeVar("_T")
 #: How many times a burst of 430s may halve the rate (down to 1/16).
 _MAX_SLOWDOWN = 4
-
-
-class Priority(IntEnum):
-    """Who goes first when calls wait: a lower value is served earlier."""
-
-    GENERATE = 0
-    POLL = 1
-    CREDITS = 2
 
 
 @frozen
@@ -63,6 +57,7 @@ class BudgetRecord:
     started_at: datetime
     priority: Priority
     queued_at: datetime
+    ident: int = 0
 
 
 @frozen(order=True)
@@ -110,8 +105,11 @@ class SunoBudget:
         self.recover = timedelta(seconds=3 * window_s if recover_s is None else recover_s)
         self._clock = clock
         self._metrics = metrics
-        self._starts: deque[datetime] = deque(maxlen=per_window)
-        self._history: deque[BudgetRecord] = deque(maxlen=max(history, per_window))
+        #: The marks that count: each call's start, moved to its answer when it comes.
+        self._marks: deque[tuple[datetime, int]] = deque(maxlen=per_window)
+        self._history: dict[int, BudgetRecord] = {}
+        self._history_max = max(history, per_window)
+        self._idents = itertools.count(1)
         self._heap: list[_Ticket] = []
         self._seq = itertools.count()
         self._pending = 0
@@ -130,12 +128,12 @@ class SunoBudget:
     @property
     def history(self) -> list[BudgetRecord]:
         """The most recent calls let through (up to ``history``), oldest first."""
-        return list(self._history)
+        return list(self._history.values())
 
     def peak(self, window_s: float | None = None) -> int:
         """The most calls that started within any window of ``window_s`` in the history."""
         width = self.window if window_s is None else timedelta(seconds=window_s)
-        starts = sorted(r.started_at for r in self._history)
+        starts = sorted(r.started_at for r in self._history.values())
         best, low = 0, 0
         for high, at in enumerate(starts):
             while at - starts[low] >= width:
@@ -163,48 +161,24 @@ class SunoBudget:
         now = self._clock.now()
         if self.paused_until() is not None:
             return 0
-        recent = sum(1 for at in self._starts if at > now - self.window)
+        recent = sum(1 for at, _ in self._marks if at > now - self.window)
         return max(0, self.current_limit(now) - recent - self._pending - self.waiting)
+
+    async def status(self) -> BudgetStatus:
+        now = self._clock.now()
+        counted = sorted(at + self.window for at, _ in self._marks if at > now - self.window)
+        return BudgetStatus(
+            limit=self.current_limit(now),
+            window_s=self.window.total_seconds(),
+            counted_until=tuple(counted),
+            waiting=self.waiting,
+            paused_until=self.paused_until(),
+        )
 
     # --- taking a turn ------------------------------------------------------
 
-    async def acquire(self, priority: Priority) -> datetime:
-        """Wait until a call of this priority may start; the caller starts it at once.
-
-        Returns the start as recorded: pass it to :meth:`finished` when the answer comes.
-        """
-        started = await self._take(priority, None)
-        assert started is not None  # no timeout, so a turn or an exception
-        return started
-
-    def finished(self, started_at: datetime) -> None:
-        """The call that started at ``started_at`` has its answer: it counts from now.
-
-        Suno saw it somewhere between its start and now, so it keeps its
-        place in the window until ``window_s`` after now. A start that has
-        already left the record (``limit`` newer calls started since) is
-        left alone.
-        """
-        now = self._clock.now()
-        if now <= started_at:
-            return
-        try:
-            self._starts.remove(started_at)
-        except ValueError:
-            return
-        # Every mark is a start or an answer that came before now: appending keeps the order.
-        self._starts.append(now)
-
-    async def acquire_within(self, priority: Priority, seconds: float) -> datetime | None:
-        """Take a turn if one comes within ``seconds`` (0: only if one is free now).
-
-        The recorded start (for :meth:`finished`), or None when no turn came.
-        """
-        if seconds <= 0:
-            return self._try_acquire(priority)
-        return await self._take(priority, seconds)
-
-    async def _take(self, priority: Priority, timeout: float | None) -> datetime | None:
+    async def acquire(self, priority: Priority) -> Slot:
+        """Wait until a call of this priority may start; the caller starts it at once."""
         if self._closed:
             raise SunoTransient("the Suno budget is closed")
         loop = asyncio.get_running_loop()
@@ -212,29 +186,19 @@ class SunoBudget:
         heapq.heappush(self._heap, ticket)
         self._dispatch()
         try:
-            if timeout is None:
-                await ticket.future
-            else:
-                # asyncio.wait leaves the ticket alone on timeout, so a turn
-                # granted at the last moment is never lost between the two.
-                await asyncio.wait((ticket.future,), timeout=timeout)
-                if not ticket.future.done():
-                    ticket.future.cancel()
-                    self._dispatch()
-                    return None
-                ticket.future.result()
+            await ticket.future
         except asyncio.CancelledError:
             fut = ticket.future
             if fut.done() and not fut.cancelled() and fut.exception() is None:
-                # Granted just before the cancel: count it, the slot was handed out.
+                # Granted just before the cancel: the turn was handed out, so it counts.
                 self._record(priority, ticket.queued_at)
             else:
-                ticket.future.cancel()
+                fut.cancel()
                 self._dispatch()
             raise
         return self._record(priority, ticket.queued_at)
 
-    def _try_acquire(self, priority: Priority) -> datetime | None:
+    async def try_acquire(self, priority: Priority) -> Slot | None:
         if self._closed or self.waiting:
             return None
         now = self._clock.now()
@@ -243,7 +207,33 @@ class SunoBudget:
         self._pending += 1
         return self._record(priority, now)
 
-    def rate_limited(self) -> None:
+    async def finished(self, slot: Slot) -> None:
+        """The call has its answer: it counts until ``window_s`` from now.
+
+        Suno saw it somewhere between its start and now, so it keeps its place
+        in the window until a window after now. A start that has already left
+        the record (``limit`` newer calls started since) is left alone.
+        """
+        now = self._clock.now()
+        for index, (at, ident) in enumerate(self._marks):
+            if ident == slot.ident:
+                if now > at:
+                    del self._marks[index]
+                    # Every mark is a start or an answer before now: appending keeps the order.
+                    self._marks.append((now, ident))
+                return
+
+    async def unused(self, slot: Slot) -> None:
+        """Forget a turn that was not used: it never reached Suno."""
+        for index, (_, ident) in enumerate(self._marks):
+            if ident == slot.ident:
+                del self._marks[index]
+                break
+        if self._history.pop(slot.ident, None) is not None:
+            self.started[slot.priority] -= 1
+        self._dispatch()
+
+    async def rate_limited(self) -> None:
         """Suno said 430/405: pause everything and halve the rate.
 
         Answers to calls that were in flight together are one burst: a 430
@@ -295,14 +285,17 @@ class SunoBudget:
         recovered = int((now - self._limited_at) / self.recover)
         return max(0, self._level - recovered)
 
-    def _record(self, priority: Priority, queued_at: datetime) -> datetime:
+    def _record(self, priority: Priority, queued_at: datetime) -> Slot:
         now = self._clock.now()
+        ident = next(self._idents)
         self._pending -= 1
-        self._starts.append(now)
-        self._history.append(BudgetRecord(now, priority, queued_at))
+        self._marks.append((now, ident))
+        self._history[ident] = BudgetRecord(now, priority, queued_at, ident)
+        while len(self._history) > self._history_max:
+            del self._history[next(iter(self._history))]
         self.started[priority] += 1
         self._dispatch()
-        return now
+        return Slot(now, priority, ident)
 
     def _next_slot(self, now: datetime) -> datetime | None:
         """When the next call may start; None until a granted call has started."""
@@ -311,7 +304,7 @@ class SunoBudget:
         free = self.current_limit(now) - self._pending
         if free <= 0:
             return None
-        recent = [at for at in self._starts if at > now - self.window]
+        recent = [at for at, _ in self._marks if at > now - self.window]
         if len(recent) < free:
             return now
         return recent[-free] + self.window
@@ -352,56 +345,56 @@ class SunoBudget:
         self._dispatch()
 
 
+async def call_within(
+    budget: CallBudget, priority: Priority, call: Callable[[], Awaitable[_T]]
+) -> _T:
+    """Run one Suno call in a turn of ``budget``; a 430/405 answer slows the budget."""
+    slot = await budget.acquire(priority)
+    return await run_in_slot(budget, slot, call)
+
+
+async def run_in_slot(budget: CallBudget, slot: Slot, call: Callable[[], Awaitable[_T]]) -> _T:
+    """Make the Suno call ``slot`` was granted for, and tell the budget how it went."""
+    try:
+        return await call()
+    except SunoRateLimited:
+        await asyncio.shield(budget.rate_limited())
+        raise
+    finally:
+        await asyncio.shield(budget.finished(slot))
+
+
 class BudgetedSuno:
-    """A ``SunoClient`` whose network calls each wait their turn in a ``SunoBudget``.
+    """A ``SunoClient`` whose network calls each wait their turn in a ``CallBudget``.
 
     ``validate`` and ``parse_callback`` are local and never wait. A credit
-    check waits at most ``credits_wait_s`` (default: only a turn free right
-    now) and otherwise raises ``SunoTransient``: it is runOnce's pre-flight,
-    which then proceeds without it, and a saturated budget must not make
-    every runOnce wait out the pre-flight's timeout.
+    check takes a turn only if one is free right now and otherwise raises
+    ``SunoTransient``: it is runOnce's pre-flight, which then proceeds
+    without it, and a saturated budget must not make every runOnce wait.
     """
 
-    def __init__(
-        self, inner: SunoClient, budget: SunoBudget, *, credits_wait_s: float = 0.0
-    ) -> None:
+    def __init__(self, inner: SunoClient, budget: CallBudget) -> None:
         self.inner = inner
         self.budget = budget
-        self.credits_wait_s = credits_wait_s
 
     def validate(self, params: GenerationParams) -> None:
         self.inner.validate(params)
 
     async def generate(self, params: GenerationParams, callback_url: str) -> str:
-        return await self._call(
-            Priority.GENERATE, lambda: self.inner.generate(params, callback_url)
+        return await call_within(
+            self.budget, Priority.GENERATE, lambda: self.inner.generate(params, callback_url)
         )
 
     async def record_info(self, task_id: str) -> Observation:
-        return await self._call(Priority.POLL, lambda: self.inner.record_info(task_id))
+        return await call_within(
+            self.budget, Priority.POLL, lambda: self.inner.record_info(task_id)
+        )
 
     async def credits(self) -> int:
-        started = await self.budget.acquire_within(Priority.CREDITS, self.credits_wait_s)
-        if started is None:
+        slot = await self.budget.try_acquire(Priority.CREDITS)
+        if slot is None:
             raise SunoTransient("no Suno budget to spare for a credit check now")
-        try:
-            return await self._guarded(self.inner.credits)
-        finally:
-            self.budget.finished(started)
+        return await run_in_slot(self.budget, slot, self.inner.credits)
 
     def parse_callback(self, payload: Mapping[str, Any]) -> Observation:
         return self.inner.parse_callback(payload)
-
-    async def _call(self, priority: Priority, call: Callable[[], Awaitable[_T]]) -> _T:
-        started = await self.budget.acquire(priority)
-        try:
-            return await self._guarded(call)
-        finally:
-            self.budget.finished(started)
-
-    async def _guarded(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        try:
-            return await call()
-        except SunoRateLimited:
-            self.budget.rate_limited()
-            raise

@@ -53,9 +53,17 @@ class Settings:
     clip_hosts: tuple[str, ...] = ()
     one_job_per_channel: bool = True
     worker_id: str | None = None
-    #: How long a worker's claim on a job lasts without renewal (a killed process's
-    #: jobs wait this long); it must outlast the Suno call timeout (30 s).
+    #: How long a worker's claim on a job lasts without renewal: the upper bound for a
+    #: live but silent worker; it must outlast the Suno call timeout (30 s).
     lease_s: float = 60.0
+    #: Workers beat this often; one silent for three beats is reaped and its jobs freed.
+    worker_heartbeat_s: float = 5.0
+    #: An uncertain send that no callback named is sent once more after this; 0: never.
+    resend_uncertain_after_s: float = 120.0
+    #: runOnce answers 429 TOO_MANY_ACTIVE_JOBS while a user has this many running.
+    max_active_per_user: int = 20
+    #: ... or once a user started this many in the last hour (0: no limit).
+    max_starts_per_user_per_hour: int = 0
     pg_schema: str = "clipjobs"
 
     @property
@@ -69,6 +77,7 @@ class Settings:
             poll_after_s=self.poll_after_s,
             poll_interval_s=self.poll_interval_s,
             clip_render=self.clip_render,
+            resend_uncertain_after_s=self.resend_uncertain_after_s,
         )
 
     @classmethod
@@ -123,6 +132,13 @@ class Settings:
         hosts = tuple(
             h.strip().lower() for h in (get("CLIPJOBS_CLIP_HOSTS") or "").split(",") if h.strip()
         )
+        lease_s = num("CLIPJOBS_LEASE_S", 60.0, float, 31, 3600)
+        heartbeat_s = num("CLIPJOBS_WORKER_HEARTBEAT_S", 5.0, float, 0.1, 3600)
+        if heartbeat_s > lease_s:
+            raise ConfigError(
+                f"CLIPJOBS_WORKER_HEARTBEAT_S={heartbeat_s:g} must not be longer than"
+                f" CLIPJOBS_LEASE_S ({lease_s:g})"
+            )
         schema = get("CLIPJOBS_PG_SCHEMA") or "clipjobs"
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ConfigError(
@@ -151,7 +167,15 @@ class Settings:
             clip_hosts=hosts,
             one_job_per_channel=flag("CLIPJOBS_ONE_JOB_PER_CHANNEL", True),
             worker_id=get("CLIPJOBS_WORKER_ID"),
-            lease_s=num("CLIPJOBS_LEASE_S", 60.0, float, 31, 3600),
+            lease_s=lease_s,
+            worker_heartbeat_s=heartbeat_s,
+            resend_uncertain_after_s=num(
+                "CLIPJOBS_RESEND_UNCERTAIN_AFTER_S", 120.0, float, 0, 86400
+            ),
+            max_active_per_user=num("CLIPJOBS_MAX_ACTIVE_PER_USER", 20, int, 1, 1_000_000),
+            max_starts_per_user_per_hour=num(
+                "CLIPJOBS_MAX_STARTS_PER_USER_PER_HOUR", 0, int, 0, 1_000_000
+            ),
             pg_schema=schema,
         )
 

@@ -7,6 +7,7 @@
     ├── JobNotFound               no such job, or not the caller's
     ├── JobAlreadyRunning         the channel has a non-terminal job (``job_id``)
     ├── IdempotencyKeyReused      same key, different request (``job_id``)
+    ├── TooManyJobs               the user's cap of running (or hourly) jobs is reached
     ├── InvalidTransition         an event the stage graph forbids (a broken log)
     ├── ConfigError               bad configuration; the message is one clear line
     ├── PostProcessError          post-processing failed (``code``)
@@ -49,6 +50,7 @@ __all__ = [
     "SunoRateLimited",
     "SunoRejected",
     "SunoTransient",
+    "TooManyJobs",
 ]
 
 
@@ -86,6 +88,18 @@ class IdempotencyKeyReused(ClipjobsError):
     def __init__(self, job_id: str) -> None:
         super().__init__("Idempotency-Key was already used with a different request")
         self.job_id = job_id
+
+
+class TooManyJobs(ClipjobsError):
+    """The user may not start another job now; nothing was created.
+
+    ``active``: the user's running jobs; ``retry_after_s``: when to ask again.
+    """
+
+    def __init__(self, message: str, *, active: int, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.active = active
+        self.retry_after_s = retry_after_s
 
 
 class InvalidTransition(ClipjobsError):

@@ -127,7 +127,7 @@ class JobPolicy:
     clip_render: bool = False
     #: An uncertain send is sent once more after this long without a callback
     #: naming the job (``CLIPJOBS_RESEND_UNCERTAIN_AFTER_S``); 0: never.
-    resend_uncertain_after_s: float = 0.0
+    resend_uncertain_after_s: float = 120.0
 
 
 @frozen

@@ -10,6 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Self
 
+import attrs
+
+from ._fair import fair_order
 from .changes import ChangeNotifier
 from .errors import (
     ChannelBusy,
@@ -18,11 +21,14 @@ from .errors import (
     InvalidRequest,
     StoreUnavailable,
 )
-from .ports import Commit, OrphanCallback, RecordedEvent
+from .ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
 from .stages import Work
 from .state import JobState
 
 __all__ = ["InMemoryEventStore"]
+
+#: Work handed out in the fair order (round-robin by user); the rest oldest first.
+_FAIR = frozenset({Work.SEND, Work.POLL})
 
 
 class InMemoryEventStore:
@@ -33,6 +39,10 @@ class InMemoryEventStore:
         self._by_key: dict[tuple[str, str], str] = {}
         self._locks: dict[str, str] = {}
         self._leases: dict[tuple[str, Work], tuple[str, datetime]] = {}
+        #: The number of the last hand-out of a user's job, per work (the fair queue's memory).
+        self._served: dict[Work, dict[str, int]] = {work: {} for work in Work}
+        self._handouts = 0
+        self._workers: dict[str, WorkerInfo] = {}
         self._secrets: dict[str, str] = {}
         self._orphans: list[OrphanCallback] = []
         self._changes = ChangeNotifier()
@@ -120,7 +130,21 @@ class InMemoryEventStore:
         self, work: Work, now: datetime, *, owner: str, limit: int, lease_s: float
     ) -> list[JobState]:
         self._check_open()
-        due: list[tuple[datetime, str, JobState]] = []
+        taken = [self._jobs[d.job_id] for d in self._queue(work, now)[: max(0, limit)]]
+        until = now + timedelta(seconds=lease_s)
+        for state in taken:
+            self._leases[(state.job_id, work)] = (owner, until)
+            if work in _FAIR:
+                self._handouts += 1
+                self._served[work][state.user_id] = self._handouts
+        return taken
+
+    async def queue(self, work: Work, now: datetime, limit: int) -> list[Due]:
+        self._check_open()
+        return self._queue(work, now)[: max(0, limit)]
+
+    def _queue(self, work: Work, now: datetime) -> list[Due]:
+        due: list[Due] = []
         for state in self._jobs.values():
             when = (
                 state.deadline_at
@@ -132,13 +156,10 @@ class InMemoryEventStore:
             lease = self._leases.get((state.job_id, work))
             if lease is not None and lease[1] > now:
                 continue
-            due.append((when, state.job_id, state))
-        due.sort(key=lambda item: (item[0], item[1]))
-        until = now + timedelta(seconds=lease_s)
-        taken = [state for _, _, state in due[: max(0, limit)]]
-        for state in taken:
-            self._leases[(state.job_id, work)] = (owner, until)
-        return taken
+            due.append(Due(state.job_id, state.user_id, when))
+        if work in _FAIR:
+            return fair_order(due, self._served[work])
+        return sorted(due, key=lambda d: (d.due_at, d.job_id))
 
     async def renew(
         self, job_id: str, work: Work, now: datetime, *, owner: str, lease_s: float
@@ -163,6 +184,35 @@ class InMemoryEventStore:
             del self._leases[k]
         return len(mine)
 
+    async def leases(self, owner: str | None = None) -> list[Lease]:
+        self._check_open()
+        return [
+            Lease(job_id, work, holder, until)
+            for (job_id, work), (holder, until) in self._leases.items()
+            if owner in (None, holder)
+        ]
+
+    async def register_worker(self, worker: WorkerInfo) -> None:
+        self._check_open()
+        self._workers[worker.worker_id] = worker
+
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
+        self._check_open()
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            return False
+        self._workers[worker_id] = attrs.evolve(worker, heartbeat_at=now)
+        return True
+
+    async def workers(self) -> list[WorkerInfo]:
+        self._check_open()
+        return sorted(self._workers.values(), key=lambda w: (w.started_at, w.worker_id))
+
+    async def reap_worker(self, worker_id: str) -> int:
+        self._check_open()
+        self._workers.pop(worker_id, None)
+        return await self.release_owner(worker_id)
+
     async def wait_for_change(self, job_id: str, version: int, timeout: float) -> bool:
         self._check_open()
 
@@ -184,9 +234,13 @@ class InMemoryEventStore:
         self._check_open()
         return list(reversed(self._orphans))[:limit]
 
-    async def count_active(self) -> int:
+    async def count_active(self, user_id: str | None = None) -> int:
         self._check_open()
-        return sum(1 for s in self._jobs.values() if not s.done)
+        return sum(1 for s in self._jobs.values() if not s.done and user_id in (None, s.user_id))
+
+    async def count_created(self, user_id: str, since: datetime) -> int:
+        self._check_open()
+        return sum(1 for s in self._jobs.values() if s.user_id == user_id and s.created_at >= since)
 
     async def ping(self) -> None:
         self._check_open()

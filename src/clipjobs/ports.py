@@ -2,13 +2,17 @@
 
 Adapters implement them; the service and the workers talk only to these.
 ``EventStore`` is designed for one SQLite file and for many processes on one
-PostgreSQL database alike: leases and the change feed are part of it.
+PostgreSQL database alike: leases, the fair queue, the registry of live
+workers and the change feed are part of it. ``CallBudget`` meters every Suno
+call of an account: per process (``SunoBudget``) or shared by every process
+of one PostgreSQL database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import IntEnum
 from typing import Any, Protocol, Self, runtime_checkable
 
 from attrs import frozen
@@ -19,16 +23,23 @@ from .state import JobState
 
 __all__ = [
     "Authenticator",
+    "BudgetStatus",
+    "CallBudget",
     "Clock",
     "Commit",
+    "Due",
     "EventStore",
     "GenerationParamsProvider",
+    "Lease",
     "OrphanCallback",
     "ParamOverrides",
     "PostProcessor",
+    "Priority",
     "RecordedEvent",
+    "Slot",
     "StepReporter",
     "SunoClient",
+    "WorkerInfo",
 ]
 
 
@@ -71,6 +82,36 @@ class OrphanCallback:
     reason: str
 
 
+@frozen
+class Due:
+    """A job waiting for a kind of work, as the fair queue orders it."""
+
+    job_id: str
+    user_id: str
+    due_at: datetime
+
+
+@frozen
+class WorkerInfo:
+    """A worker process as it announced itself in the store."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+@frozen
+class Lease:
+    """A worker's claim on one kind of work for one job, until ``until``."""
+
+    job_id: str
+    work: Work
+    owner: str
+    until: datetime
+
+
 @runtime_checkable
 class EventStore(Protocol):
     """Append-only job logs, their projection rows, leases and a change feed.
@@ -111,13 +152,20 @@ class EventStore(Protocol):
     async def claim(
         self, work: Work, now: datetime, *, owner: str, limit: int, lease_s: float
     ) -> list[JobState]:
-        """Lease up to ``limit`` jobs whose ``work`` is due at ``now``, oldest due first.
+        """Lease up to ``limit`` jobs whose ``work`` is due at ``now``, in queue order.
 
         For ``Work.SWEEP``: non-terminal jobs whose ``deadline_at`` has passed.
         For the others: jobs with ``state.work == work`` and ``state.due_at <= now``.
         Jobs with a live lease for the same work (any owner) are skipped; two
-        concurrent claims never return the same job.
+        concurrent claims never return the same job. SEND and POLL are taken in
+        :func:`clipjobs.fair_order` (round-robin by user, each user's oldest
+        first, users served longest ago first: the store remembers when it last
+        handed out each user's job for that work); SWEEP and RENDER oldest due first.
         """
+        ...
+
+    async def queue(self, work: Work, now: datetime, limit: int) -> list[Due]:
+        """The jobs ``claim`` would take now, in its order (up to ``limit``), taking none."""
         ...
 
     async def renew(
@@ -132,6 +180,26 @@ class EventStore(Protocol):
 
     async def release_owner(self, owner: str) -> int:
         """Drop every lease of ``owner`` (a restarted process with a stable id)."""
+        ...
+
+    async def leases(self, owner: str | None = None) -> list[Lease]:
+        """The leases held now (of ``owner``, or everyone's), expired ones included."""
+        ...
+
+    async def register_worker(self, worker: WorkerInfo) -> None:
+        """Announce (or announce again) a worker; its heartbeat starts at ``heartbeat_at``."""
+        ...
+
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
+        """Record that the worker is alive at ``now``; False when it is not registered."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Every registered worker, oldest first."""
+        ...
+
+    async def reap_worker(self, worker_id: str) -> int:
+        """Forget a dead worker and free every lease it held; how many leases were freed."""
         ...
 
     async def wait_for_change(self, job_id: str, version: int, timeout: float) -> bool:
@@ -149,8 +217,12 @@ class EventStore(Protocol):
 
     async def list_orphans(self, limit: int = 50) -> list[OrphanCallback]: ...
 
-    async def count_active(self) -> int:
-        """How many jobs have not finished."""
+    async def count_active(self, user_id: str | None = None) -> int:
+        """How many jobs have not finished (of ``user_id``, or everyone's)."""
+        ...
+
+    async def count_created(self, user_id: str, since: datetime) -> int:
+        """How many jobs ``user_id`` created at or after ``since``."""
         ...
 
     async def ping(self) -> None:
@@ -164,6 +236,102 @@ class EventStore(Protocol):
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
+
+
+class Priority(IntEnum):
+    """Who goes first when Suno calls wait: a lower value is served earlier."""
+
+    GENERATE = 0
+    POLL = 1
+    CREDITS = 2
+
+
+@frozen
+class Slot:
+    """A turn a ``CallBudget`` granted: the Suno call may start now.
+
+    ``ident`` tells the budget which start it was (a row, a sequence number).
+    """
+
+    started_at: datetime
+    priority: Priority
+    ident: int
+
+
+@frozen
+class BudgetStatus:
+    """The budget as it stands: what ``/readyz``, ``/metrics`` and queue ETAs read."""
+
+    #: Calls that may start per window now (halved after 430s).
+    limit: int
+    window_s: float
+    #: When each call counted in the window now stops counting, earliest first.
+    counted_until: tuple[datetime, ...]
+    #: Calls of this process waiting for a turn.
+    waiting: int
+    #: When a 430/405 pause ends, if one is in force.
+    paused_until: datetime | None
+
+    @property
+    def calls_in_window(self) -> int:
+        return len(self.counted_until)
+
+    @property
+    def headroom(self) -> int:
+        """Calls that could start now without waiting (0 while paused)."""
+        if self.paused_until is not None:
+            return 0
+        return max(0, self.limit - self.calls_in_window - self.waiting)
+
+    def eta(self, now: datetime, ahead: int) -> float:
+        """Seconds until a call with ``ahead`` calls before it may start, at the current rate.
+
+        Each of the ``limit`` slots of the window frees when the call counted in
+        it stops counting, then every ``window_s``: the call ``ahead`` places
+        back takes slot ``ahead % limit`` in round ``ahead // limit``.
+        """
+        start = max(now, self.paused_until or now)
+        tail = self.counted_until[max(0, len(self.counted_until) - self.limit) :]
+        slots = [start] * (self.limit - len(tail)) + [max(t, start) for t in tail]
+        turn, slot = divmod(max(0, ahead), self.limit)
+        when = slots[slot] + timedelta(seconds=turn * self.window_s)
+        return max(0.0, (when - now).total_seconds())
+
+
+class CallBudget(Protocol):
+    """One Suno account's rate limit, shared by every call (and every process) using it.
+
+    Waiters are served by :class:`Priority` (generate, then polls, then credit
+    checks), first come first served within one. A 430/405 answer pauses every
+    call and slows the rate. Errors are ``SunoTransient`` (the budget closed)
+    or ``StoreUnavailable`` (a shared budget whose database went away).
+    """
+
+    async def acquire(self, priority: Priority) -> Slot:
+        """Wait for a turn; the call starts as soon as this returns."""
+        ...
+
+    async def try_acquire(self, priority: Priority) -> Slot | None:
+        """A turn only if one is free right now and nobody waits; never queues."""
+        ...
+
+    async def finished(self, slot: Slot) -> None:
+        """The call's answer came: it counts until a window after now (Suno counts arrivals)."""
+        ...
+
+    async def unused(self, slot: Slot) -> None:
+        """The turn was not used (there was nothing to send after all): give it back."""
+        ...
+
+    async def rate_limited(self) -> None:
+        """Suno answered 430/405: pause every call and halve the rate."""
+        ...
+
+    async def status(self) -> BudgetStatus: ...
+
+    async def aclose(self) -> None:
+        """Fail every waiter with SunoTransient and refuse new calls; idempotent."""
+        ...
 
 
 class SunoClient(Protocol):

@@ -8,20 +8,23 @@ expected version, and on a ``ConcurrencyError`` start over from the load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import attrs
 from attrs import asdict, field, frozen
 
 from ._decide import decide
 from ._fold import fold
+from .budget import BudgetedSuno, SunoBudget, run_in_slot
 from .codec import encode_event
 from .commands import (
     Command,
@@ -50,12 +53,24 @@ from .errors import (
     SunoProtocolError,
     SunoRejected,
     SunoTransient,
+    TooManyJobs,
 )
-from .events import ClipStep, Event, JobAccepted, JobFailed, JobPolicy, Source
+from .events import (
+    ClipStep,
+    Event,
+    JobAccepted,
+    JobFailed,
+    JobPolicy,
+    LateObservation,
+    ObservationRepeated,
+    Source,
+)
 from .ids import new_job_id, new_request_id
 from .logs import current_request_id, job_log, pipeline_log
 from .metrics import Metrics
 from .ports import (
+    BudgetStatus,
+    CallBudget,
     Clock,
     Commit,
     EventStore,
@@ -63,10 +78,12 @@ from .ports import (
     OrphanCallback,
     ParamOverrides,
     PostProcessor,
+    Priority,
     RecordedEvent,
+    Slot,
     SunoClient,
 )
-from .stages import Stage
+from .stages import Stage, Work
 from .state import JobState, SendState
 from .webhook import WebhookSigner
 
@@ -75,6 +92,7 @@ __all__ = [
     "ErrorCode",
     "JobRequest",
     "JobService",
+    "QueuePosition",
     "ServiceConfig",
     "StartOutcome",
     "Unauthorized",
@@ -118,7 +136,19 @@ class ServiceConfig:
     #: ``PUBLIC_BASE_URL``: where Suno's callbacks can reach this server.
     callback_base_url: str | None = None
     credit_check_timeout_s: float = 1.0
+    #: A positive credit count is trusted this long; a 0 only ``credit_zero_cache_s``
+    #: (a top-up counts at once for the user who just paid).
     credit_cache_s: float = 30.0
+    credit_zero_cache_s: float = 3.0
+    #: ``CLIPJOBS_MAX_ACTIVE_PER_USER``: over it runOnce answers 429 and creates nothing
+    #: (0: no limit).
+    max_active_per_user: int = 20
+    #: ``CLIPJOBS_MAX_STARTS_PER_USER_PER_HOUR``: 0 means no limit.
+    max_starts_per_user_per_hour: int = 0
+    #: ``Retry-After`` of a 429 for too many jobs.
+    too_many_retry_after_s: int = 30
+    #: How long a queue snapshot (positions, ETAs) is reused.
+    queue_refresh_s: float = 1.0
     send_max_attempts: int = 5
     send_backoff_s: float = 2.0
     send_backoff_max_s: float = 60.0
@@ -150,17 +180,39 @@ class StartOutcome:
         return self.job.error_code if self.job.stage is Stage.FAILED else None
 
 
+@frozen
+class QueuePosition:
+    """Where a job waiting for its Suno call stands: jobs ahead of it, and when its turn comes."""
+
+    position: int
+    eta_s: float
+
+
 class CallbackResult(StrEnum):
     RECORDED = "recorded"
+    #: The same as the last observation: counted, not copied.
     DUPLICATE = "duplicate"
     LATE = "late"
+    #: Past the per-job cap of late or repeated observations: only counted in metrics.
+    DROPPED = "dropped"
     ORPHAN = "orphan"
     FORGED = "forged"
     UNREADABLE = "unreadable"
 
 
+@frozen
+class _Credits:
+    count: int
+    at: datetime
+
+
 class JobService:
-    """Starts jobs, records what Suno says, and does each worker's one step."""
+    """Starts jobs, records what Suno says, and does each worker's one step.
+
+    The application's facade: HTTP handlers and the workers call it and reach
+    nothing behind it. It owns the Suno budget unless given one (``budget``:
+    every Suno call of the account waits its turn there).
+    """
 
     def __init__(
         self,
@@ -171,23 +223,35 @@ class JobService:
         *,
         clock: Clock,
         config: ServiceConfig | None = None,
+        budget: CallBudget | None = None,
         post_processor: PostProcessor | None = None,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
-        self.suno = suno
         self.params = params
         self.signer = signer
         self.clock = clock
         self.config = config or ServiceConfig()
         self.post_processor = post_processor
         self.metrics = metrics or Metrics()
+        self._owns_budget = budget is None
+        self.budget: CallBudget = budget or SunoBudget(clock=clock, metrics=self.metrics)
+        #: The Suno client behind the budget: every network call waits its turn.
+        self.suno = BudgetedSuno(suno, self.budget)
         self._rng = rng or random.Random()  # jitter only
-        self._credits: tuple[float, int] | None = None
+        self._credits: _Credits | None = None
+        self._user_locks: dict[str, asyncio.Lock] = {}
+        self._queue: tuple[float, dict[str, int], BudgetStatus] | None = None
+        self._queue_refresh: asyncio.Task[tuple[dict[str, int], BudgetStatus]] | None = None
         #: Called with the job's new state after every commit of this service
         #: (the workers use it to wake the sender when a job is created).
         self.on_commit: list[Callable[[JobState], None]] = []
+
+    async def aclose(self) -> None:
+        """Close the budget if this service made it; idempotent."""
+        if self._owns_budget:
+            await self.budget.aclose()
 
     # --- reading -----------------------------------------------------------
 
@@ -206,24 +270,75 @@ class JobService:
         _check_channel(channel_id)
         return await self.store.list_jobs(user_id, channel_id, max(1, min(limit, 100)))
 
-    async def wait_for_change(
-        self, job_id: str, user_id: str, version: int, timeout: float
+    async def watch(
+        self, job_id: str, user_id: str, after_version: int, timeout: float
     ) -> JobState:
-        """The job once its version exceeds ``version``, or as it is after ``timeout``."""
+        """The job once its version exceeds ``after_version``, or as it is after ``timeout``.
+
+        What SSE streams and ``Prefer: wait`` long-polls both wait on: woken by
+        this process's commits and, on a shared database, everyone's.
+        """
         state = await self.get(job_id, user_id)
-        if state.version > version or state.done:
+        if state.version > after_version or state.done:
             return state
-        await self.store.wait_for_change(job_id, version, timeout)
+        await self.store.wait_for_change(job_id, after_version, timeout)
         return await self.get(job_id, user_id)
+
+    #: The old name of :meth:`watch`.
+    wait_for_change = watch
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers (``/readyz``)."""
+        await self.store.ping()
+
+    # --- the queue for Suno ------------------------------------------------
+
+    async def queue_position(self, state: JobState) -> QueuePosition | None:
+        """Where a job waiting for its generate call stands; None when it is not waiting.
+
+        Positions come from the store's fair queue (the order the senders of
+        every process take jobs in) and ETAs from the budget, so both stay
+        honest when the budget is saturated or paused. A snapshot is reused
+        for ``queue_refresh_s``, so many readers cost one query a second.
+        """
+        if state.work is not Work.SEND or state.send_state is SendState.IN_FLIGHT:
+            return None
+        due = state.due_at
+        now = self.clock.now()
+        if due is None or due > now:
+            return None  # a retry or a resend that is not due yet
+        positions, status = await self._queue_snapshot()
+        ahead = positions.get(state.job_id, len(positions))
+        return QueuePosition(ahead, status.eta(now, ahead))
+
+    async def queue_snapshot(self) -> tuple[dict[str, int], BudgetStatus]:
+        """Every job waiting to be sent (its position) and the budget, at most a second old."""
+        return await self._queue_snapshot()
+
+    async def _queue_snapshot(self) -> tuple[dict[str, int], BudgetStatus]:
+        cached = self._queue
+        if cached is not None and time.monotonic() - cached[0] < self.config.queue_refresh_s:
+            return cached[1], cached[2]
+        if self._queue_refresh is None or self._queue_refresh.done():
+            self._queue_refresh = asyncio.ensure_future(self._read_queue())
+        return await asyncio.shield(self._queue_refresh)
+
+    async def _read_queue(self) -> tuple[dict[str, int], BudgetStatus]:
+        due = await self.store.queue(Work.SEND, self.clock.now(), limit=10_000)
+        positions = {d.job_id: index for index, d in enumerate(due)}
+        status = await self.budget.status()
+        self._queue = (time.monotonic(), positions, status)
+        return positions, status
 
     # --- starting ----------------------------------------------------------
 
     async def start_job(self, request: JobRequest) -> StartOutcome:
         """Create a job (or find the one this idempotency key made).
 
-        Raises InvalidRequest, JobAlreadyRunning or IdempotencyKeyReused and
-        then writes nothing. With no callback URL configured, or Suno out of
-        credits, the job is created and failed at once (the caller gets its id).
+        Raises InvalidRequest, JobAlreadyRunning, IdempotencyKeyReused or
+        TooManyJobs and then writes nothing. With no callback URL configured,
+        or Suno out of credits, the job is created and failed at once (the
+        caller gets its id).
         """
         _check_channel(request.channel_id)
         key = request.idempotency_key
@@ -241,11 +356,16 @@ class JobService:
             request.channel_id, request.user_id, request.overrides
         )
         self.suno.validate(params)
+        async with self._per_user(request.user_id):
+            return await self._start(request, params, fingerprint)
+
+    async def _start(self, request: JobRequest, params: Any, fingerprint: str) -> StartOutcome:
         exclusive = self.config.one_job_per_channel
         if exclusive:
             holder = await self.store.find_channel_holder(request.user_id, request.channel_id)
             if holder is not None:
                 raise JobAlreadyRunning(holder.job_id)
+        await self._check_caps(request.user_id)
 
         failure: ErrorCode | None = None
         if not self.config.callback_base_url:
@@ -256,6 +376,10 @@ class JobService:
         now = self.clock.now()
         job_id = new_job_id(now)
         request_id = request.request_id or current_request_id.get() or new_request_id(now)
+        policy = self.config.policy
+        if not self.config.callback_base_url:
+            # An uncertain send is resent only when a callback could have named it.
+            policy = attrs.evolve(policy, resend_uncertain_after_s=0.0)
         events: list[Event] = [
             JobAccepted(
                 job_id=job_id,
@@ -264,9 +388,9 @@ class JobService:
                 request_id=request_id,
                 params=params,
                 at=now,
-                idempotency_key=key,
+                idempotency_key=request.idempotency_key,
                 fingerprint=fingerprint,
-                policy=self.config.policy,
+                policy=policy,
                 exclusive=exclusive,
             )
         ]
@@ -285,16 +409,59 @@ class JobService:
         self._after_commit(None, state, events)
         return StartOutcome(state, created=True)
 
+    @contextlib.asynccontextmanager
+    async def _per_user(self, user_id: str) -> AsyncIterator[None]:
+        """One runOnce at a time per user in this process, so the caps count exactly."""
+        lock = self._user_locks.setdefault(user_id, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._user_locks.get(user_id) is lock:
+                del self._user_locks[user_id]
+
+    async def _check_caps(self, user_id: str) -> None:
+        """TooManyJobs when the user has too many running, or started too many this hour."""
+        config = self.config
+        if config.max_active_per_user > 0:
+            active = await self.store.count_active(user_id)
+            if active >= config.max_active_per_user:
+                raise TooManyJobs(
+                    f"{active} of your jobs are still running (at most"
+                    f" {config.max_active_per_user}); start more when they finish",
+                    active=active,
+                    retry_after_s=config.too_many_retry_after_s,
+                )
+        if config.max_starts_per_user_per_hour > 0:
+            since = self.clock.now() - timedelta(hours=1)
+            started = await self.store.count_created(user_id, since)
+            if started >= config.max_starts_per_user_per_hour:
+                raise TooManyJobs(
+                    f"{started} jobs started in the last hour (at most"
+                    f" {config.max_starts_per_user_per_hour})",
+                    active=await self.store.count_active(user_id),
+                    retry_after_s=config.too_many_retry_after_s,
+                )
+
     def _same_request(self, existing: JobState, fingerprint: str) -> StartOutcome:
         if existing.fingerprint != fingerprint:
             raise IdempotencyKeyReused(existing.job_id)
         return StartOutcome(existing, created=False)
 
     async def _out_of_credits(self) -> bool:
-        """The pre-flight check: True only when Suno says 0 credits within the time limit."""
+        """The pre-flight check: True only when Suno says 0 credits within the time limit.
+
+        A positive count is trusted for ``credit_cache_s``; a 0 for only
+        ``credit_zero_cache_s``, so a top-up counts at once. The check waits
+        for no budget turn: with none free, the job proceeds.
+        """
         cached = self._credits
-        if cached is not None and time.monotonic() - cached[0] < self.config.credit_cache_s:
-            return cached[1] <= 0
+        if cached is not None:
+            age = (self.clock.now() - cached.at).total_seconds()
+            if cached.count > 0 and age < self.config.credit_cache_s:
+                return False
+            if cached.count <= 0 and age < self.config.credit_zero_cache_s:
+                return True
         try:
             async with asyncio.timeout(self.config.credit_check_timeout_s):
                 credits = await self.suno.credits()
@@ -303,7 +470,7 @@ class JobService:
         except (TimeoutError, SunoError) as exc:
             pipeline_log.warning("credit pre-flight skipped: %s", exc)
             return False
-        self._credits = (time.monotonic(), credits)
+        self._credits = _Credits(credits, self.clock.now())
         return credits <= 0
 
     # --- the one way to change a job ---------------------------------------
@@ -397,47 +564,61 @@ class JobService:
             state.job_id, lambda at: RecordObservation(observation, Source.CALLBACK, at)
         )
         if not events:
+            return CallbackResult.DROPPED
+        if all(isinstance(e, ObservationRepeated) for e in events):
             return CallbackResult.DUPLICATE
-        if all(type(e).__name__ == "LateObservation" for e in events):
+        if all(isinstance(e, LateObservation) for e in events):
             return CallbackResult.LATE
         return CallbackResult.RECORDED
 
     # --- the workers' steps ------------------------------------------------
 
-    async def send(self, job_id: str) -> JobState:
-        """Send the generate request of a job in STAGE_10 (or due for a retry).
+    async def send(self, job_id: str, slot: Slot | None = None) -> JobState:
+        """Send the generate request of a job waiting for it (STAGE_10, a retry, a resend).
+
+        ``slot`` is the budget's turn the sender already holds (``None``: wait
+        for one here). ``SunoRequestSent`` is recorded only with the turn in
+        hand, right before the request leaves: a job waiting for the budget is
+        still STAGE_10 and shows its place in the queue. The turn is given back
+        when nothing is sent.
 
         A job found in flight (its sender died before Suno answered) is marked
-        uncertain instead: it may have reached Suno, and sending again would
-        spend credits twice. A callback naming the job can still adopt its task.
+        uncertain instead: it may have reached Suno, and sending again at once
+        would spend credits twice. A callback naming the job adopts its task;
+        without one it is resent once, ``resend_uncertain_after_s`` later.
         """
-        state = await self.store.load(job_id)
-        if state is None:
-            raise JobNotFound(job_id)
+        state = await self._load(job_id)
         if state.stage is Stage.SUNO_REQUEST_SENT and state.send_state is SendState.IN_FLIGHT:
-            state, _ = await self.execute(
-                job_id,
-                lambda at: MarkRequestUncertain(
-                    "the process sending it stopped before Suno answered", at
-                ),
-            )
-            return state
+            await self._give_back(slot)
+            reason = "the process sending it stopped before Suno answered"
+            return await self._do(job_id, lambda at: MarkRequestUncertain(reason, at))
         base_url = self.config.callback_base_url
         if not base_url:
+            await self._give_back(slot)
             code = ErrorCode.CALLBACK_URL_NOT_CONFIGURED
-            state, _ = await self.execute(
-                job_id, lambda at: FailJob(code.value, _MESSAGES[code], at)
-            )
+            return await self._do(job_id, lambda at: FailJob(code.value, _MESSAGES[code], at))
+        if state.work is not Work.SEND:
+            await self._give_back(slot)
             return state
-        state, events = await self.execute(job_id, MarkRequestSent)
+        if slot is None:
+            slot = await self.budget.acquire(Priority.GENERATE)
+        try:
+            state, events = await self.execute(job_id, MarkRequestSent)
+        except BaseException:
+            await asyncio.shield(self.budget.unused(slot))
+            raise
         if not events:
+            await self.budget.unused(slot)
             return state
         callback_url = self.signer.callback_url(base_url, job_id)
+        params = state.params
         try:
-            task_id = await self.suno.generate(state.params, callback_url)
+            task_id = await run_in_slot(
+                self.budget, slot, lambda: self.suno.inner.generate(params, callback_url)
+            )
         except SunoNoCredits:
             code = ErrorCode.SUNO_NO_CREDITS
-            self._credits = (time.monotonic(), 0)
+            self._credits = _Credits(0, self.clock.now())  # the next runOnce answers 402 at once
             return await self._do(job_id, lambda at: FailJob(code.value, _MESSAGES[code], at))
         except SunoRejected as exc:
             message = f"Suno rejected the request: {exc}"
@@ -450,6 +631,10 @@ class JobService:
         except SunoTransient as exc:
             return await self._after_transient(job_id, state, exc)
         return await self._do(job_id, lambda at: RecordTaskCreated(task_id, at))
+
+    async def _give_back(self, slot: Slot | None) -> None:
+        if slot is not None:
+            await self.budget.unused(slot)
 
     async def _after_transient(self, job_id: str, state: JobState, exc: SunoTransient) -> JobState:
         if exc.maybe_sent:
@@ -471,17 +656,22 @@ class JobService:
             lambda at: ScheduleRetry(error, at + timedelta(seconds=delay), at),
         )
 
-    async def poll(self, job_id: str) -> JobState:
+    async def poll(self, job_id: str, slot: Slot | None = None) -> JobState:
         """Ask Suno about the job's task and record what it says (the heartbeat).
 
+        ``slot``: the budget's turn the poller holds (``None``: wait for one).
         Suno errors propagate: the caller keeps its lease, which spaces the retries.
         """
-        state = await self.store.load(job_id)
-        if state is None:
-            raise JobNotFound(job_id)
+        state = await self._load(job_id)
         if state.task_id is None or state.done:
+            await self._give_back(slot)
             return state
-        observation = await self.suno.record_info(state.task_id)
+        task_id = state.task_id
+        if slot is None:
+            slot = await self.budget.acquire(Priority.POLL)
+        observation = await run_in_slot(
+            self.budget, slot, lambda: self.suno.inner.record_info(task_id)
+        )
         return await self._do(job_id, lambda at: RecordObservation(observation, Source.POLL, at))
 
     async def sweep(self, job_id: str) -> JobState:
@@ -512,6 +702,12 @@ class JobService:
                 job_id, lambda at: FailJob(ErrorCode.CLIP_RENDER_TIMEOUT.value, message, at)
             )
         return await self._do(job_id, lambda at: FinishClip(url, at))
+
+    async def _load(self, job_id: str) -> JobState:
+        state = await self.store.load(job_id)
+        if state is None:
+            raise JobNotFound(job_id)
+        return state
 
     async def _do(self, job_id: str, command: Callable[[datetime], Command]) -> JobState:
         state, _ = await self.execute(job_id, command)

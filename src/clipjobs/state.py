@@ -78,8 +78,8 @@ class JobState:
     late_observations: int = 0
     #: Replayed observations counted instead of copied (``ObservationRepeated``).
     repeated_observations: int = 0
-    #: A digest of the last late observation, so an identical replay is counted, not copied.
-    last_late_key: str | None = None
+    #: Digests of the late observations kept, so an identical replay is counted, not copied.
+    late_keys: tuple[str, ...] = ()
     send_attempts: int = 0
     send_state: SendState = SendState.NOT_SENT
     retry_at: datetime | None = None

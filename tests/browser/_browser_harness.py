@@ -17,7 +17,6 @@ from aiohttp import web
 from attrs import define, evolve
 
 from clipjobs import (
-    BudgetedSuno,
     ChannelDefaults,
     GenerationParams,
     JobPolicy,
@@ -119,7 +118,7 @@ async def running_stack(
         stack.push_async_callback(budget.aclose)
         service = JobService(
             store,
-            BudgetedSuno(SunoApiClient(session, SUNO_KEY, base_url=suno_url), budget),
+            SunoApiClient(session, SUNO_KEY, base_url=suno_url),
             ChannelDefaults(GenerationParams(prompt="A calm piano piece", instrumental=True)),
             WebhookSigner("webhook-secret-for-browser-tests"),
             clock=clock,
@@ -130,13 +129,11 @@ async def running_stack(
                 send_backoff_s=0.05,
                 send_backoff_max_s=0.2,
             ),
+            budget=budget,
             post_processor=post_processor,
         )
         workers = Workers(
             service,
-            store,
-            budget,
-            clock,
             WorkerConfig(
                 owner="browser-tests",
                 lease_s=20.0,

@@ -32,7 +32,7 @@ from clipjobs import (
     fold,
 )
 from clipjobs.errors import InvalidTransition
-from clipjobs.events import JobFailed, SunoRequestSent
+from clipjobs.events import JobFailed, SunoRequestSent, SunoRequestUncertain
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 TRACKS = (Track("a", audio_url="https://cdn/a.mp3"), Track("b", audio_url="https://cdn/b.mp3"))
@@ -200,10 +200,34 @@ def test_retry_and_uncertain_send_states() -> None:
     assert (retry.work, retry.due_at) == (Work.SEND, at(9))
     again = decide(MarkRequestSent(at(9)), retry)
     assert again == [SunoRequestSent(2, at(9), "retry after a transient error")]
-    uncertain = run(MarkRequestSent(at(1)), MarkRequestUncertain("no answer", at(31)))
+    never = JobPolicy(resend_uncertain_after_s=0)
+    uncertain = run(MarkRequestSent(at(1)), MarkRequestUncertain("no answer", at(31)), policy=never)
     assert uncertain.work is None
     assert uncertain.deadline_at == at(600)
     assert decide(MarkRequestSent(at(40)), uncertain) == []
+
+
+def test_an_uncertain_send_is_resent_once_after_the_delay() -> None:
+    """An uncertain call is sent again resend_uncertain_after_s later (attempt 2, with its
+    reason), and never a third time: at most two Suno tasks per job.
+    """
+    policy = JobPolicy(resend_uncertain_after_s=120)
+    uncertain = run(
+        MarkRequestSent(at(1)), MarkRequestUncertain("no answer", at(31)), policy=policy
+    )
+    assert (uncertain.work, uncertain.due_at) == (Work.SEND, at(151))
+    assert decide(MarkRequestSent(at(150)), uncertain) == []
+    (resent,) = decide(MarkRequestSent(at(151)), uncertain)
+    assert isinstance(resent, SunoRequestSent) and resent.attempt == 2
+    assert resent.reason is not None and "no callback named the job within 120 s" in resent.reason
+    again = fold([resent, SunoRequestUncertain("no answer again", at(181))], uncertain)
+    assert (again.resends, again.send_state, again.work) == (1, SendState.UNCERTAIN, None)
+    assert decide(MarkRequestSent(at(1000)), again) == []
+    # A callback of either task is adopted while no task is known; then the other is late.
+    adopted = fold(decide(observe(ProviderStatus.TEXT_SUCCESS, 200, task="first"), again), again)
+    assert adopted.task_id == "first" and adopted.stage is Stage.SUNO_PENDING
+    late = decide(RecordTaskCreated("second", at(201)), adopted)
+    assert [type(e).__name__ for e in late] == ["LateObservation"]
 
 
 def test_poll_schedule_follows_the_policy() -> None:

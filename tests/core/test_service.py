@@ -169,15 +169,43 @@ async def test_no_callback_url_fails_at_once() -> None:
     assert outcome.job.done
 
 
-async def test_no_credits_fails_at_once_and_is_cached() -> None:
-    """Zero credits: the job is created and failed; the answer is cached."""
+async def test_no_credits_fails_at_once_and_a_top_up_counts_within_seconds() -> None:
+    """Zero credits: the job is created and failed; the 0 is trusted for 3 s only, so a top-up
+    counts at once for the user who just paid, while a positive count is trusted for 30 s.
+    """
     suno = ScriptedSuno(credits=0)
-    service, *_ = make(suno, one_job_per_channel=False)
+    service, _store, _, clock = make(suno, one_job_per_channel=False)
     first = await service.start_job(JobRequest("ch", "u1"))
     assert first.failed_at_once == "SUNO_NO_CREDITS"
     suno.credits_left = 5
+    await clock.advance(2.9)
     second = await service.start_job(JobRequest("ch", "u1"))
-    assert second.failed_at_once == "SUNO_NO_CREDITS"  # cached for credit_cache_s
+    assert second.failed_at_once == "SUNO_NO_CREDITS"  # the 0, asked 2.9 s ago
+    await clock.advance(0.2)
+    third = await service.start_job(JobRequest("ch", "u1"))
+    assert third.failed_at_once is None  # asked again: 5
+    suno.credits_left = 0
+    await clock.advance(29.0)
+    assert (await service.start_job(JobRequest("ch", "u1"))).failed_at_once is None
+    await clock.advance(1.1)
+    assert (await service.start_job(JobRequest("ch", "u1"))).failed_at_once == "SUNO_NO_CREDITS"
+
+
+async def test_a_generate_answered_no_credits_makes_the_next_run_once_answer_402() -> None:
+    """A generate that gets 429 fails its job and sets the cached count to 0, so the next
+    runOnce fails at once without asking Suno (until 3 s have passed).
+    """
+    suno = ScriptedSuno()
+    service, _store, _, clock = make(suno, one_job_per_channel=False)
+    job = (await service.start_job(JobRequest("ch", "u1"))).job  # credits 100, cached
+    suno.generate_errors.append(SunoNoCredits("insufficient credits", code=429))
+    failed = await service.send(job.job_id)
+    assert (failed.stage, failed.error_code) == (Stage.FAILED, "SUNO_NO_CREDITS")
+    asked = suno.credit_checks
+    assert (await service.start_job(JobRequest("ch", "u1"))).failed_at_once == "SUNO_NO_CREDITS"
+    assert suno.credit_checks == asked  # no Suno call spent on it
+    await clock.advance(3.1)
+    assert (await service.start_job(JobRequest("ch", "u1"))).failed_at_once is None
 
 
 async def test_slow_credit_check_does_not_block() -> None:
@@ -197,8 +225,10 @@ async def test_slow_credit_check_does_not_block() -> None:
 async def test_send_errors() -> None:
     """No credits/rejections fail; transient errors retry; unknown answers are uncertain."""
     suno = ScriptedSuno()
-    # credit_cache_s=0: a 429 from generate must not make the next start fail at once.
-    service, _store, _, clock = make(suno, one_job_per_channel=False, credit_cache_s=0)
+    # No credit cache: a 429 from generate must not make the next start fail at once.
+    service, _store, _, clock = make(
+        suno, one_job_per_channel=False, credit_cache_s=0, credit_zero_cache_s=0
+    )
 
     async def job_after(error: Exception) -> object:
         job = (await service.start_job(JobRequest("ch", "u1"))).job

@@ -203,6 +203,7 @@ def serve_env(url: str, fake_url: str, db_url: str, worker: str, **extra: str) -
             "CLIPJOBS_POLL_INTERVAL_S": "0.5",
             "CLIPJOBS_JOB_TIMEOUT_S": str(TIMEOUT_S),
             "CLIPJOBS_SUNO_MAX_RPS": "1000",
+            "CLIPJOBS_MAX_ACTIVE_PER_USER": "100000",
             # Stable across lives, so a restart frees the dead life's leases at once.
             "CLIPJOBS_WORKER_ID": worker,
             "CLIPJOBS_LOG_LEVEL": "WARNING",

@@ -112,6 +112,7 @@ async def three_servers(schema: str, suno_url: str, tmp_path: Path) -> AsyncIter
                 "SUNO_API_KEY": SUNO_KEY,
                 "SUNO_BASE_URL": suno_url,
                 "CLIPJOBS_SUNO_MAX_RPS": "500",
+                "CLIPJOBS_MAX_ACTIVE_PER_USER": "1000",
                 "CLIPJOBS_POLL_AFTER_S": "2",
                 "CLIPJOBS_POLL_INTERVAL_S": "1",
                 # Jobs the dead process held (60 s leases) or whose send it left

@@ -34,7 +34,7 @@ from clipjobs_postgres._schema import LATEST_VERSION
 pytestmark = pytest.mark.asyncio
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-TABLES = {"events", "jobs", "leases", "secrets", "orphans", "schema_version"}
+TABLES = {"events", "jobs", "leases", "secrets", "orphans", "schema_version", "workers", "turns"}
 
 
 async def _tables(admin: asyncpg.Connection, schema: str) -> set[str]:
@@ -67,6 +67,33 @@ async def test_migrates_an_empty_schema_and_reopens_without_migrating_again(
     second = await stores()
     assert await _versions(admin, schema) == list(range(1, LATEST_VERSION + 1))
     assert await second.load(commit.job_id) == commit.state
+
+
+async def test_a_version_1_schema_is_migrated_with_its_jobs(
+    admin: asyncpg.Connection, schema: str, stores: StoreFactory
+) -> None:
+    """A schema written by the first clipjobs (version 1) gains the workers registry, the fair
+    queue's memory and the per-user indexes, keeping its jobs claimable.
+    """
+    store = await stores()
+    commit = new_job()
+    await store.append(commit)
+    await store.aclose()
+    s = f'"{schema}"'
+    await admin.execute(
+        f"DROP TABLE {s}.workers; DROP TABLE {s}.turns; DROP SEQUENCE {s}.handouts;"
+        f" DROP INDEX {s}.jobs_active_by_user;"
+        f" DROP INDEX {s}.jobs_created_by_user; DELETE FROM {s}.schema_version WHERE version > 1"
+    )
+    assert await _versions(admin, schema) == [1]
+    store = await stores()
+    assert await store.load(commit.job_id) == commit.state
+    assert await store.count_active(commit.state.user_id) == 1
+    now = commit.state.created_at + timedelta(seconds=1)
+    got = await store.claim(Work.SEND, now, owner="w", limit=10, lease_s=30)
+    assert [s.job_id for s in got] == [commit.job_id]
+    assert await _versions(admin, schema) == list(range(1, LATEST_VERSION + 1))
+    assert await _tables(admin, schema) == TABLES
 
 
 async def test_processes_starting_together_migrate_once(

@@ -96,6 +96,31 @@ async def test_reopening_keeps_data_and_migrates_nothing(tmp_path: Path) -> None
 
 
 @pytest.mark.asyncio
+async def test_a_version_1_database_is_migrated_with_its_jobs(tmp_path: Path) -> None:
+    """A file written by the first clipjobs (schema 1) gains the workers registry, the fair
+    queue's memory and the per-user indexes, keeping its jobs claimable.
+    """
+    path = tmp_path / "v1.db"
+    commit = new_job()
+    async with SQLiteEventStore(path) as store:
+        await store.append(commit)
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # back to what version 1 left
+        conn.executescript(
+            "DROP TABLE workers; DROP TABLE turns; DROP INDEX jobs_active_by_user;"
+            " DROP INDEX jobs_created_by_user; DELETE FROM clipjobs_schema WHERE version > 1;"
+        )
+    assert _schema_versions(path) == [1]
+    async with SQLiteEventStore(path) as store:
+        assert await store.load(commit.job_id) == commit.state
+        assert await store.count_active(commit.state.user_id) == 1
+        now = commit.state.created_at + timedelta(seconds=1)
+        got = await store.claim(Work.SEND, now, owner="w", limit=10, lease_s=30)
+        assert [s.job_id for s in got] == [commit.job_id]
+    assert _schema_versions(path) == list(range(1, LATEST + 1))
+    assert {"workers", "turns"} <= _tables(path)
+
+
+@pytest.mark.asyncio
 async def test_a_database_from_a_newer_clipjobs_is_refused(tmp_path: Path) -> None:
     """A schema version this code does not know raises StoreCorrupt naming the file and versions."""
     path = tmp_path / "newer.db"

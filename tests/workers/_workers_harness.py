@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from clipjobs import (
-    BudgetedSuno,
     ChannelDefaults,
     InMemoryEventStore,
     JobPolicy,
@@ -35,6 +34,7 @@ def worker_config(owner: str = "w1", **changes: Any) -> WorkerConfig:
     settings: dict[str, Any] = {
         "owner": owner,
         "lease_s": 1.0,
+        "heartbeat_s": 0.2,
         "suno_call_timeout_s": 0.5,
         "error_backoff_s": 0.05,
         "idle_s": 0.02,
@@ -115,21 +115,21 @@ class Rig:
             "policy": policy,
             "send_backoff_s": 0.02,
             "send_backoff_max_s": 0.1,
+            "max_active_per_user": 0,  # the worker tests start many jobs for one user
             **config,
         }
         self.service = JobService(
             store,
-            BudgetedSuno(suno, self.budget),
+            suno,
             ChannelDefaults(),
             WebhookSigner("secret-for-worker-tests"),
             clock=self.clock,
             config=ServiceConfig(**settings),
+            budget=self.budget,
         )
 
     def workers(self, owner: str = "w1", **changes: Any) -> Workers:
-        return Workers(
-            self.service, self.store, self.budget, self.clock, worker_config(owner, **changes)
-        )
+        return Workers(self.service, worker_config(owner, **changes))
 
     async def start(self, channel: str = "channel_1") -> JobState:
         return (await self.service.start_job(JobRequest(channel, "u1"))).job

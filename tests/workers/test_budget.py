@@ -102,7 +102,7 @@ async def test_rate_limit_pauses_halves_and_recovers() -> None:
     """A 430 pauses every call for the back-off and halves the rate; recovery restores it."""
     clock = FakeClock()
     budget = SunoBudget(4.0, clock=clock, window_s=1.0, backoff_s=2.0, recover_s=5.0)
-    budget.rate_limited()
+    await budget.rate_limited()
     assert budget.slowdowns == 1
     assert budget.current_limit() == 2
     assert budget.headroom() == 0
@@ -111,7 +111,7 @@ async def test_rate_limit_pauses_halves_and_recovers() -> None:
     await settle()
     assert not waiter.done()
     # Answers of calls that were in flight together are one burst: no second halving.
-    budget.rate_limited()
+    await budget.rate_limited()
     assert (budget.slowdowns, budget.current_limit()) == (1, 2)
     await clock.advance(0.1)
     await settle()
@@ -126,9 +126,9 @@ async def test_repeated_rate_limits_back_off_longer() -> None:
     """A second 430 after the first pause doubles the pause and halves the rate again."""
     clock = FakeClock()
     budget = SunoBudget(8.0, clock=clock, window_s=1.0, backoff_s=1.0, recover_s=60.0)
-    budget.rate_limited()
+    await budget.rate_limited()
     await clock.advance(1.0)
-    budget.rate_limited()
+    await budget.rate_limited()
     assert budget.current_limit() == 2
     until = budget.paused_until()
     assert until is not None
@@ -223,14 +223,41 @@ async def test_a_credit_check_does_not_wait_when_the_budget_is_busy() -> None:
         assert [r.priority for r in budget.history] == [Priority.CREDITS, Priority.POLL]
 
 
-async def test_a_patient_credit_check_waits_its_turn_behind_polls() -> None:
-    """With a patience set, a credit check queues at the lowest priority and gives up after it."""
-    clock = FakeClock()
-    async with SunoBudget(1000.0, clock=clock, window_s=0.001) as budget:
-        assert await budget.acquire_within(Priority.CREDITS, 0.5)
+async def test_an_unused_turn_is_given_back() -> None:
+    """A turn given back unused (nothing to send after all) frees its slot at once and leaves
+    no trace in the history.
+    """
     clock = FakeClock()
     async with SunoBudget(1.0, clock=clock, window_s=1.0) as budget:
+        slot = await budget.acquire(Priority.GENERATE)
+        waiter = asyncio.create_task(budget.acquire(Priority.POLL))
+        await settle()
+        assert not waiter.done()
+        await budget.unused(slot)
+        await settle()
+        assert waiter.done()
+        assert [r.priority for r in budget.history] == [Priority.POLL]
+        assert budget.started[Priority.GENERATE] == 0
+
+
+async def test_status_counts_the_window_and_the_eta_follows_the_slots() -> None:
+    """status() says how many calls count now and until when; a call N places back waits for
+    the N-th slot to free, round after round.
+    """
+    clock = FakeClock()
+    async with SunoBudget(2.0, clock=clock, window_s=1.0) as budget:
+        first = await budget.acquire(Priority.POLL)
+        await clock.advance(0.25)
         await budget.acquire(Priority.POLL)
-        # The fake clock never moves, so the turn never comes: False after the real 0.05 s.
-        assert not await budget.acquire_within(Priority.CREDITS, 0.05)
-        assert budget.waiting == 0
+        status = await budget.status()
+        assert status.limit == 2 and status.calls_in_window == 2 and status.headroom == 0
+        now = clock.now()
+        assert status.counted_until == (
+            first.started_at + timedelta(seconds=1),
+            first.started_at + timedelta(seconds=1.25),
+        )
+        assert [status.eta(now, n) for n in range(5)] == [0.75, 1.0, 1.75, 2.0, 2.75]
+        await budget.rate_limited()
+        paused = await budget.status()
+        assert paused.paused_until is not None and paused.headroom == 0
+        assert paused.eta(clock.now(), 0) == (paused.paused_until - clock.now()).total_seconds()

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from clipjobs import BudgetedSuno, FakeClock, Priority, SunoBudget
+from clipjobs import BudgetedSuno, FakeClock, Priority, Slot, SunoBudget
 from clipjobs.events import GenerationParams, Observation
 from clipjobs.testing import ScriptedSuno
 
@@ -47,8 +47,8 @@ async def test_a_call_keeps_its_place_until_a_window_after_its_answer() -> None:
     budget = SunoBudget(2.0, clock=clock, window_s=10.0)
     starts = [await budget.acquire(Priority.POLL) for _ in range(budget.limit)]
     await clock.advance(0.5)
-    for started in starts:
-        budget.finished(started)
+    for slot in starts:
+        await budget.finished(slot)
     waiter = asyncio.create_task(budget.acquire(Priority.POLL))
     await clock.advance(9.5)  # 10 s after the starts: Suno may still count them
     await settle()
@@ -56,19 +56,19 @@ async def test_a_call_keeps_its_place_until_a_window_after_its_answer() -> None:
     await clock.advance(0.5)  # 10 s after the answers
     await settle()
     assert waiter.done()
-    assert await waiter == starts[0] + timedelta(seconds=10.5)
+    assert (await waiter).started_at == starts[0].started_at + timedelta(seconds=10.5)
     await budget.aclose()
 
 
 async def test_finished_with_no_delay_or_an_unknown_start_changes_nothing() -> None:
-    """An answer at the start's instant, or for a start no longer on record, leaves the window as
-    it was (direct ``acquire`` callers that never call ``finished`` keep the old accounting).
+    """An answer at the start's instant, or for a turn not on record, leaves the window as it was
+    (direct ``acquire`` callers that never call ``finished`` keep the old accounting).
     """
     clock = FakeClock()
     budget = SunoBudget(1.0, clock=clock, window_s=1.0)
     started = await budget.acquire(Priority.POLL)
-    budget.finished(started)
-    budget.finished(started - timedelta(seconds=5))
+    await budget.finished(started)
+    await budget.finished(Slot(started.started_at, Priority.POLL, ident=10_000))
     waiter = asyncio.create_task(budget.acquire(Priority.POLL))
     await clock.advance(1.0)
     await settle()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -28,6 +31,7 @@ from clipjobs import (
     Stage,
     Work,
     WorkerConfig,
+    WorkerInfo,
 )
 from clipjobs.errors import ConfigError, StoreUnavailable
 from clipjobs.events import GenerationParams, Observation
@@ -46,8 +50,8 @@ class SuspendedSuno(ProgressingSuno):
 
 
 async def test_a_send_left_in_flight_by_a_crash_is_not_resent_and_a_callback_adopts_it() -> None:
-    """A job a dead sender left IN_FLIGHT becomes uncertain, is never sent again, and its task's
-    callback adopts it.
+    """A job a dead sender left IN_FLIGHT becomes uncertain, is not sent again before the resend
+    delay, and its task's callback adopts it.
     """
     store = InMemoryEventStore()
     suno = SuspendedSuno()
@@ -67,7 +71,9 @@ async def test_a_send_left_in_flight_by_a_crash_is_not_resent_and_a_callback_ado
     async with alive.workers("alive"):
         uncertain = await wait_until_send_state(store, job.job_id, SendState.UNCERTAIN)
         assert uncertain.stage is Stage.SUNO_REQUEST_SENT
-        assert uncertain.work is None  # nobody will ever send it again
+        # Sent again only if no callback names the job within the resend delay (120 s).
+        assert uncertain.uncertain_since is not None
+        assert uncertain.due_at == uncertain.uncertain_since + timedelta(seconds=120)
         await asyncio.sleep(0.1)
         # Suno did create the task: its callback names the job and adopts the task.
         (_, _, task_id) = suno.generated[0]
@@ -86,6 +92,52 @@ async def test_a_send_left_in_flight_by_a_crash_is_not_resent_and_a_callback_ado
         "SunoProgressObserved",
         "SunoSucceeded",
     ]
+    await dead.aclose()
+    await alive.aclose()
+
+
+async def test_an_uncertain_send_without_a_callback_is_resent_once() -> None:
+    """An uncertain send that no callback names within the resend delay is sent again (attempt
+    2, its reason recorded), its task wins, and the first task's late callback changes nothing:
+    one success, two Suno tasks at most.
+    """
+    store = InMemoryEventStore()
+    suno = SuspendedSuno()
+    policy = JobPolicy(
+        timeout_s=60, poll_after_s=3600, poll_interval_s=3600, resend_uncertain_after_s=0.3
+    )
+    dead = Rig(store, suno, policy=policy)
+    job = await dead.start()
+    await store.claim(Work.SEND, dead.clock.now(), owner="dead", limit=1, lease_s=0.3)
+    crashed = asyncio.create_task(dead.service.send(job.job_id))
+    await wait_until(lambda: len(suno.generated) == 1, what="the request reaches Suno")
+    crashed.cancel()
+    await asyncio.gather(crashed, return_exceptions=True)
+
+    alive = Rig(store, ProgressingSuno(), policy=policy)
+    async with alive.workers("alive"):
+        await wait_until_send_state(store, job.job_id, SendState.UNCERTAIN)
+        resent = await wait_for_stage(store, job.job_id, Stage.SUNO_TASK_CREATED)
+        (_, _, second_task) = alive.inner.generated[0]
+        assert resent.task_id == second_task and resent.resends == 1
+        await alive.callback(job.job_id, second_task, ProviderStatus.SUCCESS)
+        await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
+        # The first task's callback comes after all: recorded, changing nothing.
+        (_, _, first_task) = suno.generated[0]
+        await alive.callback(job.job_id, first_task, ProviderStatus.SUCCESS)
+    assert len(suno.generated) + len(alive.inner.generated) == 2
+    records = await store.read(job.job_id)
+    assert event_types(records) == [
+        "JobAccepted",
+        "SunoRequestSent",
+        "SunoRequestUncertain",
+        "SunoRequestSent",
+        "SunoTaskCreated",
+        "SunoSucceeded",
+        "LateObservation",
+    ]
+    assert "no callback named the job" in (records[3].event.reason or "")
+    assert contiguous(records)
     await dead.aclose()
     await alive.aclose()
 
@@ -114,9 +166,10 @@ async def test_lease_expiry_hands_a_dead_workers_jobs_to_another() -> None:
     jobs = [await rig.start(f"channel_{i}") for i in range(5)]
     for job in jobs:
         await rig.service.send(job.job_id)
-    taken = await store.claim(Work.POLL, rig.clock.now(), owner="dead", limit=5, lease_s=0.4)
+    claimed_at = rig.clock.now()
+    taken = await store.claim(Work.POLL, claimed_at, owner="dead", limit=5, lease_s=0.4)
     assert len(taken) == 5
-    expires = rig.clock.now() + timedelta(seconds=0.4)
+    expires = claimed_at + timedelta(seconds=0.4)
     async with rig.workers("heir"):
         for job in jobs:
             await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
@@ -137,6 +190,81 @@ async def test_a_restart_with_the_same_owner_frees_its_leases_at_once() -> None:
     async with rig.workers("host:42"):
         await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
     await rig.aclose()
+
+
+def _dead_pid() -> int:
+    """The pid of a process of this host that has exited (and been reaped)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+async def test_a_restart_frees_the_dead_process_s_leases_at_once() -> None:
+    """A worker of this host whose process is gone is reaped when another starts: its jobs
+    move at once, long before their 60 s leases would run out.
+    """
+    store = InMemoryEventStore()
+    rig = Rig(
+        store,
+        ProgressingSuno(),
+        policy=JobPolicy(timeout_s=60, poll_after_s=0.0, poll_interval_s=0.05),
+    )
+    jobs = [await rig.start(f"channel_{i}") for i in range(3)]
+    now = rig.clock.now()
+    dead = WorkerInfo(
+        f"{socket.gethostname()}:{_dead_pid()}", socket.gethostname(), _dead_pid(), now, now
+    )
+    await store.register_worker(dead)
+    taken = await store.claim(Work.SEND, now, owner=dead.worker_id, limit=10, lease_s=60)
+    assert len(taken) == 3
+    async with rig.workers("restarted", lease_s=60.0, heartbeat_s=5.0):
+        for job in jobs:
+            await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
+        assert rig.clock.now() - now < timedelta(seconds=10)
+        assert [w.worker_id for w in await store.workers()] == ["restarted"]
+    await rig.aclose()
+
+
+async def test_a_silent_worker_is_reaped_after_three_heartbeats() -> None:
+    """A worker elsewhere that stops beating is reaped after three intervals and its jobs move;
+    a live one that was reaped (a long stall) registers again at its next beat.
+    """
+    store = InMemoryEventStore()
+    rig = Rig(
+        store,
+        ProgressingSuno(),
+        policy=JobPolicy(timeout_s=60, poll_after_s=0.0, poll_interval_s=0.05),
+    )
+    job = await rig.start()
+    now = rig.clock.now()
+    silent = WorkerInfo("elsewhere:1", "another-host", 1, now, now)
+    await store.register_worker(silent)
+    await store.claim(Work.SEND, now, owner=silent.worker_id, limit=10, lease_s=60)
+    async with rig.workers("alive", heartbeat_s=0.1) as workers:
+        await wait_for_stage(store, job.job_id, Stage.SUNO_SUCCESS)
+        assert rig.clock.now() - now >= timedelta(seconds=0.3)
+        assert silent.worker_id not in {w.worker_id for w in await store.workers()}
+        # This worker stalled long enough to be reaped by someone: it comes back by itself.
+        await store.reap_worker("alive")
+        await wait_until(lambda: _registered(store, "alive"), what="the worker registers again")
+        assert workers.config.owner == "alive"
+    await rig.aclose()
+
+
+async def _registered(store: InMemoryEventStore, worker_id: str) -> bool:
+    return worker_id in {w.worker_id for w in await store.workers()}
+
+
+async def test_heartbeat_must_fit_in_the_lease() -> None:
+    """A heartbeat interval longer than the lease, or not positive, is a configuration error."""
+    with pytest.raises(ConfigError, match="heartbeat_s"):
+        WorkerConfig(lease_s=40.0, suno_call_timeout_s=30.0, heartbeat_s=41.0)
+    with pytest.raises(ValueError, match="heartbeat_s"):
+        WorkerConfig(heartbeat_s=0.0)
 
 
 async def test_two_worker_processes_never_run_the_same_step_at_once() -> None:

@@ -8,6 +8,7 @@ new ids, and claims are filtered to the test's own jobs.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .._decide import decide
+from .._fair import fair_order
 from .._fold import fold
 from ..commands import (
     Command,
@@ -38,7 +40,7 @@ from ..events import (
     ProviderStatus,
     Source,
 )
-from ..ports import Commit, EventStore, OrphanCallback
+from ..ports import Commit, Due, EventStore, OrphanCallback, WorkerInfo
 from ..stages import Stage, Work
 from ..state import JobState
 from . import strategies
@@ -88,6 +90,11 @@ def step(state: JobState, command: Command) -> Commit:
 
 def _owner() -> str:
     return f"worker-{_rand()}"
+
+
+def _ancient() -> datetime:
+    """A moment long before any other test's jobs, so claims at it see only this test's."""
+    return _BASE - timedelta(days=3650 + int.from_bytes(secrets.token_bytes(2), "big"))
 
 
 class EventStoreContract:
@@ -342,6 +349,82 @@ class EventStoreContract:
             got = await store.claim(work, later, owner=_owner(), limit=10_000, lease_s=1)
             assert c1.job_id not in {s.job_id for s in got}
 
+    async def test_sends_are_claimed_round_robin_by_user(self, store: EventStore) -> None:
+        """Claims of due SEND jobs follow ``fair_order``: a user's burst does not go first,
+        whoever claims and in whatever batch sizes; ``queue`` shows the same order.
+        """
+        rng = random.Random(secrets.randbits(32))
+        base = _ancient()
+        users = [f"user-{_rand()}" for _ in range(4)]
+        # One user with a burst, the others with a few jobs each, arriving in any order.
+        counts = [12, 1, 3, 2]
+        commits = [
+            new_job(at=base + timedelta(seconds=rng.uniform(0, 100)), user_id=user)
+            for user, count in zip(users, counts, strict=True)
+            for _ in range(count)
+        ]
+        for c in commits:
+            await store.append(c)
+        waiting = {c.job_id: Due(c.job_id, c.state.user_id, c.state.created_at) for c in commits}
+        served: dict[str, int] = {}
+        handouts = 0
+        now = base + timedelta(seconds=200)
+        while waiting:
+            expected = fair_order(waiting.values(), served)
+            queued = await store.queue(Work.SEND, now, limit=10_000)
+            assert [d.job_id for d in queued if d.job_id in waiting] == [d.job_id for d in expected]
+            take = rng.randint(1, 3)
+            got = await store.claim(Work.SEND, now, owner=_owner(), limit=take, lease_s=3600)
+            assert [s.job_id for s in got] == [d.job_id for d in expected[:take]]
+            for state in got:
+                served[state.user_id] = handouts = handouts + 1
+                del waiting[state.job_id]
+            now += timedelta(seconds=rng.uniform(0.001, 5))
+
+    async def test_a_late_user_waits_at_most_one_job_of_each_other_user(
+        self, store: EventStore
+    ) -> None:
+        """With one user's 20 jobs waiting, a new user's job is claimed within two claims."""
+        base = _ancient()
+        heavy, light = f"user-{_rand()}", f"user-{_rand()}"
+        for i in range(20):
+            await store.append(new_job(at=base + timedelta(seconds=i), user_id=heavy))
+        now = base + timedelta(seconds=30)
+        first = await store.claim(Work.SEND, now, owner=_owner(), limit=1, lease_s=3600)
+        assert [s.user_id for s in first] == [heavy]
+        late = new_job(at=base + timedelta(seconds=25), user_id=light)
+        await store.append(late)
+        second = await store.claim(Work.SEND, now, owner=_owner(), limit=1, lease_s=3600)
+        assert [s.job_id for s in second] == [late.job_id]
+
+    # --- workers -----------------------------------------------------------------
+
+    async def test_workers_register_heartbeat_and_are_reaped(self, store: EventStore) -> None:
+        """A registered worker's heartbeat moves; reaping it forgets it and frees its leases."""
+        worker = WorkerInfo(f"w-{_rand()}", "host-a", 4242, _BASE, _BASE)
+        await store.register_worker(worker)
+        assert worker in await store.workers()
+        later = _BASE + timedelta(seconds=5)
+        assert await store.heartbeat(worker.worker_id, later)
+        (seen,) = [w for w in await store.workers() if w.worker_id == worker.worker_id]
+        assert seen.heartbeat_at == later
+        c = new_job(at=_ancient())
+        await store.append(c)
+        now = c.state.created_at + timedelta(seconds=1)
+        got = await store.claim(Work.SEND, now, owner=worker.worker_id, limit=10_000, lease_s=600)
+        assert c.job_id in {s.job_id for s in got}
+        held = await store.leases(worker.worker_id)
+        assert [(lease.job_id, lease.work) for lease in held] == [(c.job_id, Work.SEND)]
+        assert await store.reap_worker(worker.worker_id) == 1
+        assert worker.worker_id not in {w.worker_id for w in await store.workers()}
+        assert not await store.heartbeat(worker.worker_id, later)
+        assert await store.leases(worker.worker_id) == []
+        again = await store.claim(Work.SEND, now, owner=_owner(), limit=10_000, lease_s=600)
+        assert c.job_id in {s.job_id for s in again}
+        # Registering again (a restart) brings it back.
+        await store.register_worker(attrs.evolve(worker, pid=4343, started_at=later))
+        assert await store.heartbeat(worker.worker_id, later + timedelta(seconds=5))
+
     # --- change feed, secrets, orphans --------------------------------------
 
     async def test_wait_for_change_wakes_on_append(self, store: EventStore) -> None:
@@ -376,14 +459,27 @@ class EventStoreContract:
         assert orphan in listed
 
     async def test_count_active_and_ping(self, store: EventStore) -> None:
-        """count_active counts unfinished jobs; ping answers on an open store."""
+        """count_active counts unfinished jobs (all, or one user's); ping answers."""
         before = await store.count_active()
-        c = new_job()
+        user = f"user-{_rand()}"
+        c = new_job(user_id=user)
         await store.append(c)
-        assert await store.count_active() == before + 1
+        await store.append(new_job(user_id=user))
+        assert await store.count_active() == before + 2
+        assert await store.count_active(user) == 2
         await store.append(step(c.state, FailJob("X", "stop", _BASE)))
-        assert await store.count_active() == before
+        assert await store.count_active() == before + 1
+        assert await store.count_active(user) == 1
         await store.ping()
+
+    async def test_count_created_since(self, store: EventStore) -> None:
+        """count_created counts a user's jobs created at or after a moment, finished or not."""
+        user = f"user-{_rand()}"
+        for minutes in (0, 30, 59, 61):
+            await store.append(new_job(at=_BASE + timedelta(minutes=minutes), user_id=user))
+        assert await store.count_created(user, _BASE + timedelta(minutes=30)) == 3
+        assert await store.count_created(user, _BASE) == 4
+        assert await store.count_created(f"user-{_rand()}", _BASE) == 0
 
     @settings(
         max_examples=25,

@@ -30,6 +30,8 @@ class ScriptedSuno:
         self.statuses: dict[str, ProviderStatus] = {}
         self.generated: list[tuple[GenerationParams, str, str]] = []
         self.polled: list[str] = []
+        #: How many times ``credits`` was asked.
+        self.credit_checks = 0
         self.generate_delay = 0.0
         self.max_prompt = 5000
 
@@ -69,6 +71,7 @@ class ScriptedSuno:
         return self._observation(task_id, status)
 
     async def credits(self) -> int:
+        self.credit_checks += 1
         return self.credits_left
 
     def callback(self, task_id: str, status: ProviderStatus) -> dict[str, Any]:

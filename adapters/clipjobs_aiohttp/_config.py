@@ -21,6 +21,8 @@ class ApiConfig:
     long_poll_max_s: float = 60.0
     #: Seconds of silence on an SSE stream before a ``: keep-alive`` comment.
     sse_keepalive_s: float = 15.0
+    #: How often an SSE stream of a job waiting for Suno looks at its place in the queue.
+    sse_queue_refresh_s: float = 2.0
     #: ``Retry-After`` on 202 answers and on jobs that are not done.
     retry_after_s: int = 3
     #: Where the OpenAPI document is read from; None serves the packaged copy.

@@ -15,6 +15,7 @@ from clipjobs.errors import ClipjobsError, StoreError
 from clipjobs.i18n import Lang, accepted_message, pick_language
 from clipjobs.ids import JOB_ID_PATTERN, new_request_id
 from clipjobs.logs import current_request_id
+from clipjobs.metrics import histogram_text
 from clipjobs.service import ErrorCode, JobRequest, Unauthorized
 from clipjobs.state import JobState
 
@@ -113,13 +114,15 @@ def _stale_after(request: web.Request) -> float:
     return configured if configured is not None else request.app[SERVICE].config.stale_after_s
 
 
-def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, Any]:
+async def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, Any]:
+    service = request.app[SERVICE]
     return job_body(
         state,
         lang=lang,
-        now=request.app[SERVICE].clock.now(),
+        now=service.clock.now(),
         stale_after_s=_stale_after(request),
         request_id=request_id(request),
+        queue=await service.queue_position(state),
     )
 
 
@@ -202,13 +205,14 @@ async def get_job(request: web.Request) -> web.StreamResponse:
         wait = prefer_wait(request.headers.get("Prefer"), config.long_poll_max_s)
         if wait > 0 and not state.done:
             finished, changed = await _unless_closing(
-                request, service.wait_for_change(job_id, user, state.version, wait)
+                request, service.watch(job_id, user, state.version, wait)
             )
             if finished and changed is not None:
                 state = changed
         if etag_matches(if_none_match, state.version):
             return web.Response(status=304, headers=_job_headers(request, state))
-    return _json(_body(request, state, _lang(request)), headers=_job_headers(request, state))
+    body = await _body(request, state, _lang(request))
+    return _json(body, headers=_job_headers(request, state))
 
 
 async def history(request: web.Request) -> web.Response:
@@ -240,7 +244,16 @@ async def list_jobs(request: web.Request) -> web.Response:
             "success": True,
             "ok": True,
             "channelId": channel_id,
-            "jobs": [job_view(j, lang=lang, now=now, stale_after_s=stale) for j in jobs],
+            "jobs": [
+                job_view(
+                    j,
+                    lang=lang,
+                    now=now,
+                    stale_after_s=stale,
+                    queue=await service.queue_position(j),
+                )
+                for j in jobs
+            ],
             "requestId": request_id(request),
         }
     )
@@ -250,7 +263,12 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    """GET /api/music-clips/jobs/{jobId}/events — one SSE event per change until done."""
+    """GET /api/music-clips/jobs/{jobId}/events — one SSE event per change until done.
+
+    While the job waits for its turn at Suno its place in the queue moves
+    without a new version: the stream looks again every ``sse_queue_refresh_s``
+    and sends the body again (same ``id``) when the place or the wait changed.
+    """
     service, config = request.app[SERVICE], request.app[CONFIG]
     user = await _user(request)
     job_id = _job_id(request)
@@ -268,22 +286,30 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     try:
         await response.write(f"retry: {config.retry_after_s * 1000}\n\n".encode())
+        shown: object = None  # the queue place last sent
+        quiet = 0.0  # seconds since the last write
         while True:
-            if state.version > sent:
-                data = _encode(_body(request, state, lang))
+            queue = await service.queue_position(state)
+            if state.version > sent or (queue is not None and queue != shown):
+                data = _encode(await _body(request, state, lang))
                 await response.write(f"id: {state.version}\nevent: job\ndata: {data}\n\n".encode())
-                sent = state.version
+                sent, shown, quiet = state.version, queue, 0.0
+            elif quiet >= config.sse_keepalive_s:
+                await response.write(b": keep-alive\n\n")
+                quiet = 0.0
             if state.done:
                 break
+            wait = config.sse_keepalive_s - quiet
+            if queue is not None:
+                wait = min(wait, config.sse_queue_refresh_s)
             finished, changed = await _unless_closing(
-                request, service.store.wait_for_change(job_id, sent, config.sse_keepalive_s)
+                request, service.watch(job_id, user, sent, wait)
             )
-            if not finished:
+            if not finished or changed is None:
                 break
-            if changed:
-                state = await service.get(job_id, user)
-            else:
-                await response.write(b": keep-alive\n\n")
+            if changed.version == state.version:
+                quiet += wait
+            state = changed
         await response.write_eof()
     except ConnectionError:
         pass  # the client went away: nothing left to tell it
@@ -341,21 +367,76 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """GET /readyz — the store answers too."""
+    """GET /readyz — the store answers; the live workers, their leases, and the Suno budget."""
+    service = request.app[SERVICE]
     try:
-        await request.app[SERVICE].store.ping()
+        status = await service.status()
     except ClipjobsError:
         raise ApiError(503, "STORE_UNAVAILABLE", "The job store does not answer.") from None
-    return _json({"success": True, "ok": True, "status": "ready", "requestId": request_id(request)})
+    now = service.clock.now()
+    held: dict[str, dict[str, int]] = {}
+    for lease in status.leases:
+        if lease.until > now:
+            mine = held.setdefault(lease.owner, {})
+            mine[lease.work.value] = mine.get(lease.work.value, 0) + 1
+    budget = status.budget
+    return _json(
+        {
+            "success": True,
+            "ok": True,
+            "status": "ready",
+            "workers": [
+                {
+                    "workerId": w.worker_id,
+                    "host": w.host,
+                    "pid": w.pid,
+                    "startedAt": format_ts(w.started_at),
+                    "heartbeatAt": format_ts(w.heartbeat_at),
+                    "secondsSinceHeartbeat": max(0, int((now - w.heartbeat_at).total_seconds())),
+                    "leases": held.get(w.worker_id, {}),
+                }
+                for w in status.workers
+            ],
+            "suno": {
+                "callsLast10s": budget.calls_in_window,
+                "limit": budget.limit,
+                "windowSeconds": budget.window_s,
+                "queued": status.queued,
+                "usersWaiting": len(status.waiting_by_user),
+                "pausedUntil": format_ts(budget.paused_until) if budget.paused_until else None,
+                "credits": status.credits,
+            },
+            "requestId": request_id(request),
+        }
+    )
+
+
+#: Buckets of the "jobs waiting per user" histogram.
+_PER_USER_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 500, 1000, 10_000)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics — Prometheus text, with the active-jobs gauge when the store answers."""
+    """GET /metrics — Prometheus text, with gauges read off the store when it answers."""
+    service = request.app[SERVICE]
     gauges: dict[str, float] = {}
+    extra = ""
     with contextlib.suppress(StoreError):  # metrics stay readable while the database is down
-        gauges["clipjobs_active_jobs"] = await request.app[SERVICE].store.count_active()
+        gauges["clipjobs_active_jobs"] = await service.store.count_active()
+        status = await service.status()
+        gauges["clipjobs_workers"] = len(status.workers)
+        gauges["clipjobs_send_queue_jobs"] = status.queued
+        gauges["clipjobs_send_queue_users"] = len(status.waiting_by_user)
+        gauges["clipjobs_suno_calls_in_window"] = status.budget.calls_in_window
+        gauges["clipjobs_suno_call_limit"] = status.budget.limit
+        gauges["clipjobs_suno_paused"] = 1 if status.budget.paused_until else 0
+        extra = histogram_text(
+            "clipjobs_send_queue_jobs_per_user",
+            "Jobs waiting for a Suno generate call, per user that has any (no user label).",
+            status.waiting_by_user.values(),
+            _PER_USER_BUCKETS,
+        )
     return web.Response(
-        body=request.app[METRICS].render(gauges=gauges).encode(),
+        body=(request.app[METRICS].render(gauges=gauges) + extra).encode(),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 

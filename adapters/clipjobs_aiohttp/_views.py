@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
 from clipjobs.codec import encode_event, format_ts
-from clipjobs.i18n import Lang
+from clipjobs.i18n import Lang, queue_text
 from clipjobs.ports import RecordedEvent
+from clipjobs.service import QueuePosition
 from clipjobs.state import JobState
 
 __all__ = ["event_view", "job_body", "job_view"]
 
 
-def job_view(state: JobState, *, lang: Lang, now: datetime, stale_after_s: float) -> dict[str, Any]:
-    """The job's fields: the seed's GET body (less success/ok/requestId) and clipjobs' extras."""
+def job_view(
+    state: JobState,
+    *,
+    lang: Lang,
+    now: datetime,
+    stale_after_s: float,
+    queue: QueuePosition | None = None,
+) -> dict[str, Any]:
+    """The job's fields: the seed's GET body (less success/ok/requestId) and clipjobs' extras.
+
+    ``queue``: where the job stands while it waits for its turn at Suno (then the
+    progress text says so, since that is what it is doing).
+    """
     heartbeat = state.heartbeat(now, stale_after_s)
+    if queue is not None:
+        progress = queue_text(queue.position, queue.eta_s, lang)
+    else:
+        progress = state.progress_text(lang)
     return {
         "jobId": state.job_id,
         "channelId": state.channel_id,
         "stage": state.stage.value,
-        "progressText": state.progress_text(lang),
+        "progressText": progress,
         "sunoTaskId": state.task_id,
         "audioUrl": state.audio_url,
         "error": state.error_text(lang),
@@ -47,14 +64,25 @@ def job_view(state: JobState, *, lang: Lang, now: datetime, stale_after_s: float
         ],
         "clipUrl": state.clip_url,
         "clipStep": state.clip_step.value if state.clip_step is not None else None,
+        "queue": (
+            None
+            if queue is None
+            else {"position": queue.position, "etaSeconds": math.ceil(queue.eta_s)}
+        ),
     }
 
 
 def job_body(
-    state: JobState, *, lang: Lang, now: datetime, stale_after_s: float, request_id: str
+    state: JobState,
+    *,
+    lang: Lang,
+    now: datetime,
+    stale_after_s: float,
+    request_id: str,
+    queue: QueuePosition | None = None,
 ) -> dict[str, Any]:
     """GET /api/music-clips/jobs/{jobId}: ``success, ok``, the job, ``requestId``."""
-    view = job_view(state, lang=lang, now=now, stale_after_s=stale_after_s)
+    view = job_view(state, lang=lang, now=now, stale_after_s=stale_after_s, queue=queue)
     body: dict[str, Any] = {"success": True, "ok": True}
     # The seed's order first (requestId right after heartbeat), then the extras.
     for key, value in view.items():

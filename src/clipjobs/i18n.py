@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from .events import ClipStep
@@ -14,6 +15,7 @@ __all__ = [
     "clip_step_text",
     "pick_language",
     "progress_text",
+    "queue_text",
     "timeout_message",
 ]
 
@@ -62,6 +64,14 @@ def _pick(pair: tuple[str, str], lang: Lang) -> str:
 def progress_text(stage: Stage, lang: Lang = "ru") -> str:
     """The stage's progress text (SPEC section 2)."""
     return _pick(_PROGRESS[stage], lang)
+
+
+def queue_text(ahead: int, eta_s: float, lang: Lang = "ru") -> str:
+    """The progress text of a job waiting for its turn at Suno (SPEC section 10.1)."""
+    seconds = math.ceil(eta_s)
+    if lang == "en":
+        return f"Waiting for Suno: {ahead} ahead, ~{seconds} s"
+    return f"В очереди Suno: впереди {ahead}, ~{seconds} с"
 
 
 def clip_step_text(step: ClipStep, lang: Lang = "ru") -> str:

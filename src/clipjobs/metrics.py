@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable
 from typing import ClassVar
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "histogram_text"]
 
 _DURATION_BUCKETS = (0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
@@ -102,3 +102,26 @@ class Metrics:
             out.append(f"# TYPE {name} gauge")
             out.append(f"{name} {value:g}")
         return "\n".join(out) + "\n"
+
+
+def histogram_text(
+    name: str, help_text: str, values: Iterable[float], buckets: tuple[float, ...]
+) -> str:
+    """A histogram of ``values`` measured now (not accumulated), in the exposition format.
+
+    For things read off a snapshot, such as how many jobs each user has waiting:
+    the distribution needs no label per user, so the label count stays bounded.
+    """
+    counts = [0] * (len(buckets) + 1)
+    total, n = 0.0, 0
+    for value in values:
+        counts[bisect.bisect_left(buckets, value)] += 1
+        total += value
+        n += 1
+    out = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    running = 0
+    for bound, count in zip(buckets, counts, strict=False):
+        running += count
+        out.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
+    out += [f'{name}_bucket{{le="+Inf"}} {n}', f"{name}_sum {total:g}", f"{name}_count {n}"]
+    return "\n".join(out) + "\n"

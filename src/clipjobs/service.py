@@ -13,7 +13,6 @@ import hashlib
 import json
 import random
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -75,6 +74,7 @@ from .ports import (
     Commit,
     EventStore,
     GenerationParamsProvider,
+    Lease,
     OrphanCallback,
     ParamOverrides,
     PostProcessor,
@@ -82,6 +82,7 @@ from .ports import (
     RecordedEvent,
     Slot,
     SunoClient,
+    WorkerInfo,
 )
 from .stages import Stage, Work
 from .state import JobState, SendState
@@ -94,6 +95,7 @@ __all__ = [
     "JobService",
     "QueuePosition",
     "ServiceConfig",
+    "ServiceStatus",
     "StartOutcome",
     "Unauthorized",
 ]
@@ -181,6 +183,20 @@ class StartOutcome:
 
 
 @frozen
+class ServiceStatus:
+    """The service as operators see it (``/readyz``, ``/metrics``)."""
+
+    workers: list[WorkerInfo]
+    leases: list[Lease]
+    budget: BudgetStatus
+    #: Jobs waiting for their generate call, and how many each user has waiting.
+    queued: int
+    waiting_by_user: dict[str, int]
+    #: The last credit count Suno gave (None: not asked yet).
+    credits: int | None
+
+
+@frozen
 class QueuePosition:
     """Where a job waiting for its Suno call stands: jobs ahead of it, and when its turn comes."""
 
@@ -198,6 +214,18 @@ class CallbackResult(StrEnum):
     ORPHAN = "orphan"
     FORGED = "forged"
     UNREADABLE = "unreadable"
+
+
+#: Jobs of the send queue a snapshot reads (a job further back shows this many ahead).
+_QUEUE_SEEN = 10_000
+
+
+@frozen
+class _QueueSnapshot:
+    read_at: datetime  # the service clock's time of the read
+    positions: dict[str, int]
+    by_user: dict[str, int]
+    budget: BudgetStatus
 
 
 @frozen
@@ -242,8 +270,8 @@ class JobService:
         self._rng = rng or random.Random()  # jitter only
         self._credits: _Credits | None = None
         self._user_locks: dict[str, asyncio.Lock] = {}
-        self._queue: tuple[float, dict[str, int], BudgetStatus] | None = None
-        self._queue_refresh: asyncio.Task[tuple[dict[str, int], BudgetStatus]] | None = None
+        self._queue: _QueueSnapshot | None = None
+        self._queue_refresh: asyncio.Task[_QueueSnapshot] | None = None
         #: Called with the job's new state after every commit of this service
         #: (the workers use it to wake the sender when a job is created).
         self.on_commit: list[Callable[[JobState], None]] = []
@@ -284,17 +312,27 @@ class JobService:
         await self.store.wait_for_change(job_id, after_version, timeout)
         return await self.get(job_id, user_id)
 
-    #: The old name of :meth:`watch`.
-    wait_for_change = watch
-
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers (``/readyz``)."""
         await self.store.ping()
 
+    async def status(self) -> ServiceStatus:
+        """What ``/readyz`` and ``/metrics`` show: live workers and their leases, the Suno
+        budget, who waits for it, and the last credit count seen.
+        """
+        workers = await self.store.workers()
+        leases = await self.store.leases()
+        queue = await self._queue_snapshot()
+        credits = self._credits.count if self._credits is not None else None
+        return ServiceStatus(
+            workers, leases, queue.budget, len(queue.positions), queue.by_user, credits
+        )
+
     # --- the queue for Suno ------------------------------------------------
 
     async def queue_position(self, state: JobState) -> QueuePosition | None:
-        """Where a job waiting for its generate call stands; None when it is not waiting.
+        """Where a job waiting for its generate call stands; None when it is not waiting
+        (not due for a send, or first in line with a turn free).
 
         Positions come from the store's fair queue (the order the senders of
         every process take jobs in) and ETAs from the budget, so both stay
@@ -307,28 +345,42 @@ class JobService:
         now = self.clock.now()
         if due is None or due > now:
             return None  # a retry or a resend that is not due yet
-        positions, status = await self._queue_snapshot()
-        ahead = positions.get(state.job_id, len(positions))
-        return QueuePosition(ahead, status.eta(now, ahead))
+        queue = await self._queue_snapshot()
+        if state.job_id not in queue.positions and queue.read_at < due:
+            queue = await self._queue_snapshot(fresh=True)  # it became due since: look again
+        ahead = queue.positions.get(state.job_id)
+        if ahead is None:
+            # Due when the queue was read but not in it: a sender holds it; or further back
+            # than a snapshot reads.
+            if len(queue.positions) < _QUEUE_SEEN:
+                return None
+            ahead = len(queue.positions)
+        eta = queue.budget.eta(now, ahead)
+        if ahead == 0 and eta == 0:
+            return None  # first in line with a turn free: it is being sent, not waiting
+        return QueuePosition(ahead, eta)
 
-    async def queue_snapshot(self) -> tuple[dict[str, int], BudgetStatus]:
-        """Every job waiting to be sent (its position) and the budget, at most a second old."""
-        return await self._queue_snapshot()
-
-    async def _queue_snapshot(self) -> tuple[dict[str, int], BudgetStatus]:
+    async def _queue_snapshot(self, *, fresh: bool = False) -> _QueueSnapshot:
         cached = self._queue
-        if cached is not None and time.monotonic() - cached[0] < self.config.queue_refresh_s:
-            return cached[1], cached[2]
+        if cached is not None and not fresh:
+            age = (self.clock.now() - cached.read_at).total_seconds()
+            if 0 <= age < self.config.queue_refresh_s:
+                return cached
         if self._queue_refresh is None or self._queue_refresh.done():
             self._queue_refresh = asyncio.ensure_future(self._read_queue())
         return await asyncio.shield(self._queue_refresh)
 
-    async def _read_queue(self) -> tuple[dict[str, int], BudgetStatus]:
-        due = await self.store.queue(Work.SEND, self.clock.now(), limit=10_000)
+    async def _read_queue(self) -> _QueueSnapshot:
+        read_at = self.clock.now()
+        due = await self.store.queue(Work.SEND, read_at, limit=_QUEUE_SEEN)
+        by_user: dict[str, int] = {}
+        for d in due:
+            by_user[d.user_id] = by_user.get(d.user_id, 0) + 1
         positions = {d.job_id: index for index, d in enumerate(due)}
-        status = await self.budget.status()
-        self._queue = (time.monotonic(), positions, status)
-        return positions, status
+        budget = await self.budget.status()
+        snapshot = _QueueSnapshot(read_at, positions, by_user, budget)
+        self._queue = snapshot
+        return snapshot
 
     # --- starting ----------------------------------------------------------
 

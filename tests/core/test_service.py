@@ -365,15 +365,15 @@ async def test_callback_and_poll_race_one_success() -> None:
     assert [r.version for r in log] == list(range(1, len(log) + 1))
 
 
-async def test_wait_for_change() -> None:
-    """wait_for_change returns the job as soon as it moves on."""
+async def test_watch() -> None:
+    """watch returns the job as soon as it moves on, or as it is after the timeout."""
     service, *_ = make()
     job = (await service.start_job(JobRequest("ch", "u1"))).job
-    waiter = asyncio.create_task(service.wait_for_change(job.job_id, "u1", job.version, 5))
+    waiter = asyncio.create_task(service.watch(job.job_id, "u1", job.version, 5))
     await asyncio.sleep(0.01)
     await service.send(job.job_id)
     moved = await asyncio.wait_for(waiter, 5)
     assert moved.version > job.version
-    same = await service.wait_for_change(job.job_id, "u1", moved.version + 10, 0.01)
+    same = await service.watch(job.job_id, "u1", moved.version + 10, 0.01)
     assert same.version == (await service.get(job.job_id, "u1")).version
     assert (await service.list_jobs("u1", "ch"))[0].job_id == job.job_id

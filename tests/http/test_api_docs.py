@@ -228,6 +228,8 @@ async def _seed_flow(rec: Recorder) -> None:
             json_body={"userId": "alice"},
         )
         job_id = accepted["jobId"]
+        # Later jobs are younger: the first one stays first in the send queue.
+        await api.clock.advance(0.001)
         await rec.call(
             api,
             "409 JOB_ALREADY_RUNNING — the channel has a running job",

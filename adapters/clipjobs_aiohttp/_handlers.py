@@ -80,18 +80,38 @@ def _unauthorized() -> ApiError:
 
 
 async def _user(request: web.Request) -> str:
-    """The caller's user id from the bearer token; ``x-user-id`` must agree."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    """The caller's user id from the bearer token; ``x-user-id`` must agree.
+
+    Every authenticated route starts here, so what is refused here is refused
+    everywhere: two ``Authorization`` headers (which one would count?), a token
+    that is not text, a second ``x-user-id``.
+    """
+    headers = request.headers
+    given = headers.getall("Authorization", ())
+    if len(given) != 1:
+        raise _unauthorized()
+    scheme, _, token = given[0].partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token or not _is_text(token):
         raise _unauthorized()
     user = await request.app[AUTHENTICATOR].authenticate(token)
     if user is None:
         raise _unauthorized()
-    claimed = request.headers.get("x-user-id")
-    if claimed is not None and claimed != user:
+    claimed = headers.getall("x-user-id", ())
+    if len(claimed) > 1:
+        raise ApiError(400, "INVALID_REQUEST", "Send x-user-id at most once.", field="x-user-id")
+    if claimed and claimed[0] != user:
         raise ApiError(403, "FORBIDDEN", "x-user-id does not match the token's user.")
     return user
+
+
+def _is_text(value: str) -> bool:
+    """Not carrying lone surrogates: header bytes that were not UTF-8 decode to those."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _lang(request: web.Request) -> Lang:

@@ -277,6 +277,10 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     lang = _lang(request)
     state = await service.get(job_id, user)
     sent = last_event_id(request.headers.get("Last-Event-ID"))
+    if sent > state.version:
+        # An id this job never had (a typo, another server's id): waiting for the job
+        # to reach it would outlive the job. Start over; each event is the whole state.
+        sent = 0
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",

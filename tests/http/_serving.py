@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -68,6 +69,25 @@ def get(path: str, *headers: bytes) -> bytes:
     """A raw ``GET`` with ``Connection: close`` and the given header lines."""
     lines = [f"GET {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", *headers, b"Connection: close"]
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def post(path: str, body: bytes, *headers: bytes) -> bytes:
+    """A raw ``POST`` of a JSON ``body`` with ``Connection: close``."""
+    lines = [
+        f"POST {path} HTTP/1.1".encode(),
+        b"Host: 127.0.0.1",
+        b"Content-Type: application/json",
+        b"Content-Length: %d" % len(body),
+        *headers,
+        b"Connection: close",
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def json_of(answer: bytes) -> dict[str, Any]:
+    """The JSON body of a raw HTTP/1.x answer."""
+    body: dict[str, Any] = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    return body
 
 
 def bearer(token: bytes | str = TOKEN) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._app import RedactedAccessLogger, create_app, load_openapi
 from ._config import ApiConfig
 from ._keys import AUTHENTICATOR, CONFIG, METRICS, SERVICE
+from ._media import add_media
 
 __all__ = [
     "AUTHENTICATOR",
@@ -21,6 +22,7 @@ __all__ = [
     "SERVICE",
     "ApiConfig",
     "RedactedAccessLogger",
+    "add_media",
     "create_app",
     "load_openapi",
 ]

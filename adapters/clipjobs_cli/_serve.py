@@ -40,7 +40,7 @@ from clipjobs.logs import RedactingFilter, pipeline_log
 from clipjobs.metrics import Metrics
 from clipjobs.ports import EventStore, PostProcessor
 from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
-from clipjobs_aiohttp import ApiConfig, create_app
+from clipjobs_aiohttp import ApiConfig, add_media, create_app
 from clipjobs_suno import SunoApiClient
 
 if TYPE_CHECKING:
@@ -273,7 +273,7 @@ async def running_server(
 
         app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
         if settings.clip_render:
-            app.router.add_static(MEDIA_PREFIX, settings.media_dir)
+            add_media(app, settings.media_dir, MEDIA_PREFIX)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

@@ -40,7 +40,7 @@ from clipjobs.logs import RedactingFilter, pipeline_log
 from clipjobs.metrics import Metrics
 from clipjobs.ports import EventStore, PostProcessor
 from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
-from clipjobs_aiohttp import ApiConfig, add_media, create_app
+from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
 from clipjobs_suno import SunoApiClient
 
 if TYPE_CHECKING:
@@ -162,6 +162,32 @@ def _post_processor(
     )
 
 
+async def _serve_http(
+    stack: contextlib.AsyncExitStack,
+    app: web.Application,
+    sock: socket.socket,
+    settings: Settings,
+    metrics: Metrics,
+) -> None:
+    """Serve ``app`` on ``sock`` until ``stack`` closes, with the connection bounds of #24.
+
+    At most ``CLIPJOBS_MAX_CONNECTIONS`` open connections (then 503), and a
+    request head must arrive within ``CLIPJOBS_HEAD_TIMEOUT_S`` of a connection
+    opening or of its previous answer (aiohttp's keep-alive timer does both).
+    """
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=5.0,
+        handle_signals=False,
+        keepalive_timeout=settings.head_timeout_s,
+    )
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = BoundedSockSite(runner, sock, max_connections=settings.max_connections, metrics=metrics)
+    await site.start()
+
+
 @contextlib.asynccontextmanager
 async def running_server(
     settings: Settings,
@@ -274,10 +300,7 @@ async def running_server(
         app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
         if settings.clip_render:
             add_media(app, settings.media_dir, MEDIA_PREFIX)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handle_signals=False)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.SockSite(runner, sock).start()
+        await _serve_http(stack, app, sock, settings, metrics)
         pipeline_log.info(
             "clipjobs serving on %s (store %s, Suno %s%s)",
             url,

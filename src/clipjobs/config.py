@@ -57,6 +57,10 @@ class Settings:
     #: jobs wait this long); it must outlast the Suno call timeout (30 s).
     lease_s: float = 60.0
     pg_schema: str = "clipjobs"
+    #: Open HTTP connections one server holds; past it new ones get 503 (SSE streams count).
+    max_connections: int = 1000
+    #: How long a connection may go without a complete request head (idle keep-alive too).
+    head_timeout_s: float = 15.0
 
     @property
     def demo(self) -> bool:
@@ -153,6 +157,8 @@ class Settings:
             worker_id=get("CLIPJOBS_WORKER_ID"),
             lease_s=num("CLIPJOBS_LEASE_S", 60.0, float, 31, 3600),
             pg_schema=schema,
+            max_connections=num("CLIPJOBS_MAX_CONNECTIONS", 1000, int, 1, 1_000_000),
+            head_timeout_s=num("CLIPJOBS_HEAD_TIMEOUT_S", 15.0, float, 0.1, 3600),
         )
 
 

@@ -20,6 +20,7 @@ from attrs import define
 
 from clipjobs.config import Settings
 from clipjobs.logs import RedactingFilter
+from clipjobs_aiohttp import ApiConfig
 from clipjobs_cli import RunningServer, running_server
 from clipjobs_cli._logging import log_handler
 
@@ -94,8 +95,21 @@ def bearer(token: bytes | str = TOKEN) -> bytes:
     return b"Authorization: Bearer " + (token.encode() if isinstance(token, str) else token)
 
 
+async def read_answer(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 answer with a Content-Length, read off a kept-alive connection."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head + await reader.readexactly(length)
+
+
 @contextlib.asynccontextmanager
-async def served(tmp_path: Path, **settings: Any) -> AsyncIterator[Served]:
+async def served(
+    tmp_path: Path, *, api_config: ApiConfig | None = None, **settings: Any
+) -> AsyncIterator[Served]:
     """``running_server`` on 127.0.0.1:0 (demo Suno, SQLite in ``tmp_path``), text log captured."""
     log = io.StringIO()
     redactor = RedactingFilter()
@@ -112,7 +126,9 @@ async def served(tmp_path: Path, **settings: Any) -> AsyncIterator[Served]:
         **settings,
     }
     try:
-        async with running_server(Settings(**options), redactor=redactor) as server:
+        async with running_server(
+            Settings(**options), redactor=redactor, api_config=api_config
+        ) as server:
             yield Served(server, log)
     finally:
         root.removeHandler(handler)

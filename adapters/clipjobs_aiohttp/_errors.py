@@ -14,6 +14,7 @@ from aiohttp import web
 
 from clipjobs.errors import (
     ConcurrencyError,
+    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidRequest,
     JobAlreadyRunning,
@@ -73,6 +74,14 @@ def translate(exc: BaseException, retry_after_s: int) -> ApiError | None:
         return ApiError(409, "JOB_ALREADY_RUNNING", str(exc), jobId=exc.job_id)
     if isinstance(exc, IdempotencyKeyReused):
         return ApiError(422, "IDEMPOTENCY_KEY_REUSED", str(exc), jobId=exc.job_id)
+    if isinstance(exc, IdempotencyKeyInUse):
+        return ApiError(
+            409,
+            "IDEMPOTENCY_KEY_IN_USE",
+            str(exc),
+            headers={"Retry-After": str(retry_after_s)},
+            jobId=exc.job_id,
+        )
     if isinstance(exc, StoreUnavailable | ConcurrencyError):
         return ApiError(
             503,

@@ -25,6 +25,8 @@ __all__ = ["Settings"]
 _T = TypeVar("_T")
 #: The PostgreSQL adapter's rule too (clipjobs_postgres checks it again at open).
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+#: The shortest SUNO_API_KEY accepted, as for CLIPJOBS_TOKENS (real keys are 32).
+_MIN_KEY = 8
 _MODELS = ("V3_5", "V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5", "V5_5")
 
 
@@ -123,6 +125,14 @@ class Settings:
         log_level = (get("CLIPJOBS_LOG_LEVEL") or "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"CLIPJOBS_LOG_LEVEL={log_level!r} is not a logging level")
+        suno_key = get("SUNO_API_KEY")
+        if suno_key is not None and len(suno_key) < _MIN_KEY:
+            # Redacting a 3-character string would blank every word that contains it,
+            # and not redacting it would print the key: neither, so no such key.
+            raise ConfigError(
+                f"SUNO_API_KEY is too short to be a sunoapi.org key (under {_MIN_KEY} characters;"
+                " the value is not shown)"
+            )
         tokens_spec = get("CLIPJOBS_TOKENS")
         hosts = tuple(
             h.strip().lower() for h in (get("CLIPJOBS_CLIP_HOSTS") or "").split(",") if h.strip()
@@ -137,7 +147,7 @@ class Settings:
             db_url=db_url,
             host=get("CLIPJOBS_HOST") or "127.0.0.1",
             port=num("CLIPJOBS_PORT", 8080, int, 0, 65535),
-            suno_api_key=get("SUNO_API_KEY"),
+            suno_api_key=suno_key,
             suno_base_url=suno_base,
             suno_model=model,
             public_base_url=public,

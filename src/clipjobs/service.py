@@ -38,8 +38,10 @@ from .commands import (
 )
 from .errors import (
     ChannelBusy,
+    ClipjobsError,
     ConcurrencyError,
     IdempotencyConflict,
+    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidRequest,
     JobAlreadyRunning,
@@ -221,9 +223,14 @@ class JobService:
     async def start_job(self, request: JobRequest) -> StartOutcome:
         """Create a job (or find the one this idempotency key made).
 
-        Raises InvalidRequest, JobAlreadyRunning or IdempotencyKeyReused and
-        then writes nothing. With no callback URL configured, or Suno out of
-        credits, the job is created and failed at once (the caller gets its id).
+        Raises InvalidRequest, JobAlreadyRunning, IdempotencyKeyReused or
+        IdempotencyKeyInUse and then writes nothing. With no callback URL
+        configured, or Suno out of credits, the job is created and failed at
+        once (the caller gets its id).
+
+        A key already stored when the request arrives gives back its job. A key
+        that shows up only while this request is being handled (a concurrent
+        request made it) is IdempotencyKeyInUse, never the channel's 409.
         """
         _check_channel(request.channel_id)
         key = request.idempotency_key
@@ -245,7 +252,7 @@ class JobService:
         if exclusive:
             holder = await self.store.find_channel_holder(request.user_id, request.channel_id)
             if holder is not None:
-                raise JobAlreadyRunning(holder.job_id)
+                raise _busy(holder, key, fingerprint)
 
         failure: ErrorCode | None = None
         if not self.config.callback_base_url:
@@ -276,12 +283,15 @@ class JobService:
         try:
             await self.store.append(Commit(job_id, 0, tuple(events), state))
         except ChannelBusy as exc:
-            raise JobAlreadyRunning(exc.job_id) from None
+            holder = await self.store.load(exc.job_id) if key is not None else None
+            raise (
+                _busy(holder, key, fingerprint) if holder else JobAlreadyRunning(exc.job_id)
+            ) from None
         except IdempotencyConflict as exc:
             existing = await self.store.load(exc.job_id)
             if existing is None:  # pragma: no cover - the store just said it exists
                 raise
-            return self._same_request(existing, fingerprint)
+            raise _busy(existing, key, fingerprint) from None
         self._after_commit(None, state, events)
         return StartOutcome(state, created=True)
 
@@ -516,6 +526,15 @@ class JobService:
     async def _do(self, job_id: str, command: Callable[[datetime], Command]) -> JobState:
         state, _ = await self.execute(job_id, command)
         return state
+
+
+def _busy(holder: JobState, key: str | None, fingerprint: str) -> ClipjobsError:
+    """Why a job cannot be started while ``holder`` exists: its key's concurrent twin, or busy."""
+    if key is None or holder.idempotency_key != key:
+        return JobAlreadyRunning(holder.job_id)
+    if holder.fingerprint != fingerprint:
+        return IdempotencyKeyReused(holder.job_id)
+    return IdempotencyKeyInUse(holder.job_id)
 
 
 def _check_channel(channel_id: str) -> None:

@@ -186,7 +186,11 @@ SECTIONS = {
     "POST /api/music-clips/channels/{channelId}/runOnce": (
         "Starts a job and answers at once; the Suno call happens afterwards. Body "
         "(optional): `userId`, `prompt`, `style`, `title`, `customMode`, `instrumental`, "
-        "`model`, `negativeTags`; unknown fields are ignored."
+        "`model`, `negativeTags`; unknown fields are ignored. The model's length limits "
+        "hold for every field in every mode. `Idempotency-Key`: a key already used gives "
+        "its job back (202), or 422 with another body; while a request with the key is "
+        "still being handled, another one is 409 `IDEMPOTENCY_KEY_IN_USE` with its `jobId` "
+        "and `Retry-After`."
     ),
     "GET /api/music-clips/jobs/{jobId}": (
         "The seed's body, plus `done`, `errorCode`, `version`, `tracks`, `clipUrl`, "

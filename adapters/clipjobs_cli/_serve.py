@@ -132,10 +132,12 @@ def _own_url(sock: socket.socket, host: str) -> str:
 
 
 def _check_clip_render(settings: Settings) -> None:
-    """Before anything opens: ffmpeg must run and the media directory must exist."""
+    """Before anything opens: media hosts that can be, ffmpeg, the media directory."""
+    from clipjobs_ffmpeg import check_ffmpeg, check_media_hosts
+
+    check_media_hosts(settings.clip_hosts)  # checked even unused: bad config is bad config
     if not settings.clip_render:
         return
-    from clipjobs_ffmpeg import check_ffmpeg
 
     check_ffmpeg()  # ConfigError with one clear line when ffmpeg is missing
     try:

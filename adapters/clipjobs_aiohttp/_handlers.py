@@ -165,7 +165,8 @@ async def run_once(request: web.Request) -> web.Response:
     """POST /api/music-clips/channels/{channelId}/runOnce"""
     service, config = request.app[SERVICE], request.app[CONFIG]
     user = await _user(request)
-    body = parse_json_object(await read_body(request, config.max_body_bytes), optional=True)
+    raw = await read_body(request, config.max_body_bytes, config.body_timeout_s)
+    body = parse_json_object(raw, optional=True)
     overrides, body_user = parse_run_once(body)
     if body_user is not None and body_user != user:
         raise ApiError(403, "FORBIDDEN", "userId does not match the token's user.")
@@ -331,7 +332,7 @@ async def suno_webhook(request: web.Request) -> web.Response:
     service, config = request.app[SERVICE], request.app[CONFIG]
     job_id = request.query.get("job")
     token = request.query.get("token")
-    raw = await read_body(request, config.max_body_bytes)
+    raw = await read_body(request, config.max_body_bytes, config.body_timeout_s)
     try:
         payload = parse_json_object(raw, optional=False)
     except ApiError:

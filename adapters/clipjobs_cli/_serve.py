@@ -176,6 +176,8 @@ async def _serve_http(
     At most ``CLIPJOBS_MAX_CONNECTIONS`` open connections (then 503), and a
     request head must arrive within ``CLIPJOBS_HEAD_TIMEOUT_S`` of a connection
     opening or of its previous answer (aiohttp's keep-alive timer does both).
+    What is left of a refused body (413, 408) is read for 2 s, not aiohttp's 10,
+    so the client can read its answer and a trickling one is gone soon.
     """
     runner = web.AppRunner(
         app,
@@ -183,6 +185,7 @@ async def _serve_http(
         shutdown_timeout=5.0,
         handle_signals=False,
         keepalive_timeout=settings.head_timeout_s,
+        lingering_time=2.0,
     )
     await runner.setup()
     stack.push_async_callback(runner.cleanup)

@@ -28,14 +28,16 @@ async def _idle(running: Served) -> tuple[asyncio.StreamReader, asyncio.StreamWr
     return reader, writer
 
 
-async def _until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-    """Trickle header lines until the server answers or hangs up; what it sent by then."""
+async def _until_closed(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trickle: bytes | None = None
+) -> bytes:
+    """Trickle header lines (or ``trickle``) until the server answers or hangs up; its answer."""
     for line in range(100_000):  # a bound for the linter; the server ends it long before
         try:
             data = await asyncio.wait_for(reader.read(65536), TRICKLE_S)
         except TimeoutError:
             try:
-                writer.write(b"X-Slow-%d: 1\r\n" % line)
+                writer.write(trickle or b"X-Slow-%d: 1\r\n" % line)
                 await writer.drain()
             except ConnectionError:
                 return b""
@@ -146,3 +148,20 @@ async def _start_job(running: Served) -> str:
     await _close_all([(reader, writer)])
     assert status_of(answer) == 202, answer
     return answer.split(b'"jobId": "', 1)[1].split(b'"', 1)[0].decode()
+
+
+async def test_a_trickled_body_is_408_and_the_connection_closed(tmp_path: Path) -> None:
+    """Headers at once, then one body byte at a time: 408 REQUEST_TIMEOUT, then the hang-up."""
+    config = ApiConfig(body_timeout_s=0.5)
+    async with served(tmp_path, api_config=config) as running:
+        reader, writer = await asyncio.open_connection(*running.host_port)
+        writer.write(
+            b"POST /api/music-clips/channels/c1/runOnce HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        async with asyncio.timeout(60):  # a hang guard: the body would never end
+            answer = await _until_closed(reader, writer, b" ")
+        await _close_all([(reader, writer)])
+        assert status_of(answer) == 408 and b'"REQUEST_TIMEOUT"' in answer, answer
+        assert await running.server.store.list_jobs("alice", "c1") == []

@@ -13,14 +13,20 @@ from __future__ import annotations
 from ._app import RedactedAccessLogger, create_app, load_openapi
 from ._config import ApiConfig
 from ._keys import AUTHENTICATOR, CONFIG, METRICS, SERVICE
+from ._media import add_media
+from ._site import DEFAULT_HEAD_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, BoundedSockSite
 
 __all__ = [
     "AUTHENTICATOR",
     "CONFIG",
+    "DEFAULT_HEAD_TIMEOUT_S",
+    "DEFAULT_MAX_CONNECTIONS",
     "METRICS",
     "SERVICE",
     "ApiConfig",
+    "BoundedSockSite",
     "RedactedAccessLogger",
+    "add_media",
     "create_app",
     "load_openapi",
 ]

@@ -26,6 +26,7 @@ from . import _handlers as h
 from ._config import ApiConfig
 from ._errors import ApiError, error_response, translate
 from ._keys import AUTHENTICATOR, CONFIG, LIFECYCLE, METRICS, OPENAPI, SERVICE, Lifecycle
+from ._media import MediaFile
 from ._pages import add_pages
 
 __all__ = ["RedactedAccessLogger", "create_app", "load_openapi"]
@@ -112,22 +113,28 @@ def _middleware(config: ApiConfig, service: JobService, metrics: Metrics) -> Any
             if not response.prepared:
                 response.headers["X-Request-Id"] = rid
             status = response.status
+            if isinstance(response, MediaFile):
+                # A file's status (206, 304, 416…) is settled while it is sent: say it then.
+                response.on_sent = lambda sent: record(request, sent, started, rid)
+                status = 0
             return response
         finally:
-            metrics.inc(
-                "clipjobs_http_requests_total", route=_route_label(request), status=str(status)
-            )
-            # Checked first: the redacted path is built only for a line that is written.
-            if pipeline_log.isEnabledFor(logging.INFO):
-                pipeline_log.info(
-                    "%s %s %s %.1fms",
-                    request.method,
-                    _loggable_path(request),
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                    extra={"request_id": rid},
-                )
+            if status:
+                record(request, status, started, rid)
             current_request_id.reset(reset)
+
+    def record(request: web.Request, status: int, started: float, rid: str) -> None:
+        metrics.inc("clipjobs_http_requests_total", route=_route_label(request), status=str(status))
+        # Checked first: the redacted path is built only for a line that is written.
+        if pipeline_log.isEnabledFor(logging.INFO):
+            pipeline_log.info(
+                "%s %s %s %.1fms",
+                request.method,
+                _loggable_path(request),
+                status,
+                (time.perf_counter() - started) * 1000,
+                extra={"request_id": rid},
+            )
 
     return clipjobs_api
 

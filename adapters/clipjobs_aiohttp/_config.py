@@ -17,6 +17,8 @@ class ApiConfig:
     stale_after_s: float | None = None
     #: Request bodies over this are refused with 413 before they are parsed.
     max_body_bytes: int = 1024 * 1024
+    #: A request body still arriving after this many seconds is refused with 408.
+    body_timeout_s: float = 30.0
     #: ``Prefer: wait=N`` is capped to this many seconds.
     long_poll_max_s: float = 60.0
     #: Seconds of silence on an SSE stream before a ``: keep-alive`` comment.

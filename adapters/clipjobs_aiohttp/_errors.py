@@ -14,6 +14,7 @@ from aiohttp import web
 
 from clipjobs.errors import (
     ConcurrencyError,
+    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidRequest,
     JobAlreadyRunning,
@@ -22,7 +23,7 @@ from clipjobs.errors import (
     TooManyJobs,
 )
 
-__all__ = ["ApiError", "error_response", "translate"]
+__all__ = ["MAX_MESSAGE", "ApiError", "error_response", "translate"]
 
 _HTTP_CODES = {
     400: "INVALID_REQUEST",
@@ -82,6 +83,14 @@ def translate(exc: BaseException, retry_after_s: int) -> ApiError | None:
         )
     if isinstance(exc, IdempotencyKeyReused):
         return ApiError(422, "IDEMPOTENCY_KEY_REUSED", str(exc), jobId=exc.job_id)
+    if isinstance(exc, IdempotencyKeyInUse):
+        return ApiError(
+            409,
+            "IDEMPOTENCY_KEY_IN_USE",
+            str(exc),
+            headers={"Retry-After": str(retry_after_s)},
+            jobId=exc.job_id,
+        )
     if isinstance(exc, StoreUnavailable | ConcurrencyError):
         return ApiError(
             503,
@@ -92,12 +101,23 @@ def translate(exc: BaseException, retry_after_s: int) -> ApiError | None:
     return None
 
 
+#: Messages are ours, but some quote what a caller sent: never more than this of it.
+MAX_MESSAGE = 200
+_CUT_MARK = "…[truncated]"
+
+
+def _clamp(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[: MAX_MESSAGE - len(_CUT_MARK)] + _CUT_MARK
+
+
 def error_response(error: ApiError, request_id: str) -> web.Response:
     body: dict[str, Any] = {
         "success": False,
         "ok": False,
         "error": error.code,
-        "message": error.message,
+        "message": _clamp(error.message),
         **error.extra,
         "requestId": request_id,
     }

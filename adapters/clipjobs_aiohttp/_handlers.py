@@ -81,18 +81,38 @@ def _unauthorized() -> ApiError:
 
 
 async def _user(request: web.Request) -> str:
-    """The caller's user id from the bearer token; ``x-user-id`` must agree."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    """The caller's user id from the bearer token; ``x-user-id`` must agree.
+
+    Every authenticated route starts here, so what is refused here is refused
+    everywhere: two ``Authorization`` headers (which one would count?), a token
+    that is not text, a second ``x-user-id``.
+    """
+    headers = request.headers
+    given = headers.getall("Authorization", ())
+    if len(given) != 1:
+        raise _unauthorized()
+    scheme, _, token = given[0].partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token or not _is_text(token):
         raise _unauthorized()
     user = await request.app[AUTHENTICATOR].authenticate(token)
     if user is None:
         raise _unauthorized()
-    claimed = request.headers.get("x-user-id")
-    if claimed is not None and claimed != user:
+    claimed = headers.getall("x-user-id", ())
+    if len(claimed) > 1:
+        raise ApiError(400, "INVALID_REQUEST", "Send x-user-id at most once.", field="x-user-id")
+    if claimed and claimed[0] != user:
         raise ApiError(403, "FORBIDDEN", "x-user-id does not match the token's user.")
     return user
+
+
+def _is_text(value: str) -> bool:
+    """Not carrying lone surrogates: header bytes that were not UTF-8 decode to those."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _lang(request: web.Request) -> Lang:
@@ -148,7 +168,8 @@ async def run_once(request: web.Request) -> web.Response:
     """POST /api/music-clips/channels/{channelId}/runOnce"""
     service, config = request.app[SERVICE], request.app[CONFIG]
     user = await _user(request)
-    body = parse_json_object(await read_body(request, config.max_body_bytes), optional=True)
+    raw = await read_body(request, config.max_body_bytes, config.body_timeout_s)
+    body = parse_json_object(raw, optional=True)
     overrides, body_user = parse_run_once(body)
     if body_user is not None and body_user != user:
         raise ApiError(403, "FORBIDDEN", "userId does not match the token's user.")
@@ -275,6 +296,10 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     lang = _lang(request)
     state = await service.get(job_id, user)
     sent = last_event_id(request.headers.get("Last-Event-ID"))
+    if sent > state.version:
+        # An id this job never had (a typo, another server's id): waiting for the job
+        # to reach it would outlive the job. Start over; each event is the whole state.
+        sent = 0
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -333,7 +358,7 @@ async def suno_webhook(request: web.Request) -> web.Response:
     service, config = request.app[SERVICE], request.app[CONFIG]
     job_id = request.query.get("job")
     token = request.query.get("token")
-    raw = await read_body(request, config.max_body_bytes)
+    raw = await read_body(request, config.max_body_bytes, config.body_timeout_s)
     try:
         payload = parse_json_object(raw, optional=False)
     except ApiError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -41,20 +42,31 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, "PAYLOAD_TOO_LARGE", f"The request body is over {limit} bytes.")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, timeout_s: float | None = None) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed ``limit``.
 
     Read from the stream, not ``request.read()``, so the limit is ours even
-    when a parent app set another ``client_max_size``.
+    when a parent app set another ``client_max_size``. A body still arriving
+    after ``timeout_s`` is 408: a client trickling it would hold the
+    connection as long as it liked.
     """
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(limit)
     data = bytearray()
-    async for chunk in request.content.iter_any():
-        data += chunk
-        if len(data) > limit:
-            raise _too_large(limit)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.content.iter_any():
+                data += chunk
+                if len(data) > limit:
+                    raise _too_large(limit)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "REQUEST_TIMEOUT",
+            f"The request body took longer than {timeout_s:g} s to arrive.",
+            headers={"Connection": "close"},
+        ) from None
     return bytes(data)
 
 

@@ -39,7 +39,7 @@ from clipjobs.logs import RedactingFilter, pipeline_log
 from clipjobs.metrics import Metrics
 from clipjobs.ports import EventStore, PostProcessor
 from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
-from clipjobs_aiohttp import ApiConfig, create_app
+from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
 from clipjobs_suno import SunoApiClient
 
 if TYPE_CHECKING:
@@ -131,10 +131,12 @@ def _own_url(sock: socket.socket, host: str) -> str:
 
 
 def _check_clip_render(settings: Settings) -> None:
-    """Before anything opens: ffmpeg must run and the media directory must exist."""
+    """Before anything opens: media hosts that can be, ffmpeg, the media directory."""
+    from clipjobs_ffmpeg import check_ffmpeg, check_media_hosts
+
+    check_media_hosts(settings.clip_hosts)  # checked even unused: bad config is bad config
     if not settings.clip_render:
         return
-    from clipjobs_ffmpeg import check_ffmpeg
 
     check_ffmpeg()  # ConfigError with one clear line when ffmpeg is missing
     try:
@@ -159,6 +161,35 @@ def _post_processor(
         clip_max_s=settings.clip_max_s,
         public_prefix=MEDIA_PREFIX,
     )
+
+
+async def _serve_http(
+    stack: contextlib.AsyncExitStack,
+    app: web.Application,
+    sock: socket.socket,
+    settings: Settings,
+    metrics: Metrics,
+) -> None:
+    """Serve ``app`` on ``sock`` until ``stack`` closes, with the connection bounds of #24.
+
+    At most ``CLIPJOBS_MAX_CONNECTIONS`` open connections (then 503), and a
+    request head must arrive within ``CLIPJOBS_HEAD_TIMEOUT_S`` of a connection
+    opening or of its previous answer (aiohttp's keep-alive timer does both).
+    What is left of a refused body (413, 408) is read for 2 s, not aiohttp's 10,
+    so the client can read its answer and a trickling one is gone soon.
+    """
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=5.0,
+        handle_signals=False,
+        keepalive_timeout=settings.head_timeout_s,
+        lingering_time=2.0,
+    )
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = BoundedSockSite(runner, sock, max_connections=settings.max_connections, metrics=metrics)
+    await site.start()
 
 
 @contextlib.asynccontextmanager
@@ -273,11 +304,8 @@ async def running_server(
 
         app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
         if settings.clip_render:
-            app.router.add_static(MEDIA_PREFIX, settings.media_dir)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handle_signals=False)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.SockSite(runner, sock).start()
+            add_media(app, settings.media_dir, MEDIA_PREFIX)
+        await _serve_http(stack, app, sock, settings, metrics)
         pipeline_log.info(
             "clipjobs serving on %s (store %s, Suno %s%s)",
             url,

@@ -5,13 +5,21 @@ downloads the first track's audio and cover (http(s), allowed hosts only,
 size-capped, content type checked), renders a 1080×1920 H.264/AAC MP4 with
 ffmpeg into the media directory atomically, and returns the clip's URL under
 ``DEFAULT_PUBLIC_PREFIX`` (``/media``), where the HTTP server serves that
-directory. ``check_ffmpeg`` is the start-up check for ``CLIPJOBS_CLIP_RENDER=on``.
+directory. ``check_ffmpeg`` is the start-up check for ``CLIPJOBS_CLIP_RENDER=on``,
+``check_media_hosts`` the one for ``CLIPJOBS_CLIP_HOSTS``.
 """
 
 from __future__ import annotations
 
 from ._codes import ClipErrorCode
+from ._fetch import check_media_hosts
 from ._ffmpeg import check_ffmpeg
 from ._processor import DEFAULT_PUBLIC_PREFIX, FfmpegPostProcessor
 
-__all__ = ["DEFAULT_PUBLIC_PREFIX", "ClipErrorCode", "FfmpegPostProcessor", "check_ffmpeg"]
+__all__ = [
+    "DEFAULT_PUBLIC_PREFIX",
+    "ClipErrorCode",
+    "FfmpegPostProcessor",
+    "check_ffmpeg",
+    "check_media_hosts",
+]

@@ -10,7 +10,9 @@ exceptions become :class:`~clipjobs.errors.PostProcessError`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from functools import partial
@@ -19,13 +21,24 @@ from typing import BinaryIO, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from attrs import frozen
 
 from clipjobs.errors import ConfigError, PostProcessError
 
 from ._codes import ClipErrorCode
 from ._fsio import off_loop
 
-__all__ = ["Downloaded", "Fetcher", "Kind", "UrlPolicy", "describe_url"]
+__all__ = [
+    "WEB_PORTS",
+    "Downloaded",
+    "Fetcher",
+    "HostRule",
+    "Kind",
+    "UrlPolicy",
+    "check_media_hosts",
+    "describe_url",
+    "parse_host_rule",
+]
 
 _log = logging.getLogger("clipjobs.pipeline.ffmpeg")
 
@@ -64,46 +77,133 @@ def describe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-class UrlPolicy:
-    """Which URLs may be fetched: http(s) only, to hosts named exactly or as ``*.suffix``.
+#: Ports a bare host allows: the web's. Anything else must be named, ``host:port``.
+WEB_PORTS = frozenset({80, 443})
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+# Second-level names under which anyone can register (co.uk, com.au…): a wildcard
+# right under one spans many owners. clipjobs carries no public suffix list; these
+# are the common ones, and a single label (``*.com``) is always refused.
+_OPEN_SECOND_LEVELS = frozenset(
+    {"ac", "co", "com", "edu", "gov", "ltd", "me", "mil", "ne", "net", "nom", "or", "org", "plc"}
+)
 
-    Entries are host names, case-insensitive; a full URL is accepted too and
-    its host is taken (so the Suno base URL can be passed as it is). Ports
-    are not part of the match.
+
+@frozen
+class HostRule:
+    """One allowed host: exact or ``*.suffix``, on the web ports or on one named port."""
+
+    host: str
+    wildcard: bool
+    port: int | None  # None: 80 and 443
+
+    def allows(self, host: str, port: int) -> bool:
+        if port not in ((self.port,) if self.port is not None else WEB_PORTS):
+            return False
+        if self.wildcard:
+            return host.endswith("." + self.host)
+        return host == self.host
+
+    def __str__(self) -> str:
+        name = f"*.{self.host}" if self.wildcard else self.host
+        shown = f"[{name}]" if ":" in name else name
+        return f"{shown}:{self.port}" if self.port is not None else shown
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_host_rule(entry: str) -> HostRule:
+    """``cdn.example``, ``cdn.example:8443``, ``*.cdn.example``, or a URL (its host and port).
+
+    ValueError, with the reason, for what could never match or would match too
+    much: a malformed name or port, a path, a wildcard over a whole top-level
+    domain (``*.com``) or a common second-level registry (``*.co.uk``).
+    """
+    text = entry.strip().lower()
+    if not text:
+        raise ValueError("an empty entry")
+    is_url = "://" in text
+    parts = urlsplit(text if is_url else "//" + text)
+    if is_url and parts.scheme not in ("http", "https"):
+        raise ValueError(f"{entry!r}: only http(s) URLs name media hosts")
+    if not is_url and (parts.path or parts.query or parts.fragment):
+        raise ValueError(f"{entry!r} is not host or host:port")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{entry!r} carries credentials")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{entry!r} has a port outside 1-65535") from None
+    if port == 0:
+        raise ValueError(f"{entry!r} has a port outside 1-65535")
+    host = (parts.hostname or "").rstrip(".")
+    wildcard = host.startswith("*.")
+    if wildcard:
+        host = host[2:]
+    if _is_ip(host):
+        if wildcard:
+            raise ValueError(f"{entry!r}: a wildcard over an IP address")
+        return HostRule(host, False, port)
+    labels = host.split(".")
+    if not host.isascii() or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{entry!r} is not a host name (IDNs in their xn-- form)")
+    if wildcard and (
+        len(labels) < 2
+        or (len(labels) == 2 and len(labels[1]) == 2 and labels[0] in _OPEN_SECOND_LEVELS)
+    ):
+        raise ValueError(f"{entry!r} spans a whole public suffix; name the provider's domain")
+    return HostRule(host, wildcard, port)
+
+
+def check_media_hosts(entries: Sequence[str], *, name: str = "CLIPJOBS_CLIP_HOSTS") -> None:
+    """A start-up check: ConfigError, one line naming ``name``, for an entry that cannot be."""
+    for entry in entries:
+        try:
+            parse_host_rule(entry)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+
+
+class UrlPolicy:
+    """Which URLs may be fetched: http(s) only, to allowed hosts, on allowed ports.
+
+    Entries (case-insensitive): ``host`` (ports 80 and 443), ``host:port``
+    (that port only), ``*.suffix`` and ``*.suffix:port`` (subdomains), or a URL,
+    whose host and port are taken (so the Suno base URL can be passed as it
+    is). A malformed or over-broad entry is a ConfigError (see
+    :func:`parse_host_rule`).
     """
 
     def __init__(self, allowed_hosts: Sequence[str]) -> None:
-        exact: set[str] = set()
-        suffixes: list[str] = []
+        rules: list[HostRule] = []
         for entry in allowed_hosts:
-            host = entry.strip().lower()
-            if "://" in host:
-                host = (urlsplit(host).hostname or "").lower()
-            host = host.rstrip(".")
-            if not host:
+            if not entry.strip():
                 continue
-            if host.startswith("*."):
-                suffixes.append(host[1:])
-            else:
-                exact.add(host)
-        if not exact and not suffixes:
+            try:
+                rules.append(parse_host_rule(entry))
+            except ValueError as exc:
+                raise ConfigError(f"allowed media host {exc}") from None
+        if not rules:
             raise ConfigError(
                 "post-processing needs at least one allowed media host "
                 "(the Suno base URL's host, or CLIPJOBS_CLIP_HOSTS)"
             )
-        self._exact = frozenset(exact)
-        self._suffixes = tuple(suffixes)
+        self._rules = tuple(rules)
 
     def __repr__(self) -> str:
-        hosts = sorted(self._exact) + [f"*{s}" for s in self._suffixes]
-        return f"UrlPolicy({hosts!r})"
+        return f"UrlPolicy({sorted(str(rule) for rule in self._rules)!r})"
 
     def check(self, url: str) -> None:
         """Raise CLIP_HOST_NOT_ALLOWED unless ``url`` may be fetched."""
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").rstrip(".")
-            parts.port  # noqa: B018 - a bad port raises ValueError here, not in aiohttp
+            explicit = parts.port  # a bad port raises ValueError here, not in aiohttp
         except ValueError as exc:
             raise PostProcessError(
                 ClipErrorCode.CLIP_HOST_NOT_ALLOWED.value, f"not a fetchable URL: {exc}"
@@ -113,13 +213,13 @@ class UrlPolicy:
                 ClipErrorCode.CLIP_HOST_NOT_ALLOWED.value,
                 f"only http and https media URLs are fetched, not {parts.scheme or 'none'!r}",
             )
-        if not host or not (
-            host in self._exact or any(host.endswith(suffix) for suffix in self._suffixes)
-        ):
+        port = explicit if explicit is not None else (443 if parts.scheme == "https" else 80)
+        if not host or not any(rule.allows(host, port) for rule in self._rules):
             raise PostProcessError(
                 ClipErrorCode.CLIP_HOST_NOT_ALLOWED.value,
-                f"media host {host or '(none)'!r} is not allowed ({describe_url(url)}); "
-                "add it to CLIPJOBS_CLIP_HOSTS if it is the provider's",
+                f"media host {host or '(none)'!r} on port {port} is not allowed "
+                f"({describe_url(url)}); add it to CLIPJOBS_CLIP_HOSTS if it is the provider's "
+                "(host for ports 80/443, host:port for another)",
             )
 
 
@@ -220,9 +320,17 @@ class Fetcher:
     ) -> Downloaded:
         content_type = response.content_type
         if not kind.accepts(content_type):
+            # What the server answered stays in the operator's log: the job's error is
+            # shown to its owner, and a URL can point at a service that is not a CDN.
+            _log.warning(
+                "%s download from %s refused: content type %r",
+                kind.value,
+                shown,
+                content_type[:100],
+            )
             raise PostProcessError(
                 ClipErrorCode.CLIP_BAD_CONTENT_TYPE.value,
-                f"{kind.value} download from {shown} is {content_type!r}",
+                f"{kind.value} download from {shown} is not {kind.value}",
             )
         announced = response.content_length
         if announced is not None and announced > self.max_bytes:

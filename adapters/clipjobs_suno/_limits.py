@@ -55,6 +55,11 @@ MODELS: frozenset[str] = frozenset(_LIMITS)
 #: In non-custom mode the prompt is a short description, whatever the model.
 NON_CUSTOM_PROMPT_MAX = 500
 
+#: Persona fields are ids; nothing Suno issues is longer.
+_ID_MAX = 200
+#: What an error message may quote of a value it refuses.
+_SHOWN_MAX = 40
+
 
 def limits_for(model: str) -> Limits | None:
     return _LIMITS.get(model)
@@ -91,17 +96,31 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def _shown(value: str) -> str:
+    """``value`` quoted for an error message, cut so a huge one is not echoed back."""
+    if len(value) <= _SHOWN_MAX:
+        return repr(value)
+    return repr(value[:_SHOWN_MAX]) + "…[truncated]"
+
+
 def _too_long(field: str, value: str, limit: int) -> Problem | None:
     if len(value) > limit:
         return Problem(413, field, f"{field} is too long: {len(value)} characters, at most {limit}")
     return None
 
 
-def _check_optional(body: Mapping[str, Any]) -> Problem | None:
-    for field in ("negativeTags", "personaId", "personaModel"):
+def _check_optional(body: Mapping[str, Any], limits: Limits) -> Problem | None:
+    # Suno documents no limit for negativeTags; it is a list of styles, so the style
+    # limit holds. Every text field has a limit: nothing unbounded reaches the log or Suno.
+    bounds = {"negativeTags": limits.style, "personaId": _ID_MAX, "personaModel": _ID_MAX}
+    for field, limit in bounds.items():
         value = body.get(field)
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            continue
+        if not isinstance(value, str):
             return Problem(400, field, f"{field} must be a string")
+        if problem := _too_long(field, value, limit):
+            return problem
     gender = body.get("vocalGender")
     if gender is not None and gender not in ("m", "f"):
         return Problem(400, "vocalGender", "vocalGender must be 'm' or 'f'")
@@ -123,7 +142,10 @@ def check_generate_body(body: Mapping[str, Any], *, need_callback: bool = True) 
     """The first reason Suno would refuse this generate body, or None.
 
     Missing or mistyped fields are 400s; fields over the model's length limit
-    are 413s, as Suno answers them.
+    are 413s, as Suno answers them. The limits hold in every mode: Suno's table
+    is for custom mode, but a 900,000-character ``style`` sent outside it is no
+    more welcome (the prompt's own limit is 500 there). Messages quote at most
+    40 characters of a refused value.
     """
     callback = body.get("callBackUrl")
     if need_callback and (_missing(callback) or not isinstance(callback, str)):
@@ -137,26 +159,30 @@ def check_generate_body(body: Mapping[str, Any], *, need_callback: bool = True) 
     limits = limits_for(model)
     if limits is None:
         allowed = ", ".join(sorted(MODELS))
-        return Problem(400, "model", f"model {model!r} is not one of {allowed}")
+        return Problem(400, "model", f"model {_shown(model)} is not one of {allowed}")
     for field in ("prompt", "style", "title"):
         value = body.get(field)
         if value is not None and not isinstance(value, str):
             return Problem(400, field, f"{field} must be a string")
     prompt: str = body.get("prompt") or ""
+    style: str = body.get("style") or ""
+    title: str = body.get("title") or ""
     if not body["customMode"]:
         if _missing(prompt):
             return Problem(400, "prompt", "prompt is required in non-custom mode")
-        return _too_long("prompt", prompt, NON_CUSTOM_PROMPT_MAX) or _check_optional(body)
-    if not body["instrumental"] and _missing(prompt):
-        return Problem(400, "prompt", "prompt (the lyrics) is required in custom mode with vocals")
-    for field in ("style", "title"):
-        if _missing(body.get(field)):
-            return Problem(400, field, f"{field} is required in custom mode")
-    style: str = body["style"]
-    title: str = body["title"]
+        prompt_max = NON_CUSTOM_PROMPT_MAX
+    else:
+        if not body["instrumental"] and _missing(prompt):
+            return Problem(
+                400, "prompt", "prompt (the lyrics) is required in custom mode with vocals"
+            )
+        for field in ("style", "title"):
+            if _missing(body.get(field)):
+                return Problem(400, field, f"{field} is required in custom mode")
+        prompt_max = limits.prompt
     return (
-        _too_long("prompt", prompt, limits.prompt)
+        _too_long("prompt", prompt, prompt_max)
         or _too_long("style", style, limits.style)
         or _too_long("title", title, limits.title)
-        or _check_optional(body)
+        or _check_optional(body, limits)
     )

@@ -3,6 +3,13 @@
 Everything here reads untrusted JSON: any shape that is not what the API
 documents becomes :class:`~clipjobs.errors.SunoProtocolError`, never a
 ``KeyError`` or ``TypeError``.
+
+Suno signs nothing, so whoever holds one job's callback URL can post anything
+there, as often as they like. What becomes an observation is therefore
+bounded here: the first :data:`MAX_TRACKS` tracks (Suno makes two per
+request), URLs of at most :data:`MAX_URL` characters (a longer one is dropped:
+cut, it would be a broken link), titles and messages cut with
+:data:`CUT_MARK`. However large the body, an observation stays a few KiB.
 """
 
 from __future__ import annotations
@@ -15,9 +22,27 @@ from typing import Any
 from clipjobs.errors import SunoProtocolError
 from clipjobs.events import Observation, ProviderStatus, Track
 
-__all__ = ["failure_status", "parse_callback", "parse_record_info", "require_id", "require_mapping"]
+__all__ = [
+    "CUT_MARK",
+    "MAX_TEXT",
+    "MAX_TRACKS",
+    "MAX_URL",
+    "failure_status",
+    "parse_callback",
+    "parse_record_info",
+    "require_id",
+    "require_mapping",
+]
 
 _MAX_ID = 200
+#: Tracks kept from one answer: Suno makes two per generate request.
+MAX_TRACKS = 2
+#: The longest URL kept, in characters (Suno's CDN links are about 100).
+MAX_URL = 2048
+#: The longest title or error message kept, in characters, before the mark.
+MAX_TEXT = 500
+#: What ends a text that was cut.
+CUT_MARK = "…[truncated]"
 
 # Suno has no separate callback type for moderation: the error message says it.
 _SENSITIVE = re.compile(r"(?i)sensitive|moderat|flagged|inappropriate|violat")
@@ -60,6 +85,14 @@ def require_id(value: object, what: str) -> str:
     return text
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + CUT_MARK
+
+
+def _url(text: str) -> str:
+    return text if len(text) <= MAX_URL else ""
+
+
 def _opt_text(item: Mapping[str, Any], keys: tuple[str, ...], what: str) -> str:
     for key in keys:
         if key in item:
@@ -93,12 +126,12 @@ def _track(item: object, snake_first: bool, what: str) -> Track:
     fields: dict[str, str] = {}
     for name, (snake, camel) in _TRACK_FIELDS.items():
         keys = (snake, camel) if snake_first else (camel, snake)
-        fields[name] = _opt_text(entry, keys, what)
+        fields[name] = _url(_opt_text(entry, keys, what))
     # createTime is a string ("2025-01-01 00:00:00") in the docs and epoch ms in
     # real payloads; Track does not carry it, so neither form is an error.
     return Track(
         id=require_id(entry.get("id"), f"{what}.id"),
-        title=_opt_text(entry, ("title",), what),
+        title=_cut(_opt_text(entry, ("title",), what)),
         duration=_duration(entry.get("duration")),
         **fields,
     )
@@ -109,7 +142,10 @@ def _tracks(value: object, snake_first: bool, what: str) -> tuple[Track, ...]:
         return ()
     if not isinstance(value, list):
         raise SunoProtocolError(f"{what} is {type(value).__name__}, not a list")
-    return tuple(_track(item, snake_first, f"{what}[{i}]") for i, item in enumerate(value))
+    # Entries past the second are not read at all: not Suno's, and not worth a look.
+    return tuple(
+        _track(item, snake_first, f"{what}[{i}]") for i, item in enumerate(value[:MAX_TRACKS])
+    )
 
 
 def _code(value: object, what: str) -> int:
@@ -119,7 +155,7 @@ def _code(value: object, what: str) -> int:
 
 
 def _message(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    return _cut(value) if isinstance(value, str) else None
 
 
 def parse_callback(payload: object) -> Observation:

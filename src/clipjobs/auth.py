@@ -44,9 +44,15 @@ class TokenAuthenticator:
         return f"TokenAuthenticator(<{len(self._tokens)} tokens>)"
 
     async def authenticate(self, token: str) -> str | None:
+        try:
+            # Header bytes that are not UTF-8 arrive as lone surrogates: no token of
+            # ours (they come from the environment, as text) can be spelled that way.
+            candidate = token.encode()
+        except UnicodeEncodeError:
+            return None
         found = None
         for known, user in self._tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
+            if hmac.compare_digest(known.encode(), candidate):
                 found = user
         return found
 

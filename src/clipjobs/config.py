@@ -25,6 +25,8 @@ __all__ = ["Settings"]
 _T = TypeVar("_T")
 #: The PostgreSQL adapter's rule too (clipjobs_postgres checks it again at open).
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+#: The shortest SUNO_API_KEY accepted, as for CLIPJOBS_TOKENS (real keys are 32).
+_MIN_KEY = 8
 _MODELS = ("V3_5", "V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5", "V5_5")
 
 
@@ -65,6 +67,10 @@ class Settings:
     #: ... or once a user started this many in the last hour (0: no limit).
     max_starts_per_user_per_hour: int = 0
     pg_schema: str = "clipjobs"
+    #: Open HTTP connections one server holds; past it new ones get 503 (SSE streams count).
+    max_connections: int = 1000
+    #: How long a connection may go without a complete request head (idle keep-alive too).
+    head_timeout_s: float = 15.0
 
     @property
     def demo(self) -> bool:
@@ -128,6 +134,14 @@ class Settings:
         log_level = (get("CLIPJOBS_LOG_LEVEL") or "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"CLIPJOBS_LOG_LEVEL={log_level!r} is not a logging level")
+        suno_key = get("SUNO_API_KEY")
+        if suno_key is not None and len(suno_key) < _MIN_KEY:
+            # Redacting a 3-character string would blank every word that contains it,
+            # and not redacting it would print the key: neither, so no such key.
+            raise ConfigError(
+                f"SUNO_API_KEY is too short to be a sunoapi.org key (under {_MIN_KEY} characters;"
+                " the value is not shown)"
+            )
         tokens_spec = get("CLIPJOBS_TOKENS")
         hosts = tuple(
             h.strip().lower() for h in (get("CLIPJOBS_CLIP_HOSTS") or "").split(",") if h.strip()
@@ -149,7 +163,7 @@ class Settings:
             db_url=db_url,
             host=get("CLIPJOBS_HOST") or "127.0.0.1",
             port=num("CLIPJOBS_PORT", 8080, int, 0, 65535),
-            suno_api_key=get("SUNO_API_KEY"),
+            suno_api_key=suno_key,
             suno_base_url=suno_base,
             suno_model=model,
             public_base_url=public,
@@ -177,6 +191,8 @@ class Settings:
                 "CLIPJOBS_MAX_STARTS_PER_USER_PER_HOUR", 0, int, 0, 1_000_000
             ),
             pg_schema=schema,
+            max_connections=num("CLIPJOBS_MAX_CONNECTIONS", 1000, int, 1, 1_000_000),
+            head_timeout_s=num("CLIPJOBS_HEAD_TIMEOUT_S", 15.0, float, 0.1, 3600),
         )
 
 

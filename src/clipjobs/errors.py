@@ -8,6 +8,7 @@
     ├── JobAlreadyRunning         the channel has a non-terminal job (``job_id``)
     ├── IdempotencyKeyReused      same key, different request (``job_id``)
     ├── TooManyJobs               the user's cap of running (or hourly) jobs is reached
+    ├── IdempotencyKeyInUse       same key, same request, still being made (``job_id``)
     ├── InvalidTransition         an event the stage graph forbids (a broken log)
     ├── ConfigError               bad configuration; the message is one clear line
     ├── PostProcessError          post-processing failed (``code``)
@@ -35,6 +36,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigError",
     "IdempotencyConflict",
+    "IdempotencyKeyInUse",
     "IdempotencyKeyReused",
     "InvalidRequest",
     "InvalidTransition",
@@ -100,6 +102,18 @@ class TooManyJobs(ClipjobsError):
         super().__init__(message)
         self.active = active
         self.retry_after_s = retry_after_s
+
+
+class IdempotencyKeyInUse(ClipjobsError):
+    """Another request with this idempotency key was being handled when this one came.
+
+    ``job_id`` is the job that request made: ask for it, or retry the request
+    later and get it (the IETF Idempotency-Key draft's 409).
+    """
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("A request with this Idempotency-Key is still being handled")
+        self.job_id = job_id
 
 
 class InvalidTransition(ClipjobsError):

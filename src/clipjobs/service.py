@@ -40,8 +40,10 @@ from .commands import (
 )
 from .errors import (
     ChannelBusy,
+    ClipjobsError,
     ConcurrencyError,
     IdempotencyConflict,
+    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidRequest,
     JobAlreadyRunning,
@@ -388,9 +390,13 @@ class JobService:
         """Create a job (or find the one this idempotency key made).
 
         Raises InvalidRequest, JobAlreadyRunning, IdempotencyKeyReused or
-        TooManyJobs and then writes nothing. With no callback URL configured,
-        or Suno out of credits, the job is created and failed at once (the
-        caller gets its id).
+        IdempotencyKeyInUse or TooManyJobs and then writes nothing. With no
+        callback URL configured, or Suno out of credits, the job is created and
+        failed at once (the caller gets its id).
+
+        A key already stored when the request arrives gives back its job. A key
+        that shows up only while this request is being handled (a concurrent
+        request made it) is IdempotencyKeyInUse, never the channel's 409.
         """
         _check_channel(request.channel_id)
         key = request.idempotency_key
@@ -412,11 +418,12 @@ class JobService:
             return await self._start(request, params, fingerprint)
 
     async def _start(self, request: JobRequest, params: Any, fingerprint: str) -> StartOutcome:
+        key = request.idempotency_key
         exclusive = self.config.one_job_per_channel
         if exclusive:
             holder = await self.store.find_channel_holder(request.user_id, request.channel_id)
             if holder is not None:
-                raise JobAlreadyRunning(holder.job_id)
+                raise _busy(holder, key, fingerprint)
         await self._check_caps(request.user_id)
 
         failure: ErrorCode | None = None
@@ -440,7 +447,7 @@ class JobService:
                 request_id=request_id,
                 params=params,
                 at=now,
-                idempotency_key=request.idempotency_key,
+                idempotency_key=key,
                 fingerprint=fingerprint,
                 policy=policy,
                 exclusive=exclusive,
@@ -452,12 +459,15 @@ class JobService:
         try:
             await self.store.append(Commit(job_id, 0, tuple(events), state))
         except ChannelBusy as exc:
-            raise JobAlreadyRunning(exc.job_id) from None
+            holder = await self.store.load(exc.job_id) if key is not None else None
+            raise (
+                _busy(holder, key, fingerprint) if holder else JobAlreadyRunning(exc.job_id)
+            ) from None
         except IdempotencyConflict as exc:
             existing = await self.store.load(exc.job_id)
             if existing is None:  # pragma: no cover - the store just said it exists
                 raise
-            return self._same_request(existing, fingerprint)
+            raise _busy(existing, key, fingerprint) from None
         self._after_commit(None, state, events)
         return StartOutcome(state, created=True)
 
@@ -764,6 +774,15 @@ class JobService:
     async def _do(self, job_id: str, command: Callable[[datetime], Command]) -> JobState:
         state, _ = await self.execute(job_id, command)
         return state
+
+
+def _busy(holder: JobState, key: str | None, fingerprint: str) -> ClipjobsError:
+    """Why a job cannot be started while ``holder`` exists: its key's concurrent twin, or busy."""
+    if key is None or holder.idempotency_key != key:
+        return JobAlreadyRunning(holder.job_id)
+    if holder.fingerprint != fingerprint:
+        return IdempotencyKeyReused(holder.job_id)
+    return IdempotencyKeyInUse(holder.job_id)
 
 
 def _check_channel(channel_id: str) -> None:

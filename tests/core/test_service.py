@@ -19,11 +19,13 @@ from clipjobs import (
     SendState,
     ServiceConfig,
     Stage,
+    StartOutcome,
     SunoSucceeded,
     Unauthorized,
     WebhookSigner,
 )
 from clipjobs.errors import (
+    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidRequest,
     JobAlreadyRunning,
@@ -139,13 +141,21 @@ async def test_idempotency_key() -> None:
 
 
 async def test_concurrent_idempotent_requests_make_one_job() -> None:
-    """Ten concurrent requests with one key make one job."""
-    service, *_ = make(one_job_per_channel=False)
-    outcomes = await asyncio.gather(
-        *(service.start_job(JobRequest("ch", "u1", idempotency_key="same")) for _ in range(10))
-    )
-    assert len({o.job.job_id for o in outcomes}) == 1
-    assert sum(o.created for o in outcomes) == 1
+    """Ten concurrent requests with one key make one job; the rest get it or IdempotencyKeyInUse."""
+    for exclusive in (False, True):
+        service, *_ = make(one_job_per_channel=exclusive)
+        results = await asyncio.gather(
+            *(service.start_job(JobRequest("ch", "u1", idempotency_key="same")) for _ in range(10)),
+            return_exceptions=True,
+        )
+        made = [r for r in results if isinstance(r, StartOutcome) and r.created]
+        assert len(made) == 1
+        for result in results:
+            if isinstance(result, StartOutcome):
+                assert result.job.job_id == made[0].job.job_id
+            else:
+                assert isinstance(result, IdempotencyKeyInUse), result
+                assert result.job_id == made[0].job.job_id
 
 
 async def test_double_click_is_409() -> None:

@@ -53,6 +53,8 @@ BACKGROUND = (0x1D, 0x1B, 0x26)
 FPS = 2.0
 
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)
+#: Ports of the media servers running now: a bare host allows only 80 and 443.
+SERVING: set[int] = set()
 
 
 class MediaServer:
@@ -71,6 +73,9 @@ class MediaServer:
         app.router.add_get("/octet.mp3", self._bytes(TRACK_2, "application/octet-stream"))
         app.router.add_get("/page.mp3", self._bytes(b"<html>nope</html>", "text/html"))
         app.router.add_get("/page.jpeg", self._bytes(b"<html>nope</html>", "text/html"))
+        app.router.add_get(
+            "/api.mp3", self._bytes(b'{"internal": "service details"}', "application/json")
+        )
         app.router.add_get("/garbage.jpeg", self._bytes(b"\xff\xd8 not a jpeg" * 50, "image/jpeg"))
         app.router.add_get("/empty.mp3", self._bytes(b"", "audio/mpeg"))
         app.router.add_get("/missing.mp3", self._status(404))
@@ -92,8 +97,10 @@ class MediaServer:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        SERVING.add(self.port)
 
     async def close(self) -> None:
+        SERVING.discard(self.port)
         self._never.set()
         await self._runner.cleanup()
 
@@ -176,9 +183,12 @@ async def media_server() -> AsyncIterator[MediaServer]:
 def processor(
     session: aiohttp.ClientSession, media_dir: Path, **options: Any
 ) -> FfmpegPostProcessor:
-    """A processor tuned for fast tests: 2 s clips at 2 fps, ultrafast, quick retries."""
+    """A processor tuned for fast tests: 2 s clips at 2 fps, ultrafast, quick retries.
+
+    It may fetch from the media servers running now (127.0.0.1 on their ports).
+    """
     settings: dict[str, Any] = {
-        "allowed_hosts": ["127.0.0.1"],
+        "allowed_hosts": [f"127.0.0.1:{port}" for port in sorted(SERVING)] or ["127.0.0.1"],
         "clip_max_s": 2.0,
         "fps": FPS,
         "preset": "ultrafast",

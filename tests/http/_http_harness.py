@@ -109,9 +109,10 @@ async def running_api(
     suno: ScriptedSuno | None = None,
     prefix: str | None = None,
     server_kwargs: dict[str, Any] | None = None,
+    store: InMemoryEventStore | None = None,
 ) -> AsyncIterator[Api]:
     """Serve the API (mounted under ``prefix`` in a parent app when given)."""
-    store = InMemoryEventStore()
+    store = store or InMemoryEventStore()
     suno = suno or ScriptedSuno()
     clock = FakeClock()
     signer = WebhookSigner(WEBHOOK_SECRET)

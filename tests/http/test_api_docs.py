@@ -169,8 +169,10 @@ the test suite. Random parts are normalised: job ids become
 
 Conventions:
 - Auth: `Authorization: Bearer <token>`; tokens map to users (`CLIPJOBS_TOKENS`).
-  An `x-user-id` header, when sent, must be the token's user (else 403). A job is
-  visible only to its owner: anyone else gets 404 `JOB_NOT_FOUND`.
+  A token that is not UTF-8, or two `Authorization` headers, are 401. An
+  `x-user-id` header, when sent, must be the token's user (else 403) and come
+  once (else 400 `INVALID_REQUEST`, `field: x-user-id`). A job is visible only to
+  its owner: anyone else gets 404 `JOB_NOT_FOUND`.
 - Every answer has an `X-Request-Id` header; every JSON body has `requestId`.
 - Errors: `{"success": false, "ok": false, "error": CODE, "message": …, "requestId": …}`,
   plus `field` (INVALID_REQUEST) or `jobId` where one is concerned.
@@ -184,7 +186,11 @@ SECTIONS = {
     "POST /api/music-clips/channels/{channelId}/runOnce": (
         "Starts a job and answers at once; the Suno call happens afterwards. Body "
         "(optional): `userId`, `prompt`, `style`, `title`, `customMode`, `instrumental`, "
-        "`model`, `negativeTags`; unknown fields are ignored."
+        "`model`, `negativeTags`; unknown fields are ignored. The model's length limits "
+        "hold for every field in every mode. `Idempotency-Key`: a key already used gives "
+        "its job back (202), or 422 with another body; while a request with the key is "
+        "still being handled, another one is 409 `IDEMPOTENCY_KEY_IN_USE` with its `jobId` "
+        "and `Retry-After`."
     ),
     "GET /api/music-clips/jobs/{jobId}": (
         "The seed's body, plus `done`, `errorCode`, `version`, `tracks`, `clipUrl`, "
@@ -199,9 +205,9 @@ SECTIONS = {
     ),
     "GET /api/music-clips/jobs/{jobId}/events": (
         "Server-Sent Events: `id:` is the version, `event: job`, `data:` the GET body. "
-        "The current state comes first (only when newer than `Last-Event-ID`), then one "
-        "event per change; `: keep-alive` every 15 s of silence; the stream ends after a "
-        "terminal stage."
+        "The current state comes first (only when newer than `Last-Event-ID`; an id above "
+        "the job's version, which it never had, counts as none), then one event per change; "
+        "`: keep-alive` every 15 s of silence; the stream ends after a terminal stage."
     ),
     "GET /api/music-clips/jobs/{jobId}/history": (
         'The event log, oldest first: what the "Показать детали" panel shows.'

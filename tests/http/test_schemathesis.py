@@ -1,8 +1,17 @@
-"""schemathesis on docs/openapi.yaml over real HTTP on 127.0.0.1: no 5xx, documented answers."""
+"""schemathesis on docs/openapi.yaml over real HTTP on 127.0.0.1: no 5xx, documented answers.
+
+Every operation of the document is fuzzed (a route added to the app must be
+added to the document, ``test_openapi.py`` checks, and so lands here), with a
+bounded number of examples each (``CLIPJOBS_SCHEMATHESIS_EXAMPLES``, 25) so
+the run stays well under a minute. The API is served as ``clipjobs serve``
+serves it: connection-bounded, with the request-head time limit.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -21,7 +30,13 @@ from clipjobs import (
     WebhookSigner,
 )
 from clipjobs.testing import ScriptedSuno
-from clipjobs_aiohttp import ApiConfig, create_app, load_openapi
+from clipjobs_aiohttp import (
+    DEFAULT_HEAD_TIMEOUT_S,
+    ApiConfig,
+    BoundedSockSite,
+    create_app,
+    load_openapi,
+)
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
 from schemathesis import checks as st_checks  # noqa: E402
@@ -54,13 +69,16 @@ def base_url() -> Iterator[str]:
         TokenAuthenticator(TOKENS),
         ApiConfig(long_poll_max_s=0.05, sse_keepalive_s=0.05),
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=DEFAULT_HEAD_TIMEOUT_S)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
 
     async def start() -> str:
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
+        await BoundedSockSite(runner, sock).start()
+        host, port = sock.getsockname()[:2]
         return f"http://{host}:{port}"
 
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -73,11 +91,24 @@ def base_url() -> Iterator[str]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
+        sock.close()
+
+
+def test_every_operation_of_the_document_is_fuzzed() -> None:
+    """The operations schemathesis runs are exactly the document's: none is skipped."""
+    documented = {
+        (method.upper(), path) for path, item in load_openapi()["paths"].items() for method in item
+    }
+    fuzzed = set()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        fuzzed.add((operation.method.upper(), operation.path))
+    assert fuzzed == documented
 
 
 @schema.parametrize()
 @settings(
-    max_examples=25,
+    max_examples=int(os.environ.get("CLIPJOBS_SCHEMATHESIS_EXAMPLES", "25")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -198,3 +198,26 @@ async def test_server_shutdown_ends_open_streams_and_long_polls() -> None:
             assert polled.status == 304
         response.close()
         polled.close()
+
+
+async def test_a_last_event_id_from_the_future_starts_over_and_the_stream_ends(api: Api) -> None:
+    """Last-Event-ID above the job's version (issue #24 item 6): the whole state, then the end."""
+    done = await api.start("done")
+    await api.service.send(done)
+    await api.callback(done, ProviderStatus.SUCCESS)
+    stream = await _open(api, done, **{"Last-Event-ID": "999"})
+    async with asyncio.timeout(20):  # a hang guard: the bug was a stream that never ended
+        events = await stream.rest()
+    assert [(int(e["id"]), e["data"]["stage"]) for e in events] == [
+        (await api.version(done), "STAGE_50_SUNO_SUCCESS")
+    ]
+
+    running = await api.start("running")
+    await api.service.send(running)
+    stream = await _open(api, running, **{"Last-Event-ID": "999"})
+    first = await stream.next_event()
+    assert first is not None and int(first["id"]) == await api.version(running)
+    await api.callback(running, ProviderStatus.SUCCESS)
+    async with asyncio.timeout(20):
+        rest = await stream.rest()
+    assert rest[-1]["data"]["stage"] == "STAGE_50_SUNO_SUCCESS"

@@ -16,7 +16,8 @@ CODE = "\n".join(
 
 def test_every_metric_in_the_doc_exists_and_every_metric_is_documented() -> None:
     """Metric names in the runbook are emitted somewhere, and every known metric is explained."""
-    in_doc = set(re.findall(r"\bclipjobs_[a-z_]+", DOC))
+    packages = {p.name for p in (ROOT / "adapters").iterdir()}  # named where caps live
+    in_doc = set(re.findall(r"\bclipjobs_[a-z_]+", DOC)) - packages
     in_code = set(re.findall(r"\"(clipjobs_[a-z_]+)\"", CODE))
     assert in_doc, "the runbook lists metrics"
     assert in_doc <= in_code, in_doc - in_code

@@ -2,9 +2,9 @@
 
 ``running_server(settings)`` opens the store, the Suno client (or, with no
 ``SUNO_API_KEY``, a fake Suno in this process), the service, the workers and
-the HTTP API, and closes them in the right order when the block ends:
-first the HTTP server drains, then the workers finish their steps, then the
-fake, the sessions and the store close. ``clipjobs serve`` runs it until
+the HTTP API, and closes them in the right order when the block ends: first
+the workers stop starting Suno calls and finish the ones in flight, then the
+HTTP server drains, then the fake, the sessions and the store close. ``clipjobs serve`` runs it until
 SIGTERM or SIGINT.
 """
 
@@ -299,13 +299,14 @@ async def running_server(
                 }
             ),
         )
-        await workers.start()
-        stack.push_async_callback(workers.aclose)
-
         app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
         if settings.clip_render:
             add_media(app, settings.media_dir, MEDIA_PREFIX)
         await _serve_http(stack, app, sock, settings, metrics)
+        await workers.start()
+        # Closed before the HTTP server drains: on SIGTERM no new Suno call starts,
+        # only the calls in flight finish.
+        stack.push_async_callback(workers.aclose)
         pipeline_log.info(
             "clipjobs serving on %s (store %s, Suno %s%s)",
             url,

@@ -16,6 +16,12 @@ until ``window_s`` after that. Without it, a call that started at the very
 end of a window could arrive in the same Suno window as the next burst
 (430s at every window edge under load, bench/bench_load.py).
 
+Calls are also paced: two starts are at least ``window_s / limit`` apart
+(0.5 s by default). The window alone would let 20 calls go at once and then
+none for 10 s, so a job that arrives just after a burst would wait the whole
+window; paced, the next in line (the fair queue's choice) goes within half a
+second, and Suno never sees a burst at a window's edge.
+
 Waiters are served by :class:`Priority` (generate, then polls, then credit
 checks) and first come, first served within a priority. A 405/430 answer
 (``SunoRateLimited``) pauses every call for a back-off period and halves the
@@ -69,11 +75,13 @@ class _Ticket:
 
 
 class SunoBudget:
-    """A priority-ordered sliding-window rate limit for all of a process's Suno calls.
+    """A priority-ordered, paced sliding-window rate limit for all of a process's Suno calls.
 
     ``max_rps * window_s`` calls may start per window (at least one; a rate
-    under one call per window widens the window instead). Time comes from
-    the ``Clock`` port, so a ``FakeClock`` drives it in tests.
+    under one call per window widens the window instead), each at least
+    ``window_s / limit`` after the previous one unless ``pacing=False`` (then
+    a whole window's calls may go at once). Time comes from the ``Clock``
+    port, so a ``FakeClock`` drives it in tests.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class SunoBudget:
         recover_s: float | None = None,
         history: int = 100_000,
         metrics: Metrics | None = None,
+        pacing: bool = True,
     ) -> None:
         if not (math.isfinite(max_rps) and max_rps > 0):
             raise ValueError(f"max_rps must be a positive number, not {max_rps!r}")
@@ -105,6 +114,7 @@ class SunoBudget:
         self.recover = timedelta(seconds=3 * window_s if recover_s is None else recover_s)
         self._clock = clock
         self._metrics = metrics
+        self._pacing = pacing
         #: The marks that count: each call's start, moved to its answer when it comes.
         self._marks: deque[tuple[datetime, int]] = deque(maxlen=per_window)
         self._history: dict[int, BudgetRecord] = {}
@@ -113,6 +123,8 @@ class SunoBudget:
         self._heap: list[_Ticket] = []
         self._seq = itertools.count()
         self._pending = 0
+        #: When the latest turn was handed out (pacing counts from it).
+        self._last_start: datetime | None = None
         self._level = 0
         self._limited_at: datetime | None = None
         self._paused_until: datetime | None = None
@@ -164,6 +176,13 @@ class SunoBudget:
         recent = sum(1 for at, _ in self._marks if at > now - self.window)
         return max(0, self.current_limit(now) - recent - self._pending - self.waiting)
 
+    def gap(self, now: datetime | None = None) -> timedelta:
+        """The least time between two starts at the current rate (``window / limit``; 0
+        without pacing)."""
+        if not self._pacing:
+            return timedelta(0)
+        return self.window / self.current_limit(now)
+
     async def status(self) -> BudgetStatus:
         now = self._clock.now()
         counted = sorted(at + self.window for at, _ in self._marks if at > now - self.window)
@@ -173,6 +192,7 @@ class SunoBudget:
             counted_until=tuple(counted),
             waiting=self.waiting,
             paused_until=self.paused_until(),
+            last_started_at=self._last_start if self._pacing else None,
         )
 
     # --- taking a turn ------------------------------------------------------
@@ -205,6 +225,7 @@ class SunoBudget:
         if self._next_slot(now) != now:
             return None
         self._pending += 1
+        self._last_start = now
         return self._record(priority, now)
 
     async def finished(self, slot: Slot) -> None:
@@ -231,6 +252,8 @@ class SunoBudget:
                 break
         if self._history.pop(slot.ident, None) is not None:
             self.started[slot.priority] -= 1
+        if self._last_start == slot.started_at:
+            self._last_start = None  # nothing left: the next call need not keep its distance
         self._dispatch()
 
     async def rate_limited(self) -> None:
@@ -304,10 +327,11 @@ class SunoBudget:
         free = self.current_limit(now) - self._pending
         if free <= 0:
             return None
+        paced = now if self._last_start is None else max(now, self._last_start + self.gap(now))
         recent = [at for at, _ in self._marks if at > now - self.window]
         if len(recent) < free:
-            return now
-        return recent[-free] + self.window
+            return paced
+        return max(paced, recent[-free] + self.window)
 
     def _dispatch(self) -> None:
         if self._closed:
@@ -326,6 +350,7 @@ class SunoBudget:
                 return
             heapq.heappop(self._heap)
             self._pending += 1
+            self._last_start = now
             head.future.set_result(None)
 
     def _arm(self, when: datetime, now: datetime) -> None:

@@ -271,6 +271,8 @@ class BudgetStatus:
     waiting: int
     #: When a 430/405 pause ends, if one is in force.
     paused_until: datetime | None
+    #: The latest start: the next comes at least ``window_s / limit`` after it (pacing).
+    last_started_at: datetime | None = None
 
     @property
     def calls_in_window(self) -> int:
@@ -288,13 +290,17 @@ class BudgetStatus:
 
         Each of the ``limit`` slots of the window frees when the call counted in
         it stops counting, then every ``window_s``: the call ``ahead`` places
-        back takes slot ``ahead % limit`` in round ``ahead // limit``.
+        back takes slot ``ahead % limit`` in round ``ahead // limit``. Pacing
+        keeps it ``ahead + 1`` gaps of ``window_s / limit`` after the latest start.
         """
         start = max(now, self.paused_until or now)
         tail = self.counted_until[max(0, len(self.counted_until) - self.limit) :]
         slots = [start] * (self.limit - len(tail)) + [max(t, start) for t in tail]
         turn, slot = divmod(max(0, ahead), self.limit)
         when = slots[slot] + timedelta(seconds=turn * self.window_s)
+        if self.last_started_at is not None:
+            gap = timedelta(seconds=self.window_s / self.limit)
+            when = max(when, self.last_started_at + gap * (max(0, ahead) + 1))
         return max(0.0, (when - now).total_seconds())
 
 

@@ -240,8 +240,10 @@ class JobService:
     """Starts jobs, records what Suno says, and does each worker's one step.
 
     The application's facade: HTTP handlers and the workers call it and reach
-    nothing behind it. It owns the Suno budget unless given one (``budget``:
-    every Suno call of the account waits its turn there).
+    nothing behind it. ``budget`` is where every Suno call of the account
+    waits its turn; without one the service makes (and owns) an in-process
+    window of 20 calls per 10 s without pacing, which a test's ``FakeClock``
+    never has to move for. ``clipjobs serve`` passes a paced one.
     """
 
     def __init__(
@@ -266,7 +268,9 @@ class JobService:
         self.post_processor = post_processor
         self.metrics = metrics or Metrics()
         self._owns_budget = budget is None
-        self.budget: CallBudget = budget or SunoBudget(clock=clock, metrics=self.metrics)
+        self.budget: CallBudget = budget or SunoBudget(
+            clock=clock, metrics=self.metrics, pacing=False
+        )
         #: The Suno client behind the budget: every network call waits its turn.
         self.suno = BudgetedSuno(suno, self.budget)
         self._rng = rng or random.Random()  # jitter only

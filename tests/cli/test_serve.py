@@ -92,6 +92,11 @@ async def test_demo_mode_runs_a_whole_job_and_stops_cleanly_on_sigterm(tmp_path:
         ("PUBLIC_BASE_URL", "ftp://clips.example"),
         ("CLIPJOBS_JOB_TIMEOUT_S", "-5"),
         ("CLIPJOBS_CLIP_RENDER", "maybe"),
+        ("CLIPJOBS_WORKER_HEARTBEAT_S", "0"),
+        ("CLIPJOBS_WORKER_HEARTBEAT_S", "3600"),
+        ("CLIPJOBS_RESEND_UNCERTAIN_AFTER_S", "-1"),
+        ("CLIPJOBS_MAX_ACTIVE_PER_USER", "0"),
+        ("CLIPJOBS_MAX_STARTS_PER_USER_PER_HOUR", "-2"),
     ],
 )
 async def test_bad_configuration_stops_start_up_with_one_line(

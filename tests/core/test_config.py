@@ -23,6 +23,9 @@ def test_defaults_are_the_spec() -> None:
         15,
     )
     assert s.suno_max_rps == 2
+    assert (s.worker_heartbeat_s, s.resend_uncertain_after_s, s.lease_s) == (5, 120, 60)
+    assert (s.max_active_per_user, s.max_starts_per_user_per_hour) == (20, 0)
+    assert s.policy().resend_uncertain_after_s == 120
     assert s.demo
     assert s.tokens is None
     assert not s.clip_render
@@ -72,6 +75,14 @@ def test_values_are_read() -> None:
         ({"CLIPJOBS_PG_SCHEMA": "1clips"}, "CLIPJOBS_PG_SCHEMA"),
         # A lease shorter than the Suno call would make a slow send look crashed.
         ({"CLIPJOBS_LEASE_S": "10"}, "between 31"),
+        ({"CLIPJOBS_WORKER_HEARTBEAT_S": "0"}, "CLIPJOBS_WORKER_HEARTBEAT_S"),
+        ({"CLIPJOBS_WORKER_HEARTBEAT_S": "-1"}, "CLIPJOBS_WORKER_HEARTBEAT_S"),
+        ({"CLIPJOBS_WORKER_HEARTBEAT_S": "61"}, "CLIPJOBS_LEASE_S"),
+        ({"CLIPJOBS_RESEND_UNCERTAIN_AFTER_S": "-5"}, "CLIPJOBS_RESEND_UNCERTAIN_AFTER_S"),
+        ({"CLIPJOBS_MAX_ACTIVE_PER_USER": "0"}, "CLIPJOBS_MAX_ACTIVE_PER_USER"),
+        ({"CLIPJOBS_MAX_ACTIVE_PER_USER": "-3"}, "CLIPJOBS_MAX_ACTIVE_PER_USER"),
+        ({"CLIPJOBS_MAX_ACTIVE_PER_USER": "lots"}, "CLIPJOBS_MAX_ACTIVE_PER_USER"),
+        ({"CLIPJOBS_MAX_STARTS_PER_USER_PER_HOUR": "-1"}, "CLIPJOBS_MAX_STARTS_PER_USER"),
     ],
 )
 def test_bad_values_give_one_clear_line(env: dict[str, str], needle: str) -> None:

@@ -62,6 +62,9 @@ PG_DSN = os.environ.get("CLIPJOBS_TEST_PG_DSN", "")
 
 TOKEN = "e2e-token-000001"
 USER = "e2e-user"
+#: A second user, for what one user's jobs may or may not do to another's.
+OTHER_TOKEN = "e2e-token-000002"
+OTHER_USER = "e2e-other-user"
 SUNO_KEY = "e2e-suno-key"
 
 #: The fake moves a task along in a fraction of a second.
@@ -228,23 +231,25 @@ class Stack:
 
     # --- the API, over HTTP -----------------------------------------------------
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {TOKEN}"}
+    def _auth(self, token: str = TOKEN) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
 
-    async def run_once(self, channel: str = "channel_1") -> tuple[int, dict[str, Any]]:
+    async def run_once(
+        self, channel: str = "channel_1", *, token: str = TOKEN
+    ) -> tuple[int, dict[str, Any]]:
         async with self.http.post(
-            f"{self.url}/api/music-clips/channels/{channel}/runOnce", headers=self._auth()
+            f"{self.url}/api/music-clips/channels/{channel}/runOnce", headers=self._auth(token)
         ) as response:
             return response.status, await response.json()
 
-    async def start(self, channel: str = "channel_1") -> str:
-        status, body = await self.run_once(channel)
+    async def start(self, channel: str = "channel_1", *, token: str = TOKEN) -> str:
+        status, body = await self.run_once(channel, token=token)
         assert status == 202, body
         return str(body["jobId"])
 
-    async def job(self, job_id: str) -> dict[str, Any]:
+    async def job(self, job_id: str, *, token: str = TOKEN) -> dict[str, Any]:
         async with self.http.get(
-            f"{self.url}/api/music-clips/jobs/{job_id}", headers=self._auth()
+            f"{self.url}/api/music-clips/jobs/{job_id}", headers=self._auth(token)
         ) as response:
             assert response.status == 200, await response.text()
             body: dict[str, Any] = await response.json()
@@ -467,7 +472,8 @@ async def running_stack(
             metrics=metrics,
         )
 
-        app = create_app(the_service, TokenAuthenticator({TOKEN: USER}), api, metrics=metrics)
+        users = TokenAuthenticator({TOKEN: USER, OTHER_TOKEN: OTHER_USER})
+        app = create_app(the_service, users, api, metrics=metrics)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

@@ -16,7 +16,6 @@ import os
 import random
 import secrets
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from _processes import Server, process_env
 from _stack import (
     PG_DSN,
     contiguous,
@@ -53,73 +53,6 @@ TIMEOUT_S = 15
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-
-
-class Server:
-    """One life of ``clipjobs serve`` after another, on the same port and database."""
-
-    def __init__(self, env: dict[str, str], logs: Path, name: str = "serve") -> None:
-        self.env = env
-        self.logs = logs
-        self.name = name
-        self.proc: asyncio.subprocess.Process | None = None
-        self.lives = 0
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.lives += 1
-        with self._log().open("wb") as stderr:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "clipjobs_cli",
-                "serve",
-                env=self.env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-            )
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(60):
-            while True:
-                line = (await self.proc.stdout.readline()).decode()
-                if not line:
-                    err = self._log().read_text()
-                    raise AssertionError(f"clipjobs serve exited early:\n{err[-3000:]}")
-                if "listening on " in line:
-                    break
-        self._reader = asyncio.create_task(self._drain(self.proc.stdout))
-
-    def _log(self) -> Path:
-        return self.logs / f"{self.name}-{self.lives}.err"
-
-    @staticmethod
-    async def _drain(stream: asyncio.StreamReader) -> None:
-        while await stream.readline():
-            pass
-
-    async def _reap(self) -> int:
-        assert self.proc is not None
-        code = await asyncio.wait_for(self.proc.wait(), 30)
-        if self._reader is not None:
-            await asyncio.wait_for(self._reader, 5)
-        return code
-
-    async def kill(self) -> int:
-        assert self.proc is not None
-        self.proc.kill()  # SIGKILL: no drain, no cleanup, mid-whatever
-        return await self._reap()
-
-    async def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return await self._reap()
-
-    async def ensure_dead(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            with contextlib.suppress(TimeoutError):
-                await self._reap()
 
 
 def slow_generate(rng: random.Random) -> Middleware:
@@ -184,34 +117,25 @@ async def unfinished(http: aiohttp.ClientSession, url: str, job_ids: list[str]) 
     return left
 
 
-def serve_env(url: str, fake_url: str, db_url: str, worker: str, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CLIPJOBS_", "SUNO_", "PUBLIC_BASE_URL"))
-    }
-    env.update(
-        {
-            "CLIPJOBS_DB": db_url,
-            "CLIPJOBS_PORT": url.rsplit(":", 1)[1],
-            "PUBLIC_BASE_URL": url,
-            "CLIPJOBS_TOKENS": f"{TOKEN}={USER}",
-            "SUNO_API_KEY": SUNO_KEY,
-            "SUNO_BASE_URL": fake_url,
-            "CLIPJOBS_ONE_JOB_PER_CHANNEL": "off",
-            "CLIPJOBS_POLL_AFTER_S": "0.5",
-            "CLIPJOBS_POLL_INTERVAL_S": "0.5",
-            "CLIPJOBS_JOB_TIMEOUT_S": str(TIMEOUT_S),
-            "CLIPJOBS_SUNO_MAX_RPS": "1000",
-            "CLIPJOBS_MAX_ACTIVE_PER_USER": "100000",
-            # Stable across lives, so a restart frees the dead life's leases at once.
-            "CLIPJOBS_WORKER_ID": worker,
-            "CLIPJOBS_LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-            **extra,
-        }
+def serve_env(url: str, fake_url: str, db_url: str, **extra: str) -> dict[str, str]:
+    """The crash scenario's settings: fast polls, a short timeout, a budget that never binds,
+    and the default worker id (``host:pid``: a restart finds its dead predecessor by its pid).
+    """
+    return process_env(
+        url,
+        fake_url,
+        db_url,
+        token=TOKEN,
+        user=USER,
+        suno_key=SUNO_KEY,
+        CLIPJOBS_ONE_JOB_PER_CHANNEL="off",
+        CLIPJOBS_POLL_AFTER_S="0.5",
+        CLIPJOBS_POLL_INTERVAL_S="0.5",
+        CLIPJOBS_JOB_TIMEOUT_S=str(TIMEOUT_S),
+        CLIPJOBS_SUNO_MAX_RPS="1000",
+        CLIPJOBS_MAX_ACTIVE_PER_USER="100000",
+        **extra,
     )
-    return env
 
 
 async def crash_run(
@@ -247,7 +171,7 @@ async def crash_run(
         urls = [f"http://127.0.0.1:{free_port()}" for _ in range(processes)]
         servers = [
             Server(
-                serve_env(url, fake_url, db_url, f"crash-{n}", **(extra_env or {})),
+                serve_env(url, fake_url, db_url, **(extra_env or {})),
                 tmp_path,
                 f"serve{n}",
             )

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from clipjobs import BudgetedSuno, FakeClock, GenerationParams, Priority, SunoBudget
+from clipjobs import BudgetedSuno, FakeClock, GenerationParams, Priority, Slot, SunoBudget
 from clipjobs.errors import SunoRateLimited, SunoTransient
 from clipjobs.testing import ScriptedSuno
 
@@ -66,13 +66,16 @@ async def test_no_window_ever_holds_more_than_the_limit() -> None:
     tasks = [asyncio.create_task(budget.acquire(rng.choice(list(Priority)))) for _ in range(60)]
     await settle()
     while not all(t.done() for t in tasks):
-        await clock.advance(rng.uniform(0.05, 0.4))
+        await clock.advance(rng.uniform(0.005, 0.05))
         await settle()
     assert len(budget.history) == 60
     assert budget.peak() == 5
-    # It is not over-cautious either: 60 calls at 5 per second take about 11 windows.
-    span = budget.history[-1].started_at - budget.history[0].started_at
-    assert timedelta(seconds=11) <= span < timedelta(seconds=13)
+    starts = [r.started_at for r in budget.history]
+    # Paced: two starts are at least window / limit apart, never a burst.
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= timedelta(seconds=0.2)
+    # It is not over-cautious either: 60 calls at 5 per second take 59 gaps, about 12 s.
+    span = starts[-1] - starts[0]
+    assert timedelta(seconds=11.8) <= span < timedelta(seconds=13)
     await budget.aclose()
 
 
@@ -178,7 +181,7 @@ async def test_budgeted_suno_acquires_with_the_call_s_priority() -> None:
     """
     clock = FakeClock()
     inner = ScriptedSuno()
-    async with SunoBudget(100.0, clock=clock, window_s=1.0) as budget:
+    async with SunoBudget(100.0, clock=clock, window_s=1.0, pacing=False) as budget:
         suno = BudgetedSuno(inner, budget)
         suno.validate(GenerationParams(prompt="x"))
         task_id = await suno.generate(GenerationParams(prompt="x"), "https://cb.example/")
@@ -245,7 +248,7 @@ async def test_status_counts_the_window_and_the_eta_follows_the_slots() -> None:
     the N-th slot to free, round after round.
     """
     clock = FakeClock()
-    async with SunoBudget(2.0, clock=clock, window_s=1.0) as budget:
+    async with SunoBudget(2.0, clock=clock, window_s=1.0, pacing=False) as budget:
         first = await budget.acquire(Priority.POLL)
         await clock.advance(0.25)
         await budget.acquire(Priority.POLL)
@@ -261,3 +264,35 @@ async def test_status_counts_the_window_and_the_eta_follows_the_slots() -> None:
         paused = await budget.status()
         assert paused.paused_until is not None and paused.headroom == 0
         assert paused.eta(clock.now(), 0) == (paused.paused_until - clock.now()).total_seconds()
+
+
+async def test_starts_are_paced_so_the_next_in_line_never_waits_a_whole_window() -> None:
+    """With pacing, two starts are window/limit apart: a call arriving after a busy stretch
+    waits half a second, not the rest of a window a burst filled; status() says so too.
+    """
+    clock = FakeClock()
+    async with SunoBudget(2.0, clock=clock, window_s=10.0) as budget:
+        first = await budget.acquire(Priority.GENERATE)
+        second = asyncio.create_task(budget.acquire(Priority.GENERATE))
+        await settle()
+        assert not second.done()
+        status = await budget.status()
+        assert status.last_started_at == first.started_at
+        assert status.eta(clock.now(), 0) == 0.5
+        await clock.advance(0.49)
+        await settle()
+        assert not second.done()
+        await clock.advance(0.01)
+        await settle()
+        assert (await second).started_at == first.started_at + timedelta(seconds=0.5)
+        # A turn given back unused leaves no gap behind it.
+        third = await asyncio.wait_for(asyncio.shield(_acquire_later(budget, clock)), 5)
+        await budget.unused(third)
+        assert await budget.try_acquire(Priority.CREDITS) is not None
+
+
+async def _acquire_later(budget: SunoBudget, clock: FakeClock) -> Slot:
+    waiter = asyncio.create_task(budget.acquire(Priority.POLL))
+    await clock.advance(0.5)
+    await settle()
+    return await waiter

@@ -44,7 +44,7 @@ class SlowSuno(ScriptedSuno):
 async def test_a_call_keeps_its_place_until_a_window_after_its_answer() -> None:
     """A window's calls answered 0.5 s late free their slots 0.5 s late, not at start + window."""
     clock = FakeClock()
-    budget = SunoBudget(2.0, clock=clock, window_s=10.0)
+    budget = SunoBudget(2.0, clock=clock, window_s=10.0, pacing=False)
     starts = [await budget.acquire(Priority.POLL) for _ in range(budget.limit)]
     await clock.advance(0.5)
     for slot in starts:

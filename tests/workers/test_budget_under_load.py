@@ -67,7 +67,7 @@ async def test_500_due_jobs_share_the_budget_fairly() -> None:
     clock = FakeClock()
     store = InMemoryEventStore()
     suno = ProgressingSuno(path=(ProviderStatus.PENDING,), credits=10_000)
-    setup_budget = SunoBudget(1e6, clock=clock, window_s=1.0)
+    setup_budget = SunoBudget(1e6, clock=clock, window_s=1.0, pacing=False)
     setup = service(store, suno, clock, setup_budget)
     task_user: dict[str, str] = {}
     for i in range(PER_USER):

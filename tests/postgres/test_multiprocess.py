@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -263,7 +264,7 @@ async def test_three_processes_one_killed_every_job_ends_exactly_once(
             # an id is sent again only while the job waits for Suno, when its place
             # in the queue moved.
             assert ids == sorted(ids), (job, ids)
-            for (v1, b1), (v2, b2) in zip(seen, seen[1:], strict=False):
+            for (v1, b1), (v2, b2) in itertools.pairwise(seen):
                 if v1 == v2:
                     assert b1["queue"] != b2["queue"] and b1["stage"] == b2["stage"], (job, ids)
             assert endings[0] <= ids[-1] <= final.version, (job, ids, endings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from datetime import timedelta
 
@@ -72,7 +73,7 @@ async def test_no_window_ever_holds_more_than_the_limit() -> None:
     assert budget.peak() == 5
     starts = [r.started_at for r in budget.history]
     # Paced: two starts are at least window / limit apart, never a burst.
-    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= timedelta(seconds=0.2)
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= timedelta(seconds=0.2)
     # It is not over-cautious either: 60 calls at 5 per second take 59 gaps, about 12 s.
     span = starts[-1] - starts[0]
     assert timedelta(seconds=11.8) <= span < timedelta(seconds=13)

@@ -4,8 +4,8 @@
 ``SUNO_API_KEY``, a fake Suno in this process), the service, the workers and
 the HTTP API, and closes them in the right order when the block ends:
 first the workers stop starting Suno calls and finish the ones in flight,
-then the HTTP server drains, then the fake, the sessions and the store close. ``clipjobs serve`` runs it until
-SIGTERM or SIGINT.
+then the HTTP server drains, then the fake, the sessions and the store
+close. ``clipjobs serve`` runs it until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations

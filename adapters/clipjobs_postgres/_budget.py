@@ -103,7 +103,10 @@ class PostgresCallBudget:
     process must use the same ``max_rps``, ``window_s`` and ``name``;
     ``name`` lets one schema hold the budgets of several accounts. The
     budget opens its own small pool (up to ``pool_size`` connections) and
-    migrates the schema like the store does.
+    migrates the schema like the store does. Its transactions commit
+    asynchronously (``synchronous_commit=off``): a turn waits for no WAL
+    flush, and a database crash can lose only the last moments of the
+    record (a few calls that then count too briefly, once).
 
     ``acquire``, ``try_acquire`` and ``status`` raise ``StoreUnavailable``
     when the database is away; ``finished``, ``unused`` and ``rate_limited``
@@ -202,7 +205,10 @@ class PostgresCallBudget:
                     timeout=self._connect_timeout_s,
                     command_timeout=self._command_timeout_s,
                     connection_class=_NoReset,
-                    server_settings={"application_name": f"clipjobs-budget:{self._schema}"},
+                    server_settings={
+                        "application_name": f"clipjobs-budget:{self._schema}",
+                        "synchronous_commit": "off",
+                    },
                 )
                 async with self._pool.acquire() as conn:
                     await migrate(conn, self._schema)

@@ -8,8 +8,8 @@ other on a 2-core machine). Their printed tables go to ``DIR/latest.md``;
 exit code, time and output, and, for the benches that write one, their
 figures as JSON (``--json PATH``). ``--quick`` runs each at its smallest size (a smoke test,
 well under a minute; its figures mean nothing). A bench whose file is absent,
-or that needs a server nobody named (bench_postgres.py without
-``CLIPJOBS_TEST_PG_DSN``), is skipped; one that fails is recorded and the rest
+or that needs a server nobody named (bench_postgres.py and bench_budget_pg.py
+without ``CLIPJOBS_TEST_PG_DSN``), is skipped; one that fails is recorded and the rest
 still run; the exit code is 1 if any failed. ``--only`` refreshes the named
 benches in ``DIR/latest.*`` and keeps the others' last figures.
 """
@@ -40,10 +40,12 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("postgres", "bench_postgres.py", ["--repeats", "1", "--read-calls", "200"]),
     ("http", "bench_http.py", ["--quick"]),
     ("load", "bench_load.py", ["--quick"]),
+    ("budget_pg", "bench_budget_pg.py", ["--quick"]),
 ]
 #: Benches that need a server: run only when one of these variables names it.
-NEEDS = {"postgres": ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")}
-#: No bench may hang the harness (the full run takes about 8 minutes).
+_PG = ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")
+NEEDS = {"postgres": _PG, "budget_pg": _PG}
+#: No bench may hang the harness (the full run takes about 14 minutes).
 TIMEOUT_S = 600
 
 

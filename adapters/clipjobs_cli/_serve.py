@@ -37,7 +37,7 @@ from clipjobs.errors import ConfigError
 from clipjobs.events import GenerationParams
 from clipjobs.logs import RedactingFilter, pipeline_log
 from clipjobs.metrics import Metrics
-from clipjobs.ports import EventStore, PostProcessor
+from clipjobs.ports import CallBudget, Clock, EventStore, PostProcessor
 from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
 from clipjobs_suno import SunoApiClient
@@ -45,7 +45,7 @@ from clipjobs_suno import SunoApiClient
 if TYPE_CHECKING:
     from clipjobs_suno.fake import FakeSuno
 
-__all__ = ["RunningServer", "open_store", "running_server", "serve"]
+__all__ = ["RunningServer", "open_budget", "open_store", "running_server", "serve"]
 
 #: The demo's fake Suno answers quickly, so a newcomer sees a whole job in ~10 s.
 DEMO_FAKE_TIMINGS: dict[str, Any] = {
@@ -66,7 +66,7 @@ class RunningServer:
     service: JobService
     store: EventStore
     workers: Workers
-    budget: SunoBudget
+    budget: CallBudget
     metrics: Metrics
     app: web.Application
     #: The token generated because ``CLIPJOBS_TOKENS`` was unset (else None).
@@ -97,8 +97,27 @@ async def open_store(settings: Settings) -> EventStore:
             "CLIPJOBS_DB is a PostgreSQL URL but asyncpg is not installed:"
             " pip install 'clipjobs[postgres]'"
         ) from None
-    dsn = "postgresql://" + url.split("://", 1)[1]
-    return await PostgresEventStore.open(dsn, settings.pg_schema)
+    return await PostgresEventStore.open(_pg_dsn(url), settings.pg_schema)
+
+
+def _pg_dsn(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]  # postgres:// works too
+
+
+async def open_budget(settings: Settings, clock: Clock, metrics: Metrics) -> CallBudget:
+    """The Suno budget: shared by every process of a PostgreSQL schema, else this process's."""
+    if settings.db_url.startswith("sqlite:///"):
+        return SunoBudget(settings.suno_max_rps, clock=clock, metrics=metrics)
+    from clipjobs_postgres import PostgresCallBudget
+
+    return await PostgresCallBudget.open(
+        _pg_dsn(settings.db_url),
+        settings.pg_schema,
+        settings.suno_max_rps,
+        clock=clock,
+        metrics=metrics,
+        owner=settings.worker_id,
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -259,7 +278,7 @@ async def running_server(
             )
 
         client = SunoApiClient(suno_session, api_key, base_url=suno_base_url, metrics=metrics)
-        budget = SunoBudget(settings.suno_max_rps, clock=clock, metrics=metrics)
+        budget = await open_budget(settings, clock, metrics)
         stack.push_async_callback(budget.aclose)
         service = JobService(
             store,

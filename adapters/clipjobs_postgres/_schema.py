@@ -117,6 +117,153 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX jobs_active_by_user ON {s}.jobs (user_id) WHERE NOT done",
         "CREATE INDEX jobs_created_by_user ON {s}.jobs (user_id, created_at)",
     ),
+    3: (
+        # The Suno budget every process of the schema shares (PostgresCallBudget):
+        # one row per budget (a Suno account) holding the 430 pause and slow-down,
+        # the calls it let through, and each process's first waiting call.
+        """
+        CREATE TABLE {s}.budget (
+            name         text        NOT NULL CONSTRAINT budget_pkey PRIMARY KEY,
+            paused_until timestamptz,
+            level        integer     NOT NULL DEFAULT 0,
+            limited_at   timestamptz
+        )
+        """,
+        """
+        CREATE TABLE {s}.budget_calls (
+            id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            budget       text        NOT NULL,
+            priority     smallint    NOT NULL,
+            owner        text        NOT NULL,
+            queued_at    timestamptz NOT NULL,
+            started_at   timestamptz NOT NULL,
+            answered_at  timestamptz,
+            counts_until timestamptz NOT NULL
+        )
+        """,
+        "CREATE INDEX budget_calls_counting ON {s}.budget_calls (budget, counts_until)",
+        """
+        CREATE TABLE {s}.budget_waiters (
+            budget    text        NOT NULL,
+            waiter    text        NOT NULL,
+            priority  smallint    NOT NULL,
+            queued_at timestamptz NOT NULL,
+            seen_at   timestamptz NOT NULL,
+            CONSTRAINT budget_waiters_pkey PRIMARY KEY (budget, waiter)
+        )
+        """,
+        # How many times 430s still halve the rate: each recover period undoes one.
+        """
+        CREATE FUNCTION {s}.budget_slowdown(
+            p_level integer, p_limited_at timestamptz, p_now timestamptz, p_recover interval
+        ) RETURNS integer LANGUAGE sql IMMUTABLE AS $$
+            SELECT CASE WHEN p_level = 0 OR p_limited_at IS NULL THEN 0
+                ELSE greatest(0, p_level - floor(
+                    extract(epoch FROM p_now - p_limited_at) / extract(epoch FROM p_recover)
+                )::integer) END
+        $$
+        """,
+        # Taking a turn, in one round trip. The budget row's lock serialises the
+        # takers of every process for the length of this call. With p_register the
+        # caller's first waiting call is (re)announced and the turn goes only to the
+        # best live waiter (lowest priority value, then oldest, across processes);
+        # without it (a credit check) only when no live waiter exists at all.
+        # Returns the new call's id, or when to ask again (behind: another
+        # process's waiter goes first).
+        """
+        CREATE FUNCTION {s}.budget_take(
+            p_budget text, p_waiter text, p_register boolean, p_priority smallint,
+            p_queued_at timestamptz, p_now timestamptz, p_owner text, p_limit integer,
+            p_window interval, p_recover interval, p_live interval,
+            OUT call_id bigint, OUT retry_at timestamptz, OUT behind boolean
+        ) LANGUAGE plpgsql AS $$
+        DECLARE
+            b {s}.budget%ROWTYPE;
+            v_limit integer;
+            v_count integer;
+        BEGIN
+            behind := false;
+            SELECT * INTO b FROM {s}.budget WHERE name = p_budget FOR UPDATE;
+            IF NOT FOUND THEN
+                INSERT INTO {s}.budget (name) VALUES (p_budget) ON CONFLICT (name) DO NOTHING;
+                SELECT * INTO b FROM {s}.budget WHERE name = p_budget FOR UPDATE;
+            END IF;
+            IF p_register THEN
+                INSERT INTO {s}.budget_waiters AS w (budget, waiter, priority, queued_at, seen_at)
+                VALUES (p_budget, p_waiter, p_priority, p_queued_at, p_now)
+                ON CONFLICT (budget, waiter) DO UPDATE SET priority = excluded.priority,
+                    queued_at = excluded.queued_at, seen_at = excluded.seen_at;
+            END IF;
+            IF b.paused_until > p_now THEN
+                retry_at := b.paused_until;
+                RETURN;
+            END IF;
+            behind := EXISTS (
+                SELECT 1 FROM {s}.budget_waiters AS w
+                WHERE w.budget = p_budget AND w.waiter <> p_waiter
+                  AND w.seen_at > p_now - p_live
+                  AND (NOT p_register
+                       OR (w.priority, w.queued_at, w.waiter)
+                          < (p_priority, p_queued_at, p_waiter)));
+            v_limit := greatest(1, p_limit >> {s}.budget_slowdown(
+                b.level, b.limited_at, p_now, p_recover));
+            SELECT count(*) INTO v_count FROM {s}.budget_calls
+            WHERE budget = p_budget AND counts_until > p_now;
+            IF v_count >= v_limit THEN
+                SELECT c.counts_until INTO retry_at FROM {s}.budget_calls AS c
+                WHERE c.budget = p_budget AND c.counts_until > p_now
+                ORDER BY c.counts_until OFFSET v_count - v_limit LIMIT 1;
+                RETURN;
+            END IF;
+            IF behind THEN
+                retry_at := p_now;
+                RETURN;
+            END IF;
+            INSERT INTO {s}.budget_calls
+                (budget, priority, owner, queued_at, started_at, counts_until)
+            VALUES (p_budget, p_priority, p_owner, p_queued_at, p_now, p_now + p_window)
+            RETURNING id INTO call_id;
+            IF p_register THEN
+                DELETE FROM {s}.budget_waiters WHERE budget = p_budget AND waiter = p_waiter;
+            END IF;
+            IF call_id % 1000 = 0 THEN
+                -- Now and then: calls and waiters older than a day are of no more use.
+                DELETE FROM {s}.budget_calls
+                WHERE budget = p_budget AND counts_until < p_now - interval '1 day';
+                DELETE FROM {s}.budget_waiters
+                WHERE budget = p_budget AND seen_at < p_now - interval '1 day';
+            END IF;
+        END
+        $$
+        """,
+        # A 430/405: pause every process and halve the rate, unless a pause is on
+        # already (answers to calls in flight together are one burst). NULLs then.
+        """
+        CREATE FUNCTION {s}.budget_limited(
+            p_budget text, p_now timestamptz, p_backoff interval, p_backoff_max interval,
+            p_recover interval, p_max_level integer,
+            OUT paused_until timestamptz, OUT level integer
+        ) LANGUAGE plpgsql AS $$
+        DECLARE
+            b {s}.budget%ROWTYPE;
+            v_slow integer;
+        BEGIN
+            INSERT INTO {s}.budget (name) VALUES (p_budget) ON CONFLICT (name) DO NOTHING;
+            SELECT * INTO b FROM {s}.budget WHERE name = p_budget FOR UPDATE;
+            IF b.paused_until > p_now THEN
+                RETURN;
+            END IF;
+            v_slow := {s}.budget_slowdown(b.level, b.limited_at, p_now, p_recover);
+            paused_until := p_now + least(p_backoff_max, p_backoff * power(2, v_slow));
+            level := least(v_slow + 1, p_max_level);
+            UPDATE {s}.budget AS u
+            SET paused_until = budget_limited.paused_until, level = budget_limited.level,
+                limited_at = p_now
+            WHERE u.name = p_budget;
+        END
+        $$
+        """,
+    ),
 }
 
 LATEST_VERSION = max(MIGRATIONS)

@@ -267,7 +267,8 @@ class BudgetStatus:
     window_s: float
     #: When each call counted in the window now stops counting, earliest first.
     counted_until: tuple[datetime, ...]
-    #: Calls of this process waiting for a turn.
+    #: Calls of this process waiting for a turn (a shared budget adds one for
+    #: each other process that has calls waiting).
     waiting: int
     #: When a 430/405 pause ends, if one is in force.
     paused_until: datetime | None

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.asyncio
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TABLES = {"events", "jobs", "leases", "secrets", "orphans", "schema_version", "workers", "turns"}
+TABLES |= {"budget", "budget_calls", "budget_waiters"}
 
 
 async def _tables(admin: asyncpg.Connection, schema: str) -> set[str]:
@@ -73,7 +74,7 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
     admin: asyncpg.Connection, schema: str, stores: StoreFactory
 ) -> None:
     """A schema written by the first clipjobs (version 1) gains the workers registry, the fair
-    queue's memory and the per-user indexes, keeping its jobs claimable.
+    queue's memory, the per-user indexes and the shared Suno budget, keeping its jobs claimable.
     """
     store = await stores()
     commit = new_job()
@@ -83,7 +84,9 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
     await admin.execute(
         f"DROP TABLE {s}.workers; DROP TABLE {s}.turns; DROP SEQUENCE {s}.handouts;"
         f" DROP INDEX {s}.jobs_active_by_user;"
-        f" DROP INDEX {s}.jobs_created_by_user; DELETE FROM {s}.schema_version WHERE version > 1"
+        f" DROP INDEX {s}.jobs_created_by_user; DELETE FROM {s}.schema_version WHERE version > 1;"
+        f" DROP TABLE {s}.budget, {s}.budget_calls, {s}.budget_waiters;"
+        f" DROP FUNCTION {s}.budget_take, {s}.budget_limited, {s}.budget_slowdown"
     )
     assert await _versions(admin, schema) == [1]
     store = await stores()

@@ -1,4 +1,4 @@
-"""Testing helpers that ship with clipjobs: strategies, the store contract, fakes.
+"""Testing helpers that ship with clipjobs: strategies, the store and budget contracts, fakes.
 
 Importing this module needs ``pytest`` and ``hypothesis`` (the ``dev`` extra).
 """
@@ -6,11 +6,14 @@ Importing this module needs ``pytest`` and ``hypothesis`` (the ``dev`` extra).
 from __future__ import annotations
 
 from . import strategies
+from ._budget_contract import BudgetContract, BudgetFactory
 from ._store_contract import EventStoreContract, new_job, step
 from ._suno_contract import SunoClientContract
 from .fakes import ScriptedSuno
 
 __all__ = [
+    "BudgetContract",
+    "BudgetFactory",
     "EventStoreContract",
     "ScriptedSuno",
     "SunoClientContract",

@@ -1,0 +1,293 @@
+"""Three ``clipjobs serve`` processes on one PostgreSQL schema against one fake Suno over HTTP.
+
+What issue 15 must show, used by ``test_budget_multiprocess.py`` (a CI-sized
+run) and ``bench/bench_budget_pg.py`` (the issue's 300 jobs). The fake Suno
+keeps its default limit (20 calls per 10 s per key) and records when each API
+call arrives; the processes run with the default ``CLIPJOBS_SUNO_MAX_RPS``
+(2), so only a budget they share keeps them inside Suno's limit. Optionally
+one process is SIGKILLed mid-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from attrs import define, field, frozen
+
+from clipjobs_postgres import PostgresEventStore
+from clipjobs_suno.fake import FakeSuno, running_fake_suno
+
+PROCESSES = 3
+TOKEN = "fleet-token-0001"
+USER = "fleet-user"
+SUNO_KEY = "fleet-suno-key"
+SUNO_WINDOW_S = 10.0
+SUNO_LIMIT = 20
+
+
+@frozen
+class Call:
+    at: float  # time.monotonic() when it reached the fake
+    endpoint: str
+    code: int | None
+
+
+@define
+class CallLog:
+    """A middleware for the fake's app: every API call, when it came and how it was answered."""
+
+    calls: list[Call] = field(factory=list)
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        at = time.monotonic()  # before the fake's own limiter runs
+        response = await handler(request)
+        if request.path.startswith("/api/v1/") and isinstance(response, web.Response):
+            code = None
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                code = json.loads(response.text or "null").get("code")
+            self.calls.append(Call(at, request.path.rsplit("/", 1)[-1], code))
+        return response
+
+
+def peak(times: list[float], window_s: float) -> int:
+    """The most of ``times`` within any window of ``window_s`` seconds."""
+    times = sorted(times)
+    best, low = 0, 0
+    for high, at in enumerate(times):
+        while at - times[low] >= window_s:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
+
+
+@frozen
+class FleetRun:
+    """What one run measured."""
+
+    jobs: int
+    seconds: float
+    stages: dict[str, int]
+    calls: list[Call]
+    #: Calls each process's budget let through (``budget_calls.owner``), by worker id.
+    shares: dict[str, int]
+    killed: str | None
+    killed_at: float | None
+
+    @property
+    def peak(self) -> int:
+        """The most calls that reached the fake in any 10 s window (430s included)."""
+        return peak([c.at for c in self.calls], SUNO_WINDOW_S)
+
+    @property
+    def peak_after_kill(self) -> int:
+        if self.killed_at is None:
+            return 0
+        return peak([c.at for c in self.calls if c.at >= self.killed_at], SUNO_WINDOW_S)
+
+    @property
+    def rate_limited(self) -> int:
+        return sum(1 for c in self.calls if c.code == 430)
+
+    def share_line(self) -> str:
+        if not self.shares:
+            return "no calls in the shared budget's record"
+        total = sum(self.shares.values())
+        ranked = sorted(self.shares.items(), key=lambda kv: kv[1])
+        (slow, low), (fast, high) = ranked[0], ranked[-1]
+        return (
+            f"fastest process {fast} {high / total:.0%} of calls, slowest {slow} {low / total:.0%}"
+            f" (calls per process: {dict(sorted(self.shares.items()))})"
+        )
+
+    def summary(self) -> str:
+        kill = f", {self.killed} SIGKILLed mid-run" if self.killed else ""
+        after = f"; after the kill {self.peak_after_kill}" if self.killed else ""
+        endpoints = Counter(c.endpoint for c in self.calls)
+        return (
+            f"{self.jobs} jobs on {PROCESSES} processes{kill}: {self.seconds:.0f} s;"
+            f" {len(self.calls)} calls reached the fake ({dict(endpoints)});"
+            f" busiest {SUNO_WINDOW_S:g} s: {self.peak} calls{after} (limit {SUNO_LIMIT});"
+            f" answered 430: {self.rate_limited}; stages {self.stages}; {self.share_line()}"
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, url: str, err: Path) -> None:
+        self.name, self.proc, self.url, self.err = name, proc, url, err
+        self._drain: asyncio.Task[None] | None = None
+
+    async def wait_listening(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            raw = await self.proc.stdout.readline()
+            if not raw:
+                raise RuntimeError(f"clipjobs serve exited:\n{self.err.read_text()[-3000:]}")
+            if b"listening on http://127.0.0.1:" in raw:
+                break
+        self._drain = asyncio.create_task(self._read_rest())
+
+    async def _read_rest(self) -> None:
+        assert self.proc.stdout is not None
+        async for _ in self.proc.stdout:
+            pass
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._drain is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain, 5)
+
+
+@contextlib.asynccontextmanager
+async def servers(dsn: str, schema: str, suno_url: str, tmp: Path) -> AsyncIterator[list[Server]]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLIPJOBS_", "SUNO_", "PUBLIC_BASE_URL"))
+    }
+    started: list[Server] = []
+    try:
+        for i in range(PROCESSES):
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {
+                **base,
+                "CLIPJOBS_DB": dsn,
+                "CLIPJOBS_PG_SCHEMA": schema,
+                "CLIPJOBS_PORT": str(port),
+                "PUBLIC_BASE_URL": url,
+                "CLIPJOBS_TOKENS": f"{TOKEN}={USER}",
+                "CLIPJOBS_WORKER_ID": f"fleet-{i}",
+                "SUNO_API_KEY": SUNO_KEY,
+                "SUNO_BASE_URL": suno_url,
+                # CLIPJOBS_SUNO_MAX_RPS is left at its default (2): Suno's limit.
+                "CLIPJOBS_MAX_ACTIVE_PER_USER": "100000",
+                # A job of a killed process: its callbacks are lost (polled after 5 s),
+                # a send it left uncertain is resent after 10 s.
+                "CLIPJOBS_POLL_AFTER_S": "5",
+                "CLIPJOBS_POLL_INTERVAL_S": "5",
+                "CLIPJOBS_RESEND_UNCERTAIN_AFTER_S": "10",
+                "CLIPJOBS_MEDIA_DIR": str(tmp / f"media-{i}"),
+                "CLIPJOBS_LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+            err = tmp / f"serve-{i}.err"
+            with err.open("wb") as sink:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "clipjobs_cli",
+                    "serve",
+                    env=env,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=sink,
+                )
+            started.append(Server(f"fleet-{i}", proc, url, err))
+        await asyncio.wait_for(asyncio.gather(*(s.wait_listening() for s in started)), 60)
+        yield started
+    finally:
+        await asyncio.gather(*(s.stop() for s in started))
+
+
+async def run_fleet(
+    dsn: str,
+    schema: str,
+    jobs: int,
+    tmp: Path,
+    *,
+    kill_after_s: float | None = None,
+    finish_limit_s: float = 600.0,
+) -> FleetRun:
+    """Start ``jobs`` jobs across the processes at once and wait until every one has ended."""
+    store = await PostgresEventStore.open(dsn, schema, min_size=1, max_size=2)
+    log = CallLog()
+    fake = FakeSuno(
+        api_key=SUNO_KEY,
+        credits=10_000_000,
+        text_after_s=0.3,
+        first_after_s=0.6,
+        complete_after_s=1.0,
+        callback_retries=1,
+        callback_retry_delay_s=0.2,
+    )
+    fake.app.middlewares.append(log.middleware)
+    killed: str | None = None
+    killed_at: float | None = None
+    try:
+        async with (
+            running_fake_suno(fake=fake) as (suno_url, _),
+            servers(dsn, schema, suno_url, tmp) as fleet,
+            aiohttp.ClientSession() as http,
+        ):
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+
+            async def start(i: int) -> str:
+                server = fleet[i % PROCESSES]
+                url = f"{server.url}/api/music-clips/channels/fleet-ch-{i:04d}/runOnce"
+                async with http.post(url, headers=headers) as response:
+                    body = await response.json()
+                    assert response.status == 202, body
+                    return str(body["jobId"])
+
+            began = time.monotonic()
+            job_ids = await asyncio.gather(*(start(i) for i in range(jobs)))
+            if kill_after_s is not None:
+                await asyncio.sleep(max(0.0, kill_after_s - (time.monotonic() - began)))
+                victim = fleet[-1]
+                victim.proc.send_signal(signal.SIGKILL)
+                await victim.proc.wait()
+                killed, killed_at = victim.name, time.monotonic()
+            async with asyncio.timeout(finish_limit_s):
+                while await store.count_active() > 0:
+                    await asyncio.sleep(0.5)
+            seconds = time.monotonic() - began
+        stages: Counter[str] = Counter()
+        for job in job_ids:
+            state = await store.load(job)
+            assert state is not None
+            stages[state.stage.value] += 1
+        rows = await _owners(dsn, schema)
+        return FleetRun(jobs, seconds, dict(stages), log.calls, rows, killed, killed_at)
+    finally:
+        await store.aclose()
+
+
+async def _owners(dsn: str, schema: str) -> dict[str, int]:
+    """Calls each process's budget let through, read from the budget's own record."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            f'SELECT owner, count(*) AS n FROM "{schema}".budget_calls GROUP BY owner'
+        )
+        return {r["owner"]: r["n"] for r in rows}
+    finally:
+        await conn.close()

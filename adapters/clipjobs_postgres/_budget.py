@@ -57,14 +57,19 @@ _MAX_SLOWDOWN = 4
 
 _SQL = {
     "take": "SELECT call_id, retry_at, behind FROM {s}.budget_take("
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     "forget": "DELETE FROM {s}.budget_waiters WHERE budget = $1 AND waiter = $2",
     "finished": "UPDATE {s}.budget_calls SET answered_at = $2,"
     " counts_until = greatest(counts_until, $2::timestamptz + $3::interval) WHERE id = $1",
-    "unused": "DELETE FROM {s}.budget_calls WHERE id = $1",
+    # A turn given back leaves no pacing gap behind it if it was the latest.
+    "unused": """
+        WITH gone AS (DELETE FROM {s}.budget_calls WHERE id = $1 RETURNING budget, started_at)
+        UPDATE {s}.budget AS b SET last_started_at = NULL FROM gone
+        WHERE b.name = gone.budget AND b.last_started_at = gone.started_at
+    """,
     "limited": "SELECT paused_until, level FROM {s}.budget_limited($1, $2, $3, $4, $5, $6)",
     "status": """
-        SELECT b.paused_until, b.level, b.limited_at,
+        SELECT b.paused_until, b.level, b.limited_at, b.last_started_at,
             ARRAY(SELECT c.counts_until FROM {s}.budget_calls AS c
                   WHERE c.budget = $1 AND c.counts_until > $2
                   ORDER BY c.counts_until) AS counted,
@@ -99,7 +104,9 @@ class PostgresCallBudget:
     """A ``CallBudget`` every process on one PostgreSQL schema shares (one Suno account each).
 
     ``await PostgresCallBudget.open(dsn, schema, max_rps, clock=…)`` or
-    ``async with PostgresCallBudget(dsn, schema, max_rps, clock=…)``. Every
+    ``async with PostgresCallBudget(dsn, schema, max_rps, clock=…)``. Starts
+    are paced across processes (two at least ``window_s / limit`` apart) like
+    ``SunoBudget``'s, unless ``pacing=False``. Every
     process must use the same ``max_rps``, ``window_s`` and ``name``;
     ``name`` lets one schema hold the budgets of several accounts. The
     budget opens its own small pool (up to ``pool_size`` connections) and
@@ -134,6 +141,7 @@ class PostgresCallBudget:
         pool_size: int = 3,
         connect_timeout_s: float = 5.0,
         command_timeout_s: float = 10.0,
+        pacing: bool = True,
     ) -> None:
         if not (math.isfinite(max_rps) and max_rps > 0):
             raise ValueError(f"max_rps must be a positive number, not {max_rps!r}")
@@ -168,6 +176,7 @@ class PostgresCallBudget:
         self._sql = {key: render(sql, schema) for key, sql in _SQL.items()}
         self._clock = clock
         self._metrics = metrics
+        self._pacing = pacing
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._heap: list[_Ticket] = []
         self._seq = itertools.count()
@@ -321,6 +330,7 @@ class PostgresCallBudget:
             counted_until=tuple(row["counted"]),
             waiting=self.waiting + row["others"],
             paused_until=paused if paused is not None and paused > now else None,
+            last_started_at=row["last_started_at"] if self._pacing else None,
         )
 
     async def aclose(self) -> None:
@@ -469,6 +479,7 @@ class PostgresCallBudget:
             self.window,
             self.recover,
             self._live,
+            self._pacing,
         )
         assert row is not None  # a function with OUT parameters returns one row
         return row

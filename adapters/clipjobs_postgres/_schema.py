@@ -126,7 +126,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             name         text        NOT NULL CONSTRAINT budget_pkey PRIMARY KEY,
             paused_until timestamptz,
             level        integer     NOT NULL DEFAULT 0,
-            limited_at   timestamptz
+            limited_at   timestamptz,
+            -- The latest start: with pacing the next is window/limit after it.
+            last_started_at timestamptz
         )
         """,
         """
@@ -174,7 +176,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         CREATE FUNCTION {s}.budget_take(
             p_budget text, p_waiter text, p_register boolean, p_priority smallint,
             p_queued_at timestamptz, p_now timestamptz, p_owner text, p_limit integer,
-            p_window interval, p_recover interval, p_live interval,
+            p_window interval, p_recover interval, p_live interval, p_pacing boolean,
             OUT call_id bigint, OUT retry_at timestamptz, OUT behind boolean
         ) LANGUAGE plpgsql AS $$
         DECLARE
@@ -215,6 +217,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
                 ORDER BY c.counts_until OFFSET v_count - v_limit LIMIT 1;
                 RETURN;
             END IF;
+            IF p_pacing AND b.last_started_at + p_window / v_limit > p_now THEN
+                retry_at := b.last_started_at + p_window / v_limit;
+                RETURN;
+            END IF;
             IF behind THEN
                 retry_at := p_now;
                 RETURN;
@@ -223,6 +229,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
                 (budget, priority, owner, queued_at, started_at, counts_until)
             VALUES (p_budget, p_priority, p_owner, p_queued_at, p_now, p_now + p_window)
             RETURNING id INTO call_id;
+            UPDATE {s}.budget SET last_started_at = p_now WHERE name = p_budget;
             IF p_register THEN
                 DELETE FROM {s}.budget_waiters WHERE budget = p_budget AND waiter = p_waiter;
             END IF;

@@ -18,6 +18,7 @@ class TestSunoBudget(BudgetContract):
         opened: list[SunoBudget] = []
 
         async def make(max_rps: float, **options: Any) -> CallBudget:
+            options.setdefault("pacing", False)
             opened.append(SunoBudget(max_rps, clock=clock, **options))
             return opened[-1]
 

@@ -2,11 +2,13 @@
 
 Subclass it and override the ``budget`` fixture: an async fixture yielding a
 factory, ``await budget(max_rps, window_s=…, backoff_s=…, backoff_max_s=…,
-recover_s=…)``, that opens a budget on the test's ``clock`` (a
+recover_s=…, pacing=…)``, that opens a budget on the test's ``clock`` (a
 :class:`~clipjobs.FakeClock`; the keywords left out take the budget's
-defaults) and closes it after the test. A budget that does I/O overrides
-:meth:`BudgetContract.settle` too, so that "nothing happened" means nothing
-could happen, not that the database was slow.
+defaults, but ``pacing``, which is False unless a test asks for it: most
+tests pin the window, which pacing would hide) and closes it after the
+test. A budget that does I/O overrides :meth:`BudgetContract.settle` too,
+so that "nothing happened" means nothing could happen, not that the
+database was slow.
 
 Every time is the fake clock's, so no test depends on how fast the machine is.
 """
@@ -337,6 +339,29 @@ class BudgetContract:
         waiter.cancel()
         await self.settle()
         assert (await b.status()).waiting == 0
+
+    async def test_starts_are_paced_window_over_limit_apart(
+        self, budget: BudgetFactory, clock: FakeClock
+    ) -> None:
+        """With pacing two starts are window/limit apart, so the next in line waits half a
+        second, not out a window a burst filled; an unused turn leaves no gap; status() says when.
+        """
+        b = await budget(2.0, window_s=10.0, pacing=True)
+        first = await b.acquire(Priority.GENERATE)
+        second = asyncio.create_task(b.acquire(Priority.GENERATE))
+        await self.settle()
+        assert not second.done()
+        status = await b.status()
+        assert status.last_started_at == first.started_at
+        assert status.eta(clock.now(), 0) == 0.5
+        await self.advance(clock, 0.49)
+        assert not second.done()
+        await self.advance(clock, 0.01)
+        slot = await asyncio.wait_for(second, 5)
+        assert slot.started_at == first.started_at + timedelta(seconds=0.5)
+        assert await b.try_acquire(Priority.CREDITS) is None  # 0 s after a start
+        await b.unused(slot)
+        assert await b.try_acquire(Priority.CREDITS) is not None
 
     # --- closing -------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from .commands import (
     TimeOut,
 )
 from .events import (
+    AlignedWord,
     ClipProcessingStarted,
     ClipReady,
     ClipStep,
@@ -50,6 +51,7 @@ from .events import (
     SunoRequestUncertain,
     SunoSucceeded,
     SunoTaskCreated,
+    TimestampedLyrics,
     Track,
 )
 from .memory import InMemoryEventStore
@@ -64,6 +66,7 @@ from .ports import (
     ParamOverrides,
     PostProcessor,
     RecordedEvent,
+    RenderedClip,
     SunoClient,
 )
 from .service import (
@@ -82,6 +85,7 @@ from .workers import LoopLimits, WorkerConfig, Workers
 
 __all__ = [
     "TERMINAL_STAGES",
+    "AlignedWord",
     "Authenticator",
     "BudgetRecord",
     "BudgetedSuno",
@@ -126,6 +130,7 @@ __all__ = [
     "RecordObservation",
     "RecordTaskCreated",
     "RecordedEvent",
+    "RenderedClip",
     "ScheduleRetry",
     "SendState",
     "ServiceConfig",
@@ -144,6 +149,7 @@ __all__ = [
     "SunoTaskCreated",
     "SystemClock",
     "TimeOut",
+    "TimestampedLyrics",
     "TokenAuthenticator",
     "Track",
     "Unauthorized",

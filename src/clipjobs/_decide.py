@@ -93,8 +93,10 @@ def decide(command: Command, state: JobState | None) -> list[Event]:
             if state.stage is Stage.CLIP_PROCESSING and state.clip_step is not step:
                 return [ClipStepReached(step, at)]
             return []
-        case FinishClip(clip_url=url, at=at):
-            return [ClipReady(url, at)] if state.stage is Stage.CLIP_PROCESSING else []
+        case FinishClip(clip_url=url, at=at, captions_url=captions, note=note):
+            if state.stage is not Stage.CLIP_PROCESSING:
+                return []
+            return [ClipReady(url, at, captions_url=captions, note=note)]
     raise TypeError(f"not a command: {command!r}")  # pragma: no cover
 
 

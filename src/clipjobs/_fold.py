@@ -134,6 +134,7 @@ _FIELDS = (
     "retry_at",
     "clip_step",
     "clip_url",
+    "captions_url",
 )
 #: The defaults ``fold`` starts a new job with; checked against ``JobState`` at import.
 _DEFAULTS = {
@@ -151,6 +152,7 @@ _DEFAULTS = {
     "retry_at": None,
     "clip_step": None,
     "clip_url": None,
+    "captions_url": None,
 }
 if JobState._fields != _FIELDS or JobState._field_defaults != _DEFAULTS:  # pragma: no cover
     raise RuntimeError("JobState's fields changed: update clipjobs._fold.fold to match")
@@ -195,7 +197,7 @@ def fold(events: Iterable[Event], state: JobState | None = None) -> JobState:
         last_observation_source = None
         observations = late_observations = send_attempts = 0
         send_state = _NOT_SENT
-        retry_at = clip_step = clip_url = None
+        retry_at = clip_step = clip_url = captions_url = None
     else:
         (
             job_id,
@@ -226,6 +228,7 @@ def fold(events: Iterable[Event], state: JobState | None = None) -> JobState:
             retry_at,
             clip_step,
             clip_url,
+            captions_url,
         ) = state
     rows = _ROWS[1 if policy.clip_render else 0]
     row = rows[stage]
@@ -289,6 +292,7 @@ def fold(events: Iterable[Event], state: JobState | None = None) -> JobState:
             clip_step = event.step
         elif cls is ClipReady:
             clip_url = event.clip_url
+            captions_url = event.captions_url
             clip_step = None
         # ClipProcessingStarted changes the stage only.
     return _new(
@@ -322,6 +326,7 @@ def fold(events: Iterable[Event], state: JobState | None = None) -> JobState:
             retry_at,
             clip_step,
             clip_url,
+            captions_url,
         ),
     )
 

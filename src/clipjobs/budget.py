@@ -36,7 +36,7 @@ from typing import Any, Self, TypeVar
 from attrs import frozen
 
 from .errors import SunoRateLimited, SunoTransient
-from .events import GenerationParams, Observation
+from .events import GenerationParams, Observation, TimestampedLyrics
 from .logs import pipeline_log
 from .metrics import Metrics
 from .ports import Clock, SunoClient
@@ -388,6 +388,11 @@ class BudgetedSuno:
             return await self._guarded(self.inner.credits)
         finally:
             self.budget.finished(started)
+
+    async def timestamped_lyrics(self, task_id: str, audio_id: str) -> TimestampedLyrics:
+        return await self._call(
+            Priority.POLL, lambda: self.inner.timestamped_lyrics(task_id, audio_id)
+        )
 
     def parse_callback(self, payload: Mapping[str, Any]) -> Observation:
         return self.inner.parse_callback(payload)

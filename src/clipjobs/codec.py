@@ -175,6 +175,7 @@ def _fast_state(d: dict[str, Any]) -> JobState:
         _opt_ts(d["retry_at"]),
         None if step is None else _CLIP_STEPS[step],
         _opt_str(d["clip_url"]),
+        _opt_str(d["captions_url"]),
     )
 
 

@@ -64,6 +64,7 @@ from .ports import (
     ParamOverrides,
     PostProcessor,
     RecordedEvent,
+    RenderedClip,
     SunoClient,
 )
 from .stages import Stage
@@ -502,7 +503,7 @@ class JobService:
 
         try:
             async with asyncio.timeout(self.config.render_timeout_s):
-                url = await processor.process(state, report)
+                made = await processor.process(state, report)
         except PostProcessError as exc:
             code, message = exc.code, str(exc)
             return await self._do(job_id, lambda at: FailJob(code, message, at))
@@ -511,7 +512,10 @@ class JobService:
             return await self._do(
                 job_id, lambda at: FailJob(ErrorCode.CLIP_RENDER_TIMEOUT.value, message, at)
             )
-        return await self._do(job_id, lambda at: FinishClip(url, at))
+        clip = made if isinstance(made, RenderedClip) else RenderedClip(made)
+        return await self._do(
+            job_id, lambda at: FinishClip(clip.url, at, clip.captions_url, clip.note)
+        )
 
     async def _do(self, job_id: str, command: Callable[[datetime], Command]) -> JobState:
         state, _ = await self.execute(job_id, command)

@@ -84,6 +84,8 @@ class JobState(NamedTuple):
     retry_at: datetime | None = None
     clip_step: ClipStep | None = None
     clip_url: str | None = None
+    #: The lyrics as subtitles beside the clip (``.srt``; the ``.ass`` shares its name).
+    captions_url: str | None = None
 
     # --- what people see ---------------------------------------------------
 

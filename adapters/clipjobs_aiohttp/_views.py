@@ -47,6 +47,7 @@ def job_view(state: JobState, *, lang: Lang, now: datetime, stale_after_s: float
         ],
         "clipUrl": state.clip_url,
         "clipStep": state.clip_step.value if state.clip_step is not None else None,
+        "captionsUrl": state.captions_url,
     }
 
 

@@ -15,7 +15,8 @@ import contextlib
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -38,7 +39,7 @@ from clipjobs.errors import ConfigError
 from clipjobs.events import GenerationParams
 from clipjobs.logs import RedactingFilter, pipeline_log
 from clipjobs.metrics import Metrics
-from clipjobs.ports import EventStore, PostProcessor
+from clipjobs.ports import EventStore, PostProcessor, SunoClient
 from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_suno import SunoApiClient
@@ -135,9 +136,11 @@ def _check_clip_render(settings: Settings) -> None:
     """Before anything opens: ffmpeg must run and the media directory must exist."""
     if not settings.clip_render:
         return
-    from clipjobs_ffmpeg import check_ffmpeg
+    from clipjobs_ffmpeg import check_ffmpeg, find_fonts
 
     check_ffmpeg()  # ConfigError with one clear line when ffmpeg is missing
+    if settings.clip_style == "full":
+        find_fonts()  # …or when the DejaVu fonts are
     try:
         settings.media_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -147,7 +150,7 @@ def _check_clip_render(settings: Settings) -> None:
 
 
 def _post_processor(
-    settings: Settings, session: aiohttp.ClientSession, suno_base_url: str
+    settings: Settings, session: aiohttp.ClientSession, suno_base_url: str, suno: SunoClient
 ) -> PostProcessor | None:
     if not settings.clip_render:
         return None
@@ -159,7 +162,27 @@ def _post_processor(
         allowed_hosts=[suno_base_url, *settings.clip_hosts],
         clip_max_s=settings.clip_max_s,
         public_prefix=MEDIA_PREFIX,
+        style=settings.clip_style,
+        captions=settings.clip_captions,
+        suno=suno,  # the budgeted client: the lyrics call shares Suno's rate limit
     )
+
+
+_CAPTION_TYPES = {"srt": "application/x-subrip", "ass": "text/x-ssa"}
+
+
+def _captions_file(media_dir: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Serve a clip's captions (``.srt``, ``.ass``) as UTF-8 text of their own type."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        kind = request.match_info["kind"]
+        path = media_dir / f"{request.match_info['name']}.{kind}"
+        if not await asyncio.to_thread(path.is_file):
+            raise web.HTTPNotFound()
+        content_type = f"{_CAPTION_TYPES[kind]}; charset=utf-8"
+        return web.FileResponse(path, headers={"Content-Type": content_type})
+
+    return handler
 
 
 @contextlib.asynccontextmanager
@@ -231,9 +254,10 @@ async def running_server(
         client = SunoApiClient(suno_session, api_key, base_url=suno_base_url, metrics=metrics)
         budget = SunoBudget(settings.suno_max_rps, clock=clock, metrics=metrics)
         stack.push_async_callback(budget.aclose)
+        suno = BudgetedSuno(client, budget)
         service = JobService(
             store,
-            BudgetedSuno(client, budget),
+            suno,
             ChannelDefaults(
                 GenerationParams(
                     prompt="An upbeat instrumental track for a short video",
@@ -249,7 +273,7 @@ async def running_server(
                 one_job_per_channel=settings.one_job_per_channel,
                 callback_base_url=callback_base_url,
             ),
-            post_processor=_post_processor(settings, media_session, suno_base_url),
+            post_processor=_post_processor(settings, media_session, suno_base_url, suno),
             metrics=metrics,
         )
 
@@ -273,6 +297,11 @@ async def running_server(
 
         app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
         if settings.clip_render:
+            # Before the static route, which would guess .ass as "audio/aac" (mime.types).
+            app.router.add_get(
+                MEDIA_PREFIX + r"/{name:[A-Za-z0-9][A-Za-z0-9_-]*}.{kind:srt|ass}",
+                _captions_file(settings.media_dir),
+            )
             app.router.add_static(MEDIA_PREFIX, settings.media_dir)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handle_signals=False)
         await runner.setup()

@@ -40,6 +40,7 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("postgres", "bench_postgres.py", ["--repeats", "1", "--read-calls", "200"]),
     ("http", "bench_http.py", ["--quick"]),
     ("load", "bench_load.py", ["--quick"]),
+    ("clip", "bench_clip.py", ["--quick"]),
 ]
 #: Benches that need a server: run only when one of these variables names it.
 NEEDS = {"postgres": ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")}

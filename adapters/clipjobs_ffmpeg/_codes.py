@@ -35,5 +35,5 @@ class CaptionsNote(StrEnum):
     CAPTIONS_NO_LYRICS = "CAPTIONS_NO_LYRICS"
     #: Suno's timestamped-lyrics call failed or did not answer in time.
     CAPTIONS_LYRICS_FAILED = "CAPTIONS_LYRICS_FAILED"
-    #: Suno's answer is not usable as captions (more than 20,000 words).
+    #: Suno's answer is not usable as captions (more than 20,000 words, or typesetting failed).
     CAPTIONS_REFUSED = "CAPTIONS_REFUSED"

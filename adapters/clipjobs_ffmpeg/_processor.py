@@ -324,8 +324,14 @@ class FfmpegPostProcessor:
                 note=f"{CaptionsNote.CAPTIONS_REFUSED.value}: Suno sent {len(words)} aligned words,"
                 f" more than the {MAX_WORDS} a song can have"
             )
-        # Thousands of words take a moment to sort, measure and write: not on the event loop.
-        return await asyncio.to_thread(self._typeset, words, length)
+        try:
+            # Thousands of words take a moment to sort, measure and write: off the event loop.
+            return await asyncio.to_thread(self._typeset, words, length)
+        except Exception as exc:  # a typesetting bug costs the captions, not the clip
+            _log.exception("[%s] captions could not be made", job.job_id, extra=_extra(job))
+            return _Captions(
+                note=f"{CaptionsNote.CAPTIONS_REFUSED.value}: not typeset ({type(exc).__name__})"
+            )
 
     def _typeset(self, words: Sequence[AlignedWord], length: float) -> _Captions:
         lines = caption_lines(words, length, self._measure)

@@ -41,6 +41,7 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("http", "bench_http.py", ["--quick"]),
     ("load", "bench_load.py", ["--quick"]),
     ("budget_pg", "bench_budget_pg.py", ["--quick"]),
+    ("clip", "bench_clip.py", ["--quick"]),
 ]
 #: Benches that need a server: run only when one of these variables names it.
 _PG = ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")

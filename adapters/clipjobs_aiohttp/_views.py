@@ -64,6 +64,7 @@ def job_view(
         ],
         "clipUrl": state.clip_url,
         "clipStep": state.clip_step.value if state.clip_step is not None else None,
+        "captionsUrl": state.captions_url,
         "queue": (
             None
             if queue is None

@@ -15,7 +15,8 @@ import contextlib
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from aiohttp import web
 from attrs import define
 
 from clipjobs import (
+    BudgetedSuno,
     ChannelDefaults,
     JobService,
     ServiceConfig,
@@ -37,7 +39,7 @@ from clipjobs.errors import ConfigError
 from clipjobs.events import GenerationParams
 from clipjobs.logs import RedactingFilter, pipeline_log
 from clipjobs.metrics import Metrics
-from clipjobs.ports import CallBudget, Clock, EventStore, PostProcessor
+from clipjobs.ports import CallBudget, Clock, EventStore, PostProcessor, SunoClient
 from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
 from clipjobs_suno import SunoApiClient
@@ -151,13 +153,14 @@ def _own_url(sock: socket.socket, host: str) -> str:
 
 def _check_clip_render(settings: Settings) -> None:
     """Before anything opens: media hosts that can be, ffmpeg, the media directory."""
-    from clipjobs_ffmpeg import check_ffmpeg, check_media_hosts
+    from clipjobs_ffmpeg import check_ffmpeg, check_media_hosts, find_fonts
 
     check_media_hosts(settings.clip_hosts)  # checked even unused: bad config is bad config
     if not settings.clip_render:
         return
-
     check_ffmpeg()  # ConfigError with one clear line when ffmpeg is missing
+    if settings.clip_style == "full":
+        find_fonts()  # …or when the DejaVu fonts are
     try:
         settings.media_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -167,7 +170,7 @@ def _check_clip_render(settings: Settings) -> None:
 
 
 def _post_processor(
-    settings: Settings, session: aiohttp.ClientSession, suno_base_url: str
+    settings: Settings, session: aiohttp.ClientSession, suno_base_url: str, suno: SunoClient
 ) -> PostProcessor | None:
     if not settings.clip_render:
         return None
@@ -179,6 +182,9 @@ def _post_processor(
         allowed_hosts=[suno_base_url, *settings.clip_hosts],
         clip_max_s=settings.clip_max_s,
         public_prefix=MEDIA_PREFIX,
+        style=settings.clip_style,
+        captions=settings.clip_captions,
+        suno=suno,  # the budgeted client: the lyrics call shares Suno's rate limit
     )
 
 
@@ -209,6 +215,23 @@ async def _serve_http(
     stack.push_async_callback(runner.cleanup)
     site = BoundedSockSite(runner, sock, max_connections=settings.max_connections, metrics=metrics)
     await site.start()
+
+
+_CAPTION_TYPES = {"srt": "application/x-subrip", "ass": "text/x-ssa"}
+
+
+def _captions_file(media_dir: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Serve a clip's captions (``.srt``, ``.ass``) as UTF-8 text of their own type."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        kind = request.match_info["kind"]
+        path = media_dir / f"{request.match_info['name']}.{kind}"
+        if not await asyncio.to_thread(path.is_file):
+            raise web.HTTPNotFound()
+        content_type = f"{_CAPTION_TYPES[kind]}; charset=utf-8"
+        return web.FileResponse(path, headers={"Content-Type": content_type})
+
+    return handler
 
 
 @contextlib.asynccontextmanager
@@ -280,6 +303,7 @@ async def running_server(
         client = SunoApiClient(suno_session, api_key, base_url=suno_base_url, metrics=metrics)
         budget = await open_budget(settings, clock, metrics)
         stack.push_async_callback(budget.aclose)
+        suno = BudgetedSuno(client, budget)
         service = JobService(
             store,
             client,
@@ -301,7 +325,7 @@ async def running_server(
                 max_starts_per_user_per_hour=settings.max_starts_per_user_per_hour,
             ),
             budget=budget,
-            post_processor=_post_processor(settings, media_session, suno_base_url),
+            post_processor=_post_processor(settings, media_session, suno_base_url, suno),
             metrics=metrics,
         )
 
@@ -320,6 +344,11 @@ async def running_server(
         )
         app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
         if settings.clip_render:
+            # Before the media route, which serves media types only.
+            app.router.add_get(
+                MEDIA_PREFIX + r"/{name:[A-Za-z0-9][A-Za-z0-9_-]*}.{kind:srt|ass}",
+                _captions_file(settings.media_dir),
+            )
             add_media(app, settings.media_dir, MEDIA_PREFIX)
         await _serve_http(stack, app, sock, settings, metrics)
         await workers.start()

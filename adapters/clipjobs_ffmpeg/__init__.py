@@ -11,15 +11,18 @@ directory. ``check_ffmpeg`` is the start-up check for ``CLIPJOBS_CLIP_RENDER=on`
 
 from __future__ import annotations
 
-from ._codes import ClipErrorCode
+from ._codes import CaptionsNote, ClipErrorCode
 from ._fetch import check_media_hosts
-from ._ffmpeg import check_ffmpeg
-from ._processor import DEFAULT_PUBLIC_PREFIX, FfmpegPostProcessor
+from ._ffmpeg import check_ffmpeg, find_fonts
+from ._processor import DEFAULT_PUBLIC_PREFIX, STYLES, FfmpegPostProcessor
 
 __all__ = [
     "DEFAULT_PUBLIC_PREFIX",
+    "STYLES",
+    "CaptionsNote",
     "ClipErrorCode",
     "FfmpegPostProcessor",
     "check_ffmpeg",
     "check_media_hosts",
+    "find_fonts",
 ]

@@ -1,10 +1,10 @@
-"""The ``errorCode``s post-processing records when a clip cannot be made."""
+"""The ``errorCode``s post-processing records when a clip cannot be made; why captions are not."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ClipErrorCode"]
+__all__ = ["CaptionsNote", "ClipErrorCode"]
 
 
 class ClipErrorCode(StrEnum):
@@ -26,3 +26,14 @@ class ClipErrorCode(StrEnum):
     CLIP_RENDER_KILLED = "CLIP_RENDER_KILLED"
     #: ffmpeg ran past the processor's own ``render_timeout_s`` (and was killed).
     CLIP_RENDER_TIMEOUT = "CLIP_RENDER_TIMEOUT"
+
+
+class CaptionsNote(StrEnum):
+    """Why a clip has no captions: the start of ``ClipReady.note``. The clip is made anyway."""
+
+    #: The song has no sung words in the clip (an instrumental, or words only later).
+    CAPTIONS_NO_LYRICS = "CAPTIONS_NO_LYRICS"
+    #: Suno's timestamped-lyrics call failed or did not answer in time.
+    CAPTIONS_LYRICS_FAILED = "CAPTIONS_LYRICS_FAILED"
+    #: Suno's answer is not usable as captions (more than 20,000 words, or typesetting failed).
+    CAPTIONS_REFUSED = "CAPTIONS_REFUSED"

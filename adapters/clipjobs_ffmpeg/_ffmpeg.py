@@ -1,11 +1,16 @@
-"""Running ffmpeg: the start-up check, the two commands, and a child that never outlives us.
+"""Running ffmpeg: start-up checks, the commands of each style, a child that never outlives us.
 
-A clip is made in two runs. The first composes the still frame (the cover,
-letterboxed over a blurred copy of itself, or a solid color) as one
-1080×1920 JPEG; the second loops that frame over the audio and encodes.
-Splitting them tells a bad cover (fall back to the solid color) from bad
-audio (the job fails), and the encoder decodes the picture once, not once a
-frame.
+A clip is made in two runs. The first composes what does not move as JPEGs:
+for ``simple``, the one frame (the cover letterboxed over a blurred copy of
+itself, or a solid color); for ``full``, the background (the blurred cover
+with the channel name and the title drawn by libass) and the cover as a
+square. The second run loops those over the audio and encodes; for ``full``
+it zooms the cover slowly, draws the audio's waveform (``showwaves``) and
+burns in the karaoke captions (``ass``). Splitting the runs tells a bad
+cover (fall back to the solid color) from bad audio (the job fails), and the
+encoder decodes and blurs the pictures once, not once a frame: every
+conversion happens before the ``loop``, so each frame costs only the zoom,
+two overlays, the captions and x264.
 """
 
 from __future__ import annotations
@@ -23,10 +28,40 @@ from clipjobs.errors import ConfigError, PostProcessError
 
 from ._codes import ClipErrorCode
 
-__all__ = ["HEIGHT", "MISSING", "WIDTH", "FfmpegRun", "check_ffmpeg", "compose_args", "encode_args"]
+__all__ = [
+    "BOLD_FONT",
+    "COVER_BOX",
+    "FONT_DIRS",
+    "HEIGHT",
+    "MISSING",
+    "WAVE_BOX",
+    "WIDTH",
+    "FfmpegRun",
+    "check_ffmpeg",
+    "compose_args",
+    "compose_full_args",
+    "encode_args",
+    "encode_full_args",
+    "find_fonts",
+]
 
 WIDTH, HEIGHT = 1080, 1920
 MISSING = "CLIPJOBS_CLIP_RENDER=on needs ffmpeg on PATH (apt-get install ffmpeg)"
+#: Where ``full`` draws the cover and the waveform: (x, y, width, height).
+COVER_BOX = (160, 440, 760, 760)
+WAVE_BOX = (60, 1215, 960, 120)
+#: How much the cover grows over the clip (8%: gentle over a minute, visible in two seconds).
+ZOOM = 0.08
+#: Where Debian's fonts-dejavu-core puts DejaVu Sans (it covers Latin, Cyrillic,
+#: Greek, Hebrew and Arabic); the first one holding both weights is used.
+FONT_DIRS = (
+    Path("/usr/share/fonts/truetype/dejavu"),
+    Path("/usr/share/fonts/dejavu"),
+    Path("/usr/local/share/fonts/dejavu"),
+)
+BOLD_FONT = "DejaVuSans-Bold.ttf"
+FONT_FILES = ("DejaVuSans.ttf", BOLD_FONT)
+NO_FONT = "CLIPJOBS_CLIP_STYLE=full needs the DejaVu Sans font (apt-get install fonts-dejavu-core)"
 _STDERR_LINES = 20
 _LINE_MAX = 300
 _COMMON = ("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y")
@@ -82,6 +117,16 @@ def check_ffmpeg(ffmpeg: str = "ffmpeg") -> str:
             f"({path} lacks it; apt-get install ffmpeg)"
         )
     return version.splitlines()[0] if version else path
+
+
+def find_fonts(fonts_dir: Path | None = None) -> Path:
+    """The directory holding DejaVu Sans (regular and bold); ConfigError when there is none."""
+    candidates = (fonts_dir,) if fonts_dir is not None else FONT_DIRS
+    for directory in candidates:
+        if directory is not None and all((directory / name).is_file() for name in FONT_FILES):
+            return directory
+    where = str(fonts_dir) if fonts_dir is not None else ", ".join(map(str, FONT_DIRS))
+    raise ConfigError(f"{NO_FONT}: no {' and '.join(FONT_FILES)} in {where}")
 
 
 def compose_args(cover: str | None, color: str) -> list[str]:
@@ -163,6 +208,142 @@ def encode_args(
         "+shortest",
         "-max_interleave_delta",
         "0",
+        "-map_metadata",
+        "-1",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        output,
+    ]
+
+
+def _still(name: str) -> list[str]:
+    return ["-frames:v", "1", "-update", "1", "-q:v", "2", "-f", "image2", name]
+
+
+def compose_full_args(cover: str | None, color: str) -> list[str]:
+    """Arguments making ``still.jpg`` (background, channel name, title) and ``square.jpg``.
+
+    ``title.ass`` and the ``fonts`` directory must be in the working
+    directory. Without a cover the background is the solid color and there is
+    no ``square.jpg``.
+    """
+    titles = "ass=filename=title.ass:fontsdir=fonts"
+    if cover is None:
+        source = ["-f", "lavfi", "-i", f"color=c={color}:s={WIDTH}x{HEIGHT}"]
+        graph = f"[0:v]{titles},format=yuvj420p[bg]"
+        return [*_COMMON, *source, "-filter_complex", graph, "-map", "[bg]", *_still("still.jpg")]
+    small_w, small_h = WIDTH // 10, HEIGHT // 10
+    size = COVER_BOX[2]
+    graph = (
+        f"[0:v]split=2[a][b];"
+        f"[a]scale={small_w}:{small_h}:force_original_aspect_ratio=increase,"
+        f"crop={small_w}:{small_h},boxblur=4,scale={WIDTH}:{HEIGHT},setsar=1,"
+        # A little darker, so the white title and captions stand out on any cover.
+        f"eq=brightness=-0.08,{titles},format=yuvj420p[bg];"
+        f"[b]scale={size}:{size}:force_original_aspect_ratio=increase,crop={size}:{size},"
+        f"setsar=1,format=yuvj420p[fg]"
+    )
+    return [
+        *_COMMON,
+        *_IMAGE_INPUT,
+        "-i",
+        cover,
+        "-filter_complex",
+        graph,
+        "-map",
+        "[bg]",
+        *_still("still.jpg"),
+        "-map",
+        "[fg]",
+        *_still("square.jpg"),
+    ]
+
+
+def encode_full_args(
+    audio: str,
+    output: str,
+    *,
+    cover: bool,
+    captions: bool,
+    zoom_s: float,
+    clip_max_s: float,
+    fps: float,
+    preset: str,
+    audio_kbps: int,
+) -> list[str]:
+    """Arguments rendering ``full``: the still, the zooming cover, the waveform, the captions.
+
+    The cover grows by :data:`ZOOM` over ``zoom_s`` seconds (the clip's
+    expected length), scaled with sub-pixel precision each frame and cropped
+    back to its square, so it moves smoothly rather than in whole-pixel steps.
+    ``captions.ass`` (when ``captions``) and ``fonts`` must be in the
+    working directory. The clip ends with the audio, cut at ``clip_max_s``; the
+    picture may run a few frames longer, but never more than one past the cap.
+    """
+    loop = f"loop=loop=-1:size=1,setpts=N/({fps:g}*TB)"
+    inputs = [*_IMAGE_INPUT, "-i", "still.jpg"]
+    x, y, size, _ = COVER_BOX
+    wx, wy, ww, wh = WAVE_BOX
+    graph = [f"[0:v]format=yuv420p,{loop}[bg]"]
+    picture = "bg"
+    if cover:
+        inputs += [*_IMAGE_INPUT, "-i", "square.jpg"]
+        frames = max(1, round(zoom_s * fps))
+        grow = f"{size}*(1+{ZOOM:g}*min(n/{frames},1))"
+        graph += [
+            f"[1:v]format=yuv420p,{loop},"
+            f"scale=w='2*trunc({grow}/2)':h=-2:eval=frame:flags=bicubic,crop={size}:{size}[fg]",
+            f"[bg][fg]overlay={x}:{y}[pic]",
+        ]
+        picture = "pic"
+    sound = 2 if cover else 1  # the audio is the input after the pictures
+    # The audio is mapped straight from its input: through the graph, -shortest
+    # could not end the endless looped picture when the audio ends.
+    graph += [
+        f"[{sound}:a]aformat=channel_layouts=mono,"
+        f"showwaves=s={ww}x{wh}:mode=cline:scale=sqrt:rate={fps:g}:colors=white@0.8[wave]",
+        # The audio sets the length (-shortest): showwaves drops the last part-frame.
+        f"[{picture}][wave]overlay={wx}:{wy}:eof_action=pass"
+        + (",ass=filename=captions.ass:fontsdir=fonts[v]" if captions else "[v]"),
+    ]
+    return [
+        *_COMMON,
+        *inputs,
+        *_AUDIO_INPUT,
+        "-t",
+        f"{clip_max_s:.3f}",
+        "-i",
+        audio,
+        "-filter_complex",
+        ";".join(graph),
+        "-map",
+        "[v]",
+        "-map",
+        f"{sound}:a:0",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-pix_fmt",
+        "yuv420p",
+        "-r",
+        f"{fps:g}",
+        "-c:a",
+        "aac",
+        "-b:a",
+        f"{audio_kbps}k",
+        "-shortest",
+        "-fflags",
+        "+shortest",
+        "-max_interleave_delta",
+        "0",
+        # -shortest lets a few buffered frames through after the audio ends; at most
+        # one past the cap (a cut exactly at the cap would make -shortest cut the
+        # audio at the last frame's start, up to a frame early).
+        "-t",
+        f"{clip_max_s + 1 / fps:.3f}",
         "-map_metadata",
         "-1",
         "-movflags",

@@ -2,7 +2,8 @@
 
 ``SunoApiClient`` implements the core's ``SunoClient`` port over one
 ``aiohttp.ClientSession``. ``parse_callback`` and ``parse_record_info`` turn
-Suno's payloads into :class:`clipjobs.events.Observation`. The fake server
+Suno's payloads into :class:`clipjobs.events.Observation`,
+``parse_timestamped_lyrics`` into :class:`clipjobs.events.TimestampedLyrics`. The fake server
 (``clipjobs_suno.fake.FakeSuno``) is imported separately: a production
 process needs only the client.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from ._client import DEFAULT_BASE_URL, SunoApiClient, SunoTimeouts
 from ._limits import MODELS, NON_CUSTOM_PROMPT_MAX, Limits, limits_for
-from ._parse import parse_callback, parse_record_info
+from ._parse import parse_callback, parse_record_info, parse_timestamped_lyrics
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -23,4 +24,5 @@ __all__ = [
     "limits_for",
     "parse_callback",
     "parse_record_info",
+    "parse_timestamped_lyrics",
 ]

@@ -29,11 +29,17 @@ from clipjobs.errors import (
     SunoRejected,
     SunoTransient,
 )
-from clipjobs.events import GenerationParams, Observation
+from clipjobs.events import GenerationParams, Observation, TimestampedLyrics
 from clipjobs.metrics import Metrics
 
 from ._limits import check_generate_body, generate_body
-from ._parse import parse_callback, parse_record_info, require_id, require_mapping
+from ._parse import (
+    parse_callback,
+    parse_record_info,
+    parse_timestamped_lyrics,
+    require_id,
+    require_mapping,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "SunoApiClient", "SunoTimeouts"]
 
@@ -44,6 +50,7 @@ _log = logging.getLogger("clipjobs.pipeline.suno")
 _GENERATE = "generate"
 _RECORD_INFO = "record_info"
 _CREDITS = "credits"
+_LYRICS = "timestamped_lyrics"
 
 # A proxy in front of Suno answering these may have forwarded the request.
 _GATEWAY_MAYBE_SENT = frozenset({502, 504})
@@ -56,6 +63,7 @@ class SunoTimeouts:
     generate: float = 30.0
     record_info: float = 15.0
     credits: float = 5.0
+    timestamped_lyrics: float = 15.0
     connect: float = 5.0
 
 
@@ -77,7 +85,7 @@ class _Secret:
 
 
 class SunoApiClient:
-    """sunoapi.org's generate, record-info and credit endpoints, with Suno's codes mapped.
+    """sunoapi.org's generate, record-info, credit and timestamped-lyrics calls, codes mapped.
 
     The session is the caller's (opened and closed by it); the client holds
     nothing that needs closing.
@@ -140,6 +148,16 @@ class SunoApiClient:
         if not math.isfinite(data) or data < 0:
             raise SunoProtocolError("credit data is not a non-negative number")
         return int(data)
+
+    async def timestamped_lyrics(self, task_id: str, audio_id: str) -> TimestampedLyrics:
+        data = await self._call(
+            _LYRICS,
+            "POST",
+            "/api/v1/generate/get-timestamped-lyrics",
+            self.timeouts.timestamped_lyrics,
+            json_body={"taskId": task_id, "audioId": audio_id},
+        )
+        return parse_timestamped_lyrics(data)
 
     def parse_callback(self, payload: Mapping[str, Any]) -> Observation:
         return parse_callback(payload)

@@ -15,6 +15,8 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import cache
+from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -38,6 +40,7 @@ __all__ = [
     "status_at",
     "task_json",
     "timeline",
+    "timestamped_lyrics",
 ]
 
 #: Every scenario ``POST /_fake/config`` accepts (``maintenance`` answers 455).
@@ -69,6 +72,7 @@ API_MESSAGES: Final[Mapping[int, str]] = {
 
 #: The media files' real durations (see media/README.md).
 TRACK_SECONDS: Final = {1: 4.08, 2: 3.06}
+MEDIA_DIR: Final = Path(__file__).parent / "media"
 
 _AUDIO_FAILED_CODE = 501
 _AUDIO_FAILED_MSG = "Audio generation failed."
@@ -113,6 +117,14 @@ def _flag(name: str, value: object) -> bool:
     return value
 
 
+def _lyrics(name: str, value: object) -> tuple[dict[str, Any], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(w, dict) for w in value):
+        raise ValueError(f"{name} must be null or a list of alignedWords objects")
+    return tuple(dict(w) for w in value)
+
+
 @frozen
 class FakeConfig:
     """How the fake behaves; ``POST /_fake/config`` changes any of these by name."""
@@ -134,6 +146,11 @@ class FakeConfig:
     #: When set, every API call answers this code (and, with ``error_http``, HTTP status).
     error_code: int | None = None
     error_http: bool = False
+    #: When set, get-timestamped-lyrics alone answers this code (the rest works).
+    lyrics_error_code: int | None = None
+    #: When set, get-timestamped-lyrics answers these ``alignedWords`` for every lyrics
+    #: track, as given (odd words and times included: tests of what a renderer survives).
+    lyrics: tuple[dict[str, Any], ...] | None = None
 
 
 _CHECKS: Mapping[str, Callable[[str, object], Any]] = {
@@ -150,6 +167,8 @@ _CHECKS: Mapping[str, Callable[[str, object], Any]] = {
     "callback_retry_delay_s": _seconds,
     "error_code": _error_code,
     "error_http": _flag,
+    "lyrics_error_code": _error_code,
+    "lyrics": _lyrics,
 }
 
 
@@ -343,6 +362,109 @@ def record_info_data(task: FakeTask, now: datetime) -> dict[str, Any]:
         "errorCode": error_code,
         "errorMessage": error_message,
     }
+
+
+#: What the fake "sings" when the request did not carry lyrics (non-custom mode).
+DEFAULT_LYRICS: Final = """[Verse]
+Тихий город, ночь без края
+[Chorus]
+Мы поём, и мир светлее,
+эта песня обо мне
+"""
+_TAG = re.compile(r"^\s*\[[^\]\n]{1,40}\]\s*$")
+#: Where the first word starts, and how long words and pauses last, in seconds.
+_FIRST_WORD_S = 0.35
+_WORD_S = 0.12
+_PER_CHAR_S = 0.045
+_GAP_S = 0.06
+_LINE_PAUSE_S = 0.2
+_SECTION_PAUSE_S = 0.4
+_END_MARGIN_S = 0.2
+
+
+@cache
+def _waveforms() -> dict[str, list[float]]:
+    # Computed once from the MP3s with ffmpeg and committed (media/README.md):
+    # the fake must run where ffmpeg is missing.
+    data: dict[str, list[float]] = json.loads((MEDIA_DIR / "waveforms.json").read_text())
+    return data
+
+
+def _sung_words(lyrics: str) -> list[str]:
+    """Suno's ``word`` strings: a section tag and a newline before a section's first word,
+    a newline after each line's last word."""
+    words: list[str] = []
+    tag = ""
+    for line in lyrics.splitlines():
+        if _TAG.match(line):
+            tag = line.strip() + "\n"
+            continue
+        tokens = line.split()
+        for i, token in enumerate(tokens):
+            text = tag + token
+            tag = ""
+            words.append(text + "\n" if i == len(tokens) - 1 else text)
+    return words
+
+
+def _aligned(words: list[str], seconds: float) -> list[dict[str, Any]]:
+    """The words placed at a singing pace, as many as fit in ``seconds``."""
+    placed: list[dict[str, Any]] = []
+    at = _FIRST_WORD_S
+    for n, text in enumerate(words):
+        sung = text.strip().split("\n")[-1]  # without the section tag
+        if n and text.startswith("["):
+            at += _SECTION_PAUSE_S
+        end = at + _WORD_S + _PER_CHAR_S * len(sung)
+        if end > seconds - _END_MARGIN_S:
+            break
+        placed.append(
+            {
+                "word": text,
+                "success": True,
+                "startS": round(at, 2),
+                "endS": round(end, 2),
+                "palign": 0,
+            }
+        )
+        at = end + _GAP_S + (_LINE_PAUSE_S if text.endswith("\n") else 0.0)
+    return placed
+
+
+def timestamped_lyrics(
+    task: FakeTask, audio_id: str, now: datetime, config: FakeConfig
+) -> tuple[int, str | None, dict[str, Any] | None]:
+    """get-timestamped-lyrics for one of the task's tracks: ``(code, msg, data)``.
+
+    Lyrics exist once the track's audio does; an instrumental has no words
+    but still a waveform. The words are the request's lyrics (the prompt, in
+    custom mode) or :data:`DEFAULT_LYRICS`.
+    """
+    numbers = {_track_id(task.task_id, n): n for n in (1, 2)}
+    n = numbers.get(audio_id)
+    if n is None:
+        return 400, f"Audio {audio_id[:64]} does not belong to task {task.task_id}.", None
+    stage = stage_at(task, now)
+    if not (stage == Stage.COMPLETE or (stage == Stage.FIRST and n == 1)):
+        return 400, "The audio is not generated yet.", None
+    if config.lyrics_error_code is not None:
+        return config.lyrics_error_code, None, None
+    waveform = _waveforms()[f"track-{n}.mp3"]
+    words: list[dict[str, Any]] = []
+    if not task.body.get("instrumental"):
+        if config.lyrics is not None:
+            words = [dict(w) for w in config.lyrics]
+        else:
+            prompt = str(task.body.get("prompt") or "")
+            custom = bool(task.body.get("customMode")) and prompt.strip()
+            words = _aligned(_sung_words(prompt if custom else DEFAULT_LYRICS), TRACK_SECONDS[n])
+    data = {
+        "alignedWords": words,
+        "waveformData": waveform,
+        "hootCer": 0.0 if not words else 0.12,
+        "isStreamed": False,
+    }
+    return 200, None, data
 
 
 _TOKEN = re.compile(r"(?i)([?&](?:token|key|secret|sig)[^=&]*=)[^&#]*")

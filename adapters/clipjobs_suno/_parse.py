@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clipjobs.errors import SunoProtocolError
-from clipjobs.events import Observation, ProviderStatus, Track
+from clipjobs.events import AlignedWord, Observation, ProviderStatus, TimestampedLyrics, Track
 
 __all__ = [
     "CUT_MARK",
@@ -30,6 +30,7 @@ __all__ = [
     "failure_status",
     "parse_callback",
     "parse_record_info",
+    "parse_timestamped_lyrics",
     "require_id",
     "require_mapping",
 ]
@@ -234,4 +235,62 @@ def parse_record_info(data: object, task_id: str | None = None) -> Observation:
         tracks,
         error_code=_error_code(info.get("errorCode")),
         error_message=_message(info.get("errorMessage")),
+    )
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SunoProtocolError(f"{what} is {type(value).__name__}, not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise SunoProtocolError(f"{what} is not a finite number")
+    return number
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SunoProtocolError(f"{what} is {type(value).__name__}, not a list")
+    return value
+
+
+def _aligned_word(item: object, what: str) -> AlignedWord:
+    entry = require_mapping(item, what)
+    word = entry.get("word")
+    if not isinstance(word, str):
+        raise SunoProtocolError(f"{what}.word is {type(word).__name__}, not a string")
+    success = entry.get("success", True)
+    if not isinstance(success, bool):
+        raise SunoProtocolError(f"{what}.success is {type(success).__name__}, not a boolean")
+    palign = entry.get("palign")
+    return AlignedWord(
+        word=word,
+        start_s=_number(entry.get("startS"), f"{what}.startS"),
+        end_s=_number(entry.get("endS"), f"{what}.endS"),
+        success=success,
+        palign=0.0 if palign is None else _number(palign, f"{what}.palign"),
+    )
+
+
+def parse_timestamped_lyrics(data: object) -> TimestampedLyrics:
+    """get-timestamped-lyrics' ``data`` as :class:`TimestampedLyrics`.
+
+    ``alignedWords`` and ``waveformData`` may be null or absent (an
+    instrumental: no words), and so may ``data`` itself. Times are passed on
+    as Suno gave them, negative or overlapping ones included: putting them in
+    order is the caption maker's job. ``waveformData`` is clamped to 0–1.
+    """
+    if data is None:
+        return TimestampedLyrics()
+    body = require_mapping(data, "timestamped-lyrics data")
+    words = _list(body.get("alignedWords"), "timestamped-lyrics data.alignedWords")
+    wave = _list(body.get("waveformData"), "timestamped-lyrics data.waveformData")
+    return TimestampedLyrics(
+        aligned_words=tuple(
+            _aligned_word(item, f"alignedWords[{i}]") for i, item in enumerate(words)
+        ),
+        waveform=tuple(
+            min(1.0, max(0.0, _number(v, f"waveformData[{i}]"))) for i, v in enumerate(wave)
+        ),
     )

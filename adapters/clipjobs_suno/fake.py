@@ -6,7 +6,9 @@ and 430 *too many calls* (20 per 10 s per API key); ``response: null`` in
 record-info while pending; the second track's ``audioUrl`` empty at
 ``FIRST_SUCCESS``; callbacks ``text`` → ``first`` → ``complete`` in
 snake_case, each retried up to 3 times when the receiver does not answer 200
-within 15 s. Its audio and image URLs serve small real MP3 and JPEG files.
+within 15 s. Its audio and image URLs serve small real MP3 and JPEG files,
+and ``get-timestamped-lyrics`` answers words placed at a singing pace over
+them (none for an instrumental) with the MP3's own waveform.
 
 Control it at run time with ``POST /_fake/config`` (``credits``, ``scenario``,
 ``text_after_s``, ``first_after_s``, ``complete_after_s``, and the rest of
@@ -45,6 +47,7 @@ from ._fake_state import (
     redact_url,
     task_json,
     timeline,
+    timestamped_lyrics,
 )
 from ._limits import check_generate_body
 
@@ -154,6 +157,9 @@ class FakeSuno:
         app.router.add_post("/api/v1/generate", self._api(self._generate))
         app.router.add_get("/api/v1/generate/record-info", self._api(self._record_info))
         app.router.add_get("/api/v1/generate/credit", self._api(self._credit))
+        app.router.add_post(
+            "/api/v1/generate/get-timestamped-lyrics", self._api(self._timestamped_lyrics)
+        )
         app.router.add_get(r"/files/{task_id}/{n:[12]}.mp3", self._audio)
         app.router.add_get(r"/stream/{task_id}/{n:[12]}", self._audio)
         app.router.add_get(r"/files/{task_id}/{n:[12]}.jpeg", self._cover)
@@ -285,6 +291,26 @@ class FakeSuno:
 
     async def _credit(self, _request: web.Request, _key: str) -> web.Response:
         return _envelope(200, self._config.credits)
+
+    async def _timestamped_lyrics(self, request: web.Request, _key: str) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _envelope(400, msg="The request body is not JSON.")
+        if not isinstance(body, dict):
+            return _envelope(400, msg="The request body must be a JSON object.")
+        task_id, audio_id = body.get("taskId"), body.get("audioId")
+        if not isinstance(task_id, str) or not task_id.strip():
+            return _envelope(400, msg="Please enter taskId.")
+        if not isinstance(audio_id, str) or not audio_id.strip():
+            return _envelope(400, msg="Please enter audioId.")
+        task = self._tasks.get(task_id.strip())
+        if task is None:
+            return _envelope(400, msg=f"Task {task_id[:64]} does not exist.")
+        code, msg, data = timestamped_lyrics(
+            task, audio_id.strip(), self._clock.now(), self._config
+        )
+        return _envelope(code, data, msg)
 
     async def _audio(self, request: web.Request) -> web.StreamResponse:
         # Like Suno's CDN, files outlive the API's memory: any well-formed task id is served.

@@ -31,6 +31,7 @@ from .commands import (
     TimeOut,
 )
 from .events import (
+    AlignedWord,
     ClipProcessingStarted,
     ClipReady,
     ClipStep,
@@ -52,6 +53,7 @@ from .events import (
     SunoRequestUncertain,
     SunoSucceeded,
     SunoTaskCreated,
+    TimestampedLyrics,
     Track,
 )
 from .memory import InMemoryEventStore
@@ -71,6 +73,7 @@ from .ports import (
     PostProcessor,
     Priority,
     RecordedEvent,
+    RenderedClip,
     Slot,
     SunoClient,
     WorkerInfo,
@@ -92,6 +95,7 @@ from .workers import LoopLimits, WorkerConfig, Workers
 
 __all__ = [
     "TERMINAL_STAGES",
+    "AlignedWord",
     "Authenticator",
     "BudgetRecord",
     "BudgetStatus",
@@ -142,6 +146,7 @@ __all__ = [
     "RecordObservation",
     "RecordTaskCreated",
     "RecordedEvent",
+    "RenderedClip",
     "ScheduleRetry",
     "SendState",
     "ServiceConfig",
@@ -161,6 +166,7 @@ __all__ = [
     "SunoTaskCreated",
     "SystemClock",
     "TimeOut",
+    "TimestampedLyrics",
     "TokenAuthenticator",
     "Track",
     "Unauthorized",

@@ -95,8 +95,10 @@ def decide(command: Command, state: JobState | None) -> list[Event]:
             if _can(state, ClipStepReached) and state.clip_step is not step:
                 return [ClipStepReached(step, at)]
             return []
-        case FinishClip(clip_url=url, at=at):
-            return [ClipReady(url, at)] if _can(state, ClipReady) else []
+        case FinishClip(clip_url=url, at=at, captions_url=captions, note=note):
+            if not _can(state, ClipReady):
+                return []
+            return [ClipReady(url, at, captions_url=captions, note=note)]
     raise TypeError(f"not a command: {command!r}")  # pragma: no cover
 
 

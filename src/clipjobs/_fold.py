@@ -158,8 +158,8 @@ def _changes(s: Any, event: Event) -> dict[str, Any]:
             return {"error_code": TIMEOUT_ERROR_CODE, "error_message": None}
         case ClipStepReached(step=step):
             return {"clip_step": step}
-        case ClipReady(clip_url=url):
-            return {"clip_url": url, "clip_step": None}
+        case ClipReady(clip_url=url, captions_url=captions):
+            return {"clip_url": url, "captions_url": captions, "clip_step": None}
         case ClipProcessingStarted():
             return {}
     raise InvalidTransition(f"not an event of a job's log: {event!r}")  # pragma: no cover

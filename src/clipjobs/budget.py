@@ -44,7 +44,7 @@ from typing import Any, Self, TypeVar
 from attrs import frozen
 
 from .errors import SunoRateLimited, SunoTransient
-from .events import GenerationParams, Observation
+from .events import GenerationParams, Observation, TimestampedLyrics
 from .logs import pipeline_log
 from .metrics import Metrics
 from .ports import BudgetStatus, CallBudget, Clock, Priority, Slot, SunoClient
@@ -420,6 +420,11 @@ class BudgetedSuno:
         if slot is None:
             raise SunoTransient("no Suno budget to spare for a credit check now")
         return await run_in_slot(self.budget, slot, self.inner.credits)
+
+    async def timestamped_lyrics(self, task_id: str, audio_id: str) -> TimestampedLyrics:
+        return await call_within(
+            self.budget, Priority.POLL, lambda: self.inner.timestamped_lyrics(task_id, audio_id)
+        )
 
     def parse_callback(self, payload: Mapping[str, Any]) -> Observation:
         return self.inner.parse_callback(payload)

@@ -108,6 +108,8 @@ class RecordClipStep:
 class FinishClip:
     clip_url: str
     at: datetime
+    captions_url: str | None = None
+    note: str | None = None
 
 
 Command = (

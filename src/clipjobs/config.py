@@ -28,6 +28,7 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 #: The shortest SUNO_API_KEY accepted, as for CLIPJOBS_TOKENS (real keys are 32).
 _MIN_KEY = 8
 _MODELS = ("V3_5", "V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5", "V5_5")
+_CLIP_STYLES = ("simple", "full")
 
 
 @frozen
@@ -53,6 +54,10 @@ class Settings:
     media_dir: Path = Path("media")
     clip_max_s: float = 60.0
     clip_hosts: tuple[str, ...] = ()
+    #: ``full``: title, moving cover, waveform, karaoke captions; ``simple``: the cover, still.
+    clip_style: str = "full"
+    #: Fetch Suno's timestamped lyrics for captions (burned in with ``full``, files either way).
+    clip_captions: bool = True
     one_job_per_channel: bool = True
     worker_id: str | None = None
     #: How long a worker's claim on a job lasts without renewal: the upper bound for a
@@ -153,6 +158,9 @@ class Settings:
                 f"CLIPJOBS_WORKER_HEARTBEAT_S={heartbeat_s:g} must not be longer than"
                 f" CLIPJOBS_LEASE_S ({lease_s:g})"
             )
+        clip_style = (get("CLIPJOBS_CLIP_STYLE") or "full").lower()
+        if clip_style not in _CLIP_STYLES:
+            raise ConfigError(f"CLIPJOBS_CLIP_STYLE={clip_style!r} must be simple or full")
         schema = get("CLIPJOBS_PG_SCHEMA") or "clipjobs"
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ConfigError(
@@ -179,6 +187,8 @@ class Settings:
             media_dir=Path(get("CLIPJOBS_MEDIA_DIR") or "media"),
             clip_max_s=num("CLIPJOBS_CLIP_MAX_S", 60.0, float, 1, 3600),
             clip_hosts=hosts,
+            clip_style=clip_style,
+            clip_captions=flag("CLIPJOBS_CLIP_CAPTIONS", True),
             one_job_per_channel=flag("CLIPJOBS_ONE_JOB_PER_CHANNEL", True),
             worker_id=get("CLIPJOBS_WORKER_ID"),
             lease_s=lease_s,

@@ -14,6 +14,7 @@ from enum import StrEnum
 from attrs import field, frozen
 
 __all__ = [
+    "AlignedWord",
     "ClipProcessingStarted",
     "ClipReady",
     "ClipStep",
@@ -35,6 +36,7 @@ __all__ = [
     "SunoRequestUncertain",
     "SunoSucceeded",
     "SunoTaskCreated",
+    "TimestampedLyrics",
     "Track",
 ]
 
@@ -139,6 +141,34 @@ class Observation:
     tracks: tuple[Track, ...] = ()
     error_code: int | None = None
     error_message: str | None = None
+
+
+@frozen
+class AlignedWord:
+    """One sung word as Suno's aligner placed it, times in seconds from the song's start.
+
+    ``word`` is Suno's text as it came: it may carry section tags
+    (``"[Verse]\\nWaggin'"``) and newlines. ``success`` is False for a word the
+    aligner could not place (its times mean little).
+    """
+
+    word: str
+    start_s: float
+    end_s: float
+    success: bool = True
+    palign: float = 0.0
+
+
+@frozen
+class TimestampedLyrics:
+    """A track's words with their times, and a loudness outline for drawing (0–1 each).
+
+    Instrumental tracks have no words. ``waveform`` is Suno's ``waveformData``:
+    evenly spaced over the song, meant for visualisation.
+    """
+
+    aligned_words: tuple[AlignedWord, ...] = ()
+    waveform: tuple[float, ...] = ()
 
 
 # --- events -----------------------------------------------------------------
@@ -295,10 +325,18 @@ class ClipStepReached:
 
 @frozen
 class ClipReady:
-    """The clip was rendered; ``clip_url`` is where the server serves it."""
+    """The clip was rendered; ``clip_url`` is where the server serves it.
+
+    ``captions_url``: the lyrics as subtitles beside the clip, when the song
+    has any. ``note``: what the clip lacks and why (e.g. the lyrics call
+    failed, so no captions) — the clip is made all the same. Both are absent
+    from logs written before they existed.
+    """
 
     clip_url: str
     at: datetime
+    captions_url: str | None = None
+    note: str | None = None
 
 
 Event = (

@@ -17,7 +17,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from attrs import frozen
 
-from .events import ClipStep, Event, GenerationParams, Observation
+from .events import ClipStep, Event, GenerationParams, Observation, TimestampedLyrics
 from .stages import Work
 from .state import JobState
 
@@ -36,6 +36,7 @@ __all__ = [
     "PostProcessor",
     "Priority",
     "RecordedEvent",
+    "RenderedClip",
     "Slot",
     "StepReporter",
     "SunoClient",
@@ -356,6 +357,10 @@ class SunoClient(Protocol):
 
     async def credits(self) -> int: ...
 
+    async def timestamped_lyrics(self, task_id: str, audio_id: str) -> TimestampedLyrics:
+        """A track's words with their times (none for an instrumental); ``audio_id`` is its id."""
+        ...
+
     def parse_callback(self, payload: Mapping[str, Any]) -> Observation:
         """A callback body as an observation; SunoProtocolError when it is not one."""
         ...
@@ -401,7 +406,21 @@ class GenerationParamsProvider(Protocol):
 StepReporter = Callable[[ClipStep], Awaitable[None]]
 
 
+@frozen
+class RenderedClip:
+    """What post-processing made: the clip's URL, its captions' URL, and a note on what it lacks."""
+
+    url: str
+    captions_url: str | None = None
+    #: Why the clip lacks something it would normally have (no captions: the lyrics call failed).
+    note: str | None = None
+
+
 class PostProcessor(Protocol):
-    async def process(self, job: JobState, report: StepReporter) -> str:
-        """Turn a succeeded job into a clip; its URL. Raise PostProcessError on failure."""
+    async def process(self, job: JobState, report: StepReporter) -> RenderedClip | str:
+        """Turn a succeeded job into a clip. Raise PostProcessError on failure.
+
+        A bare string is the clip's URL (what post-processors returned before
+        ``RenderedClip``); the service accepts both.
+        """
         ...

@@ -82,6 +82,7 @@ from .ports import (
     PostProcessor,
     Priority,
     RecordedEvent,
+    RenderedClip,
     Slot,
     SunoClient,
     WorkerInfo,
@@ -758,7 +759,7 @@ class JobService:
 
         try:
             async with asyncio.timeout(self.config.render_timeout_s):
-                url = await processor.process(state, report)
+                made = await processor.process(state, report)
         except PostProcessError as exc:
             code, message = exc.code, str(exc)
             return await self._do(job_id, lambda at: FailJob(code, message, at))
@@ -767,7 +768,10 @@ class JobService:
             return await self._do(
                 job_id, lambda at: FailJob(ErrorCode.CLIP_RENDER_TIMEOUT.value, message, at)
             )
-        return await self._do(job_id, lambda at: FinishClip(url, at))
+        clip = made if isinstance(made, RenderedClip) else RenderedClip(made)
+        return await self._do(
+            job_id, lambda at: FinishClip(clip.url, at, clip.captions_url, clip.note)
+        )
 
     async def _load(self, job_id: str) -> JobState:
         state = await self.store.load(job_id)

@@ -89,6 +89,8 @@ class JobState:
     resends: int = 0
     clip_step: ClipStep | None = None
     clip_url: str | None = None
+    #: The lyrics as subtitles beside the clip (``.srt``; the ``.ass`` shares its name).
+    captions_url: str | None = None
 
     # --- what people see ---------------------------------------------------
 

@@ -66,6 +66,8 @@ def test_values_are_read() -> None:
         ({"CLIPJOBS_TOKENS": "no-equals-sign"}, "CLIPJOBS_TOKENS"),
         ({"CLIPJOBS_TOKENS": "short=bob"}, "8+"),
         ({"CLIPJOBS_CLIP_RENDER": "maybe"}, "on or off"),
+        ({"CLIPJOBS_CLIP_STYLE": "fancy"}, "simple or full"),
+        ({"CLIPJOBS_CLIP_CAPTIONS": "karaoke"}, "CLIPJOBS_CLIP_CAPTIONS"),
         ({"CLIPJOBS_STALE_AFTER_S": "nan"}, "CLIPJOBS_STALE_AFTER_S"),
         ({"SUNO_MODEL": "V9"}, "SUNO_MODEL"),
         ({"CLIPJOBS_LOG_LEVEL": "loud"}, "CLIPJOBS_LOG_LEVEL"),
@@ -99,3 +101,11 @@ def test_token_values_are_never_echoed() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"CLIPJOBS_TOKENS": "supersecretvalue"})
     assert "supersecretvalue" not in str(info.value)
+
+
+def test_clip_style_and_captions() -> None:
+    """The clip is ``full`` with captions unless CLIPJOBS_CLIP_STYLE/CAPTIONS say otherwise."""
+    default = Settings.from_env({})
+    assert (default.clip_style, default.clip_captions) == ("full", True)
+    chosen = Settings.from_env({"CLIPJOBS_CLIP_STYLE": "Simple", "CLIPJOBS_CLIP_CAPTIONS": "off"})
+    assert (chosen.clip_style, chosen.clip_captions) == ("simple", False)

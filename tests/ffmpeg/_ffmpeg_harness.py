@@ -1,7 +1,10 @@
-"""A real media server on 127.0.0.1, jobs folded from real events, and ffprobe.
+"""A real media server on 127.0.0.1, the fake Suno over HTTP, jobs folded from real events,
+ffprobe, and frames read back as pixels.
 
-The media are the fake Suno's committed MP3/JPEG files, read as files (the
-adapters do not import each other, and neither do their tests).
+The media server serves the fake Suno's committed MP3/JPEG files, read as
+files, with every way a CDN can go wrong. The captions need Suno itself: for
+them the fake Suno runs as a real HTTP server and the real client talks to it
+(the adapters do not import each other; their tests may).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import collections
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -29,6 +33,8 @@ from clipjobs import (
     JobAccepted,
     JobPolicy,
     JobState,
+    Observation,
+    ProviderStatus,
     Source,
     SunoRequestSent,
     SunoSucceeded,
@@ -37,6 +43,9 @@ from clipjobs import (
     fold,
 )
 from clipjobs_ffmpeg import FfmpegPostProcessor
+from clipjobs_ffmpeg._ffmpeg import COVER_BOX
+from clipjobs_suno import SunoApiClient
+from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
 ROOT = Path(__file__).resolve().parents[2]
 MEDIA = ROOT / "adapters" / "clipjobs_suno" / "media"
@@ -269,9 +278,15 @@ def probe(path: Path) -> dict[str, Any]:
 
 
 def first_frame_rgb(path: Path) -> tuple[int, int, int]:
-    """The average color of the clip's first frame (scaled to one pixel)."""
+    """The average color of where the cover goes in the clip's first frame (scaled to one pixel).
+
+    That square is the cover in both styles when there is one, and the solid
+    background when there is not (``full`` draws its title and waveform elsewhere).
+    """
     assert FFMPEG is not None
-    argv = [FFMPEG, "-v", "error", "-i", str(path), "-frames:v", "1", "-vf", "scale=1:1"]
+    x, y, w, h = COVER_BOX
+    crop = f"crop={w}:{h}:{x}:{y},scale=1:1"
+    argv = [FFMPEG, "-v", "error", "-i", str(path), "-frames:v", "1", "-vf", crop]
     raw = subprocess.run(
         [*argv, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         capture_output=True,
@@ -318,4 +333,169 @@ def ffmpeg_children() -> list[int]:
         ppid = int(text[text.rindex(")") + 2 :].split()[1])
         if ppid == me and comm.startswith("ffmpeg"):
             found.append(int(stat.parent.name))
+    return found
+
+
+# --- the fake Suno, for lyrics -------------------------------------------------
+
+#: What the fake sings in non-custom mode starts with these words (see its README).
+SONG = GenerationParams(prompt="a song about a quiet town", title="Тихий город")
+
+
+@asynccontextmanager
+async def fake_suno(**config: Any) -> AsyncIterator[tuple[SunoApiClient, FakeSuno]]:
+    """The fake Suno on 127.0.0.1 answering in milliseconds, and the real client for it."""
+    settings: dict[str, Any] = {
+        "text_after_s": 0.01,
+        "first_after_s": 0.02,
+        "complete_after_s": 0.03,
+        "rate_limit": 10_000,
+        "callback_retries": 0,
+        **config,
+    }
+    async with (
+        running_fake_suno(**settings) as (url, fake),
+        aiohttp.ClientSession() as session,
+    ):
+        # Its audio and covers are media the processor may fetch, like a MediaServer's.
+        port = int(url.rsplit(":", 1)[1])
+        SERVING.add(port)
+        try:
+            yield SunoApiClient(session, "test-key", base_url=url), fake
+        finally:
+            SERVING.discard(port)
+
+
+async def finished_song(client: SunoApiClient, params: GenerationParams = SONG) -> Observation:
+    """Generate on the fake and poll until both tracks are ready."""
+    task_id = await client.generate(params, "http://127.0.0.1:9/callback")
+    for _ in range(500):
+        seen = await client.record_info(task_id)
+        if seen.status is ProviderStatus.SUCCESS:
+            return seen
+        await asyncio.sleep(0.01)
+    raise AssertionError("the fake Suno never finished the song")
+
+
+def song_job(
+    seen: Observation, params: GenerationParams = SONG, *, title: str | None = None
+) -> JobState:
+    """A job in STAGE_60 whose tracks are the fake's (audio, cover and lyrics on the fake)."""
+    global _counter
+    _counter += 1
+    tracks = seen.tracks
+    if title is not None:
+        tracks = tuple(
+            Track(t.id, t.audio_url, t.stream_audio_url, t.image_url, title, t.duration)
+            for t in tracks
+        )
+    return fold(
+        [
+            JobAccepted(
+                f"job_1767225600000_ly{_counter:04d}",
+                "channel_ff",
+                "u1",
+                "req_1767225600000_abc123",
+                params,
+                _T0,
+                policy=JobPolicy(clip_render=True),
+            ),
+            SunoRequestSent(1, _T0),
+            SunoTaskCreated(seen.task_id, Source.GENERATE, _T0),
+            SunoSucceeded(Source.POLL, tracks, _T0),
+            ClipProcessingStarted(_T0),
+        ]
+    )
+
+
+# --- pixels ---------------------------------------------------------------------
+
+#: Frames are read back at a quarter of their size: 270×480, one byte per channel.
+SCALE = 4
+SMALL_W, SMALL_H = 1080 // SCALE, 1920 // SCALE
+
+
+def frame(path: Path, at_s: float, pix_fmt: str = "gray") -> bytes:
+    """The picture shown at ``at_s`` in the clip (or a PNG, at 0), scaled to 270×480."""
+    assert FFMPEG is not None
+    seek = ["-ss", f"{at_s:.3f}"] if path.suffix == ".mp4" else []
+    raw = subprocess.run(
+        [
+            *(FFMPEG, "-v", "error", *seek, "-i", str(path), "-frames:v", "1"),
+            *("-vf", f"scale={SMALL_W}:{SMALL_H}:flags=area", "-f", "rawvideo"),
+            *("-pix_fmt", pix_fmt, "-"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    channels = 3 if pix_fmt == "rgb24" else 1
+    assert len(raw) == SMALL_W * SMALL_H * channels, len(raw)
+    return raw
+
+
+def rows(full_top: int, full_bottom: int) -> range:
+    """Rows of a small frame covering rows ``[full_top, full_bottom)`` of the full one."""
+    return range(full_top // SCALE, -(-full_bottom // SCALE))
+
+
+def mean_diff(a: bytes, b: bytes, band: range, cols: range | None = None) -> float:
+    """Mean absolute difference of two gray frames over some rows (and columns)."""
+    cols = cols or range(SMALL_W)
+    total = 0
+    for y in band:
+        base = y * SMALL_W
+        total += sum(abs(a[base + x] - b[base + x]) for x in cols)
+    return total / (len(band) * len(cols))
+
+
+def edges(gray: bytes, band: range) -> int:
+    """The sharpest step between neighbouring pixels in some rows: text has them, blur has not."""
+    sharpest = 0
+    for y in band:
+        row = gray[y * SMALL_W : (y + 1) * SMALL_W]
+        sharpest = max(sharpest, max(abs(row[x + 1] - row[x]) for x in range(SMALL_W - 1)))
+    return sharpest
+
+
+def gold(rgb: bytes, band: range) -> int:
+    """How many pixels in some rows are the gold of sung words (R high, G high, B low)."""
+    count = 0
+    for y in band:
+        for x in range(SMALL_W):
+            r, g, b = rgb[3 * (y * SMALL_W + x) : 3 * (y * SMALL_W + x) + 3]
+            if r > 200 and g > 160 and b < 90:
+                count += 1
+    return count
+
+
+# --- ASS, read back -------------------------------------------------------------
+
+_OVERRIDE = re.compile(r"(?<!\\)\{[^}]*(?<!\\)\}")
+_ASS_TIME = re.compile(r"^(\d+):(\d\d):(\d\d)\.(\d\d)$")
+
+
+def _seconds(stamp: str) -> float:
+    match = _ASS_TIME.match(stamp)
+    assert match, stamp
+    h, m, s, cs = map(int, match.groups())
+    return h * 3600 + m * 60 + s + cs / 100
+
+
+def dialogues(ass: str, style: str = "Current") -> list[tuple[float, float, str]]:
+    """``(start, end, text as shown)`` of each Dialogue line of ``style``, in file order.
+
+    The text is what libass draws: override blocks removed, ``\\{``, ``\\}`` and
+    the backslash-word-joiner escape turned back into the characters.
+    """
+    found = []
+    for line in ass.splitlines():
+        if not line.startswith("Dialogue:"):
+            continue
+        fields = line[len("Dialogue:") :].split(",", 9)
+        if fields[3] != style:
+            continue
+        text = _OVERRIDE.sub("", fields[9])
+        text = text.replace("\\{", "{").replace("\\}", "}").replace("\\\u2060", "\\")
+        found.append((_seconds(fields[1]), _seconds(fields[2]), text))
     return found

@@ -37,8 +37,8 @@ async def test_a_bare_host_allows_the_web_ports_only(
     assert f"on port {server.port}" in str(info.value)
     assert sum(server.hits.values()) == 0 and listing(media_dir) == []
     allowed = [f"127.0.0.1:{server.port}"]
-    url = await processor(session, media_dir, allowed_hosts=allowed).process(job, Steps())
-    assert url.endswith(".mp4")
+    clip = await processor(session, media_dir, allowed_hosts=allowed).process(job, Steps())
+    assert clip.url.endswith(".mp4")
 
 
 @pytest.mark.asyncio

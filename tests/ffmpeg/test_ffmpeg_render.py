@@ -41,15 +41,16 @@ def _near(color: tuple[int, int, int], expected: tuple[int, int, int]) -> bool:
     return all(abs(a - b) <= 6 for a, b in zip(color, expected, strict=True))
 
 
+@pytest.mark.parametrize("style", ["simple", "full"])
 async def test_renders_vertical_h264_aac_clip_cut_to_clip_max(
-    server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
+    server: MediaServer, session: aiohttp.ClientSession, media_dir: Path, style: str
 ) -> None:
     """A 4 s song with its cover becomes a 1080×1920 H.264/yuv420p + AAC MP4 cut to clip_max_s."""
     job = clip_job(server.url("/media/track-1.mp3"), server.url("/media/cover-1.jpeg"))
     steps = Steps()
-    url = await processor(session, media_dir, clip_max_s=2.0).process(job, steps)
+    made = await processor(session, media_dir, clip_max_s=2.0, style=style).process(job, steps)
 
-    assert url == f"/media/{job.job_id}.mp4"
+    assert made.url == f"/media/{job.job_id}.mp4"
     assert steps.seen == [ClipStep.DOWNLOADING, ClipStep.RENDERING]
     assert listing(media_dir) == [f"{job.job_id}.mp4"]
     clip = media_dir / f"{job.job_id}.mp4"
@@ -80,13 +81,14 @@ async def test_shorter_song_sets_the_length(
     assert abs(duration - 3.06) <= 0.2 + 1 / FPS
 
 
+@pytest.mark.parametrize("style", ["simple", "full"])
 async def test_no_cover_renders_over_the_solid_color(
-    server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
+    server: MediaServer, session: aiohttp.ClientSession, media_dir: Path, style: str
 ) -> None:
     """A track without an image URL is rendered over the background color, full size."""
     job = clip_job(server.url("/octet.mp3"))
     steps = Steps()
-    await processor(session, media_dir).process(job, steps)
+    await processor(session, media_dir, style=style).process(job, steps)
 
     clip = media_dir / f"{job.job_id}.mp4"
     video, _audio, _ = _streams(clip)
@@ -127,9 +129,9 @@ async def test_rerun_after_a_crash_past_the_rename_returns_the_file(
     (media_dir / f"{job.job_id}.mp4").write_bytes(b"rendered before the crash")
     steps = Steps()
 
-    url = await processor(session, media_dir).process(job, steps)
+    made = await processor(session, media_dir).process(job, steps)
 
-    assert url == f"/media/{job.job_id}.mp4"
+    assert (made.url, made.captions_url) == (f"/media/{job.job_id}.mp4", None)
     assert steps.seen == []
     assert server.hits["127.0.0.1/media/track-1.mp3"] == 0
     assert (media_dir / f"{job.job_id}.mp4").read_bytes() == b"rendered before the crash"
@@ -143,8 +145,8 @@ async def test_same_host_redirect_and_503_retry_succeed(
     redirected = clip_job(server.url("/home.mp3"))
     flaky = clip_job(server.url("/flaky.mp3"))
 
-    assert await proc.process(redirected, Steps()) == f"/clips/{redirected.job_id}.mp4"
-    assert await proc.process(flaky, Steps()) == f"/clips/{flaky.job_id}.mp4"
+    assert (await proc.process(redirected, Steps())).url == f"/clips/{redirected.job_id}.mp4"
+    assert (await proc.process(flaky, Steps())).url == f"/clips/{flaky.job_id}.mp4"
     assert server.hits["127.0.0.1/media/track-2.mp3"] == 1
     assert server.hits["127.0.0.1/flaky.mp3"] == 2
     assert listing(media_dir) == sorted([f"{redirected.job_id}.mp4", f"{flaky.job_id}.mp4"])

@@ -15,7 +15,7 @@ from _ffmpeg_harness import FFMPEG, NEEDS_FFMPEG, ROOT, processor
 import clipjobs_ffmpeg
 from clipjobs import PostProcessor
 from clipjobs.errors import ConfigError, PostProcessError
-from clipjobs_ffmpeg import DEFAULT_PUBLIC_PREFIX, FfmpegPostProcessor, check_ffmpeg
+from clipjobs_ffmpeg import DEFAULT_PUBLIC_PREFIX, FfmpegPostProcessor, check_ffmpeg, find_fonts
 
 MISSING = "CLIPJOBS_CLIP_RENDER=on needs ffmpeg on PATH (apt-get install ffmpeg)"
 
@@ -74,6 +74,8 @@ def test_check_ffmpeg_without_libx264(tmp_path: Path) -> None:
         {"background": "red:enable=0,drawtext"},
         {"render_timeout_s": 0},
         {"max_parallel": 0},
+        {"style": "fancy"},
+        {"lyrics_timeout_s": 0},
     ],
 )
 async def test_bad_settings_refused_at_construction(
@@ -107,6 +109,30 @@ async def test_is_a_post_processor_and_refuses_unsafe_job_ids(tmp_path: Path) ->
         for bad in ("../etc/passwd", "job/1", ".hidden", ""):
             with pytest.raises(PostProcessError):
                 proc.clip_path(bad)
+
+
+@pytest.mark.asyncio
+async def test_full_style_without_the_fonts_is_one_clear_line(tmp_path: Path) -> None:
+    """``full`` needs DejaVu Sans: a directory without it is a ConfigError naming the package."""
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ConfigError) as info:
+            processor(session, tmp_path, style="full", fonts_dir=tmp_path)
+        assert "apt-get install fonts-dejavu-core" in str(info.value)
+        assert "\n" not in str(info.value)
+        # ``simple`` draws no text: it starts without them.
+        assert processor(session, tmp_path, style="simple", fonts_dir=tmp_path / "none").style == (
+            "simple"
+        )
+
+
+def test_the_font_is_installed_by_the_projects_own_steps() -> None:
+    """.ci/run installs fonts-dejavu-core, and find_fonts finds Debian's DejaVu Sans there."""
+    assert "fonts-dejavu-core" in (ROOT / ".ci" / "run").read_text()
+    try:
+        found = find_fonts()
+    except ConfigError:
+        pytest.skip("fonts-dejavu-core is not installed here (.ci/run installs it)")
+    assert (found / "DejaVuSans-Bold.ttf").is_file() and (found / "DejaVuSans.ttf").is_file()
 
 
 def _script(path: Path, body: str) -> Path:

@@ -194,7 +194,9 @@ SECTIONS = {
     ),
     "GET /api/music-clips/jobs/{jobId}": (
         "The seed's body, plus `done`, `errorCode`, `version`, `tracks`, `clipUrl`, "
-        "`clipStep`. `ETag` is the version; `Retry-After: 3` while the job is not done."
+        "`clipStep`, `captionsUrl` (the lyrics as `.srt` beside the clip; the karaoke "
+        "`.ass` has the same name). `ETag` is the version; `Retry-After: 3` while the "
+        "job is not done."
     ),
     "POST /api/webhooks/suno/music?job={jobId}&token={token}": (
         "Suno's callback. The URL given to Suno carries the job id and an HMAC token of "

@@ -282,6 +282,8 @@ class SunoClientContract:
             await suno.record_info("0" * 32)
         with pytest.raises(error):
             await suno.credits()
+        with pytest.raises(error):
+            await suno.timestamped_lyrics("0" * 32, "e322aa1b")
 
     async def test_rate_limited_scenario(self, suno: SunoClient) -> None:
         """While rate limited every call raises SunoRateLimited, a retryable error (code 430)."""
@@ -378,6 +380,58 @@ class SunoClientContract:
         with pytest.raises(InvalidRequest) as caught:
             suno.validate(GenerationParams(prompt="a song", model="V9"))
         assert caught.value.field == "model"
+
+    # --- timestamped lyrics -----------------------------------------------------
+
+    async def _finished(self, suno: SunoClient, params: GenerationParams) -> Observation:
+        await self.configure(**_TIMINGS, scenario="success")
+        task_id = await suno.generate(params, self.callback_url())
+        await self.advance(3.0)
+        done = await suno.record_info(task_id)
+        assert done.status is ProviderStatus.SUCCESS
+        return done
+
+    async def test_timestamped_lyrics_of_a_song(self, suno: SunoClient) -> None:
+        """Each track's words come in order, inside the song, tagged by section, with a waveform."""
+        done = await self._finished(suno, _PARAMS)
+        for track in done.tracks:
+            lyrics = await suno.timestamped_lyrics(done.task_id, track.id)
+            words = lyrics.aligned_words
+            assert words, "a song with lyrics has aligned words"
+            assert any(w.word.lstrip().startswith("[") for w in words), "no section tag"
+            starts = [w.start_s for w in words]
+            assert starts == sorted(starts)
+            assert all(0 <= w.start_s <= w.end_s for w in words)
+            if track.duration is not None:
+                assert words[-1].end_s <= track.duration
+            assert lyrics.waveform and all(0.0 <= v <= 1.0 for v in lyrics.waveform)
+
+    async def test_custom_lyrics_are_what_is_sung(self, suno: SunoClient) -> None:
+        """In custom mode the aligned words are the request's lyrics, from the start, tags aside."""
+        lyrics = "[Verse]\nSalt on the wind tonight\n[Chorus]\nSing it low"
+        params = GenerationParams(
+            prompt=lyrics, style="folk", title="Salt", custom_mode=True, model="V4_5"
+        )
+        done = await self._finished(suno, params)
+        got = await suno.timestamped_lyrics(done.task_id, done.tracks[0].id)
+        sung = [w.word.split("\n")[-2 if w.word.endswith("\n") else -1] for w in got.aligned_words]
+        expected = [t for t in lyrics.split() if not t.startswith("[")]
+        assert sung and sung == expected[: len(sung)]
+
+    async def test_instrumental_has_no_words(self, suno: SunoClient) -> None:
+        """An instrumental track has no aligned words, and the call is not an error."""
+        params = GenerationParams(prompt="calm piano", instrumental=True, model="V4_5")
+        done = await self._finished(suno, params)
+        lyrics = await suno.timestamped_lyrics(done.task_id, done.tracks[0].id)
+        assert lyrics.aligned_words == ()
+
+    async def test_timestamped_lyrics_of_unknown_task_or_track(self, suno: SunoClient) -> None:
+        """Lyrics of a task Suno never made, or of a track not in the task, raise a SunoError."""
+        done = await self._finished(suno, _PARAMS)
+        with pytest.raises(SunoError):
+            await suno.timestamped_lyrics("0" * 32, done.tracks[0].id)
+        with pytest.raises(SunoError):
+            await suno.timestamped_lyrics(done.task_id, "not-a-track-of-it")
 
     # --- callbacks as Suno sends them -----------------------------------------
 

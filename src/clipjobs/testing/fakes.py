@@ -12,15 +12,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidRequest, SunoError, SunoNoCredits, SunoProtocolError
-from ..events import GenerationParams, Observation, ProviderStatus, Track
+from ..events import GenerationParams, Observation, ProviderStatus, TimestampedLyrics, Track
 
 __all__ = ["ScriptedSuno"]
 
 
 class ScriptedSuno:
-    """Answers from a script: queued errors, task statuses, a credit balance.
+    """Answers from a script: queued errors, task statuses, a credit balance, lyrics.
 
     ``parse_callback`` takes ``{"task_id": ..., "status": ..., "audio_url": ...}``.
+    ``timestamped_lyrics`` answers ``lyrics[audio_id]``, or no words (an
+    instrumental) for a track it has no script for.
     """
 
     def __init__(self, *, credits: int = 100) -> None:
@@ -34,6 +36,9 @@ class ScriptedSuno:
         self.credit_checks = 0
         self.generate_delay = 0.0
         self.max_prompt = 5000
+        self.lyrics: dict[str, TimestampedLyrics] = {}
+        self.lyrics_errors: list[SunoError] = []
+        self.lyrics_asked: list[tuple[str, str]] = []
 
     def validate(self, params: GenerationParams) -> None:
         if len(params.prompt) > self.max_prompt:
@@ -73,6 +78,14 @@ class ScriptedSuno:
     async def credits(self) -> int:
         self.credit_checks += 1
         return self.credits_left
+
+    async def timestamped_lyrics(self, task_id: str, audio_id: str) -> TimestampedLyrics:
+        self.lyrics_asked.append((task_id, audio_id))
+        if self.lyrics_errors:
+            raise self.lyrics_errors.pop(0)
+        if task_id not in self.statuses:
+            raise SunoError(f"unknown task {task_id}", code=400)
+        return self.lyrics.get(audio_id, TimestampedLyrics())
 
     def callback(self, task_id: str, status: ProviderStatus) -> dict[str, Any]:
         """A callback body this fake's ``parse_callback`` reads."""

@@ -177,7 +177,13 @@ def events() -> st.SearchStrategy[Event]:
         ),
         st.builds(ClipProcessingStarted, at=ts),
         st.builds(ClipStepReached, step=st.sampled_from(ClipStep), at=ts),
-        st.builds(ClipReady, clip_url=_text, at=ts),
+        st.builds(
+            ClipReady,
+            clip_url=_text,
+            at=ts,
+            captions_url=st.none() | _text,
+            note=st.none() | _text,
+        ),
     )
 
 
@@ -219,7 +225,8 @@ def _command(draw: Any, at: datetime, task_ids: list[str]) -> Command:
         return StartClip(at)
     if kind == "clip_step":
         return RecordClipStep(draw(st.sampled_from(ClipStep)), at)
-    return FinishClip("/media/clip.mp4", at)
+    captions = draw(st.sampled_from([None, "/media/clip.srt"]))
+    return FinishClip("/media/clip.mp4", at, captions, draw(st.none() | _text))
 
 
 @st.composite

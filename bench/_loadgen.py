@@ -10,12 +10,19 @@ Input (stdin, JSON)::
      "warmup_s": 1, "rate": null, "headers": {...},
      "method": "GET", "paths": ["/a", "/b"], "body": null}
 
-``rate`` null: closed loop (each connection sends its next request when the
+``server_pid`` (optional): the server's process, whose CPU time within the window
+is reported. ``rate`` null: closed loop (each connection sends its next request when the
 last answer arrives; the figure is requests/s). ``rate`` N: open loop, N
 requests/s on a fixed schedule; latency counts from the scheduled time, so a
 stalled server is not hidden by the client waiting (no coordinated omission).
 A path containing ``{n}`` gets a new number for each request (runOnce on new
 channels). Output (stdout, JSON): requests, errors, statuses, rps, latency ms.
+
+Every request sent (or, open loop, scheduled) in the window counts in the
+latencies, however late its answer: one answered after the window is in
+``late`` with its real latency; one still unanswered ``drain_s`` (default 10)
+after the window is in ``unfinished`` with the latency it had by then. ``rps``
+is the answers received within the window per second of it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -91,6 +99,12 @@ def _raw(method: str, host: str, path: str, headers: dict[str, str], body: bytes
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -129,21 +143,35 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     stop_at = measure_from + duration
     latencies: list[float] = []
     statuses: dict[str, int] = {}
-    errors = 0
+    errors = answered_in_window = late = 0
     rate = spec.get("rate")
     queue: asyncio.Queue[float | None] = asyncio.Queue()
+    #: Requests of the window still waiting for their answer: id -> when sent (or scheduled).
+    in_flight: dict[int, float] = {}
+    ids = itertools.count()
 
     async def one(conn: _Conn, sent: float) -> bool:
-        nonlocal errors
+        nonlocal errors, answered_in_window, late
+        counted = sent >= measure_from
+        key = next(ids)
+        if counted:
+            in_flight[key] = sent
         try:
             status, _ = await conn.request(next_request())
         except ConnectionError:
+            in_flight.pop(key, None)
             errors += 1
             return False
         done = time.perf_counter()
-        if sent >= measure_from and done <= stop_at:
+        if counted:
+            # Answered after the window: slow, so it counts (with its latency), never dropped.
+            del in_flight[key]
             latencies.append(done - sent)
             statuses[str(status)] = statuses.get(str(status), 0) + 1
+            if done <= stop_at:
+                answered_in_window += 1
+            else:
+                late += 1
         return True
 
     async def closed_loop(conn: _Conn) -> None:
@@ -168,10 +196,38 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         for _ in conns:
             queue.put_nowait(None)
 
+    server_pid = spec.get("server_pid")
+
+    async def cpu_over_window() -> tuple[float, float]:
+        """The server's and this process's CPU seconds within the window."""
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        server0 = cpu_seconds(server_pid) if server_pid else 0.0
+        own0 = time.process_time()
+        await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+        server1 = cpu_seconds(server_pid) if server_pid else 0.0
+        return server1 - server0, time.process_time() - own0
+
+    cpu = asyncio.create_task(cpu_over_window())
     if rate is None:
-        await asyncio.gather(*(closed_loop(c) for c in conns))
+        work = asyncio.gather(*(closed_loop(c) for c in conns))
     else:
-        await asyncio.gather(schedule(), *(open_loop(c) for c in conns))
+        work = asyncio.gather(schedule(), *(open_loop(c) for c in conns))
+    # Requests of the window still unanswered at its end get ``drain_s`` more; after that
+    # they count with the latency they had when the run gave up on them (a lower bound).
+    drain = float(spec.get("drain_s", 10.0))
+    unfinished = 0
+    try:
+        await asyncio.wait_for(work, max(0.0, stop_at - time.perf_counter()) + drain)
+    except TimeoutError:
+        gave_up = time.perf_counter()
+        waiting = list(in_flight.values())
+        while not queue.empty():
+            scheduled = queue.get_nowait()
+            if scheduled is not None and scheduled >= measure_from:
+                waiting.append(scheduled)
+        latencies.extend(gave_up - sent for sent in waiting)
+        unfinished = len(waiting)
+    server_cpu_s, load_cpu_s = await cpu
     elapsed = min(time.perf_counter(), stop_at) - measure_from
     for conn in conns:
         if conn.transport is not None:
@@ -181,8 +237,13 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "requests": len(latencies),
         "errors": errors,
         "statuses": statuses,
+        "late": late,
+        "unfinished": unfinished,
         "elapsed_s": elapsed,
-        "rps": len(latencies) / elapsed if elapsed > 0 else 0.0,
+        "rps": answered_in_window / elapsed if elapsed > 0 else 0.0,
+        # CPU seconds within the window: the server's (``server_pid`` given) and this process's.
+        "server_cpu_s": server_cpu_s,
+        "load_cpu_s": load_cpu_s,
         "latency_ms": {
             "p50": percentile(ms, 50),
             "p90": percentile(ms, 90),
@@ -270,6 +331,26 @@ def rss_mb(pid: int) -> tuple[float, float]:
         if name in ("VmRSS", "VmHWM"):
             fields[name] = int(value.split()[0]) / 1024
     return fields["VmRSS"], fields["VmHWM"]
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's resident memory (VmRSS) every 0.5 s, and keeps its peak (VmHWM)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples: list[float] = []
+        self.peak = 0.0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            try:
+                now, high = rss_mb(self.pid)
+            except (OSError, KeyError):
+                return
+            self.samples.append(now)
+            self.peak = max(self.peak, high)
 
 
 def get_json(url: str, headers: dict[str, str] | None = None) -> Any:

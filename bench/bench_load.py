@@ -33,7 +33,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, table
-from _loadgen import Server, get_json, load, rss_mb, start
+from _loadgen import RssSampler, Server, get_json, load, rss_mb, start
 from _server import TOKEN, peak
 
 from clipjobs_sqlite._schema import ts
@@ -69,24 +68,6 @@ def _sizes(quick: bool) -> dict[str, Any]:
     }
 
 
-class _RssSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.samples: list[float] = []
-        self.peak = 0.0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.5):
-            try:
-                now, high = rss_mb(self.pid)
-            except (OSError, KeyError):
-                return
-            self.samples.append(now)
-            self.peak = max(self.peak, high)
-
-
 def load_test(tmp: Path, size: dict[str, Any]) -> dict[str, Any]:
     fake = start("fake", log=tmp / "fake.log")
     server: Server | None = None
@@ -103,7 +84,7 @@ def load_test(tmp: Path, size: dict[str, Any]) -> dict[str, Any]:
         )
         rss_after_seed = rss_mb(server.pid)
         jobs = get_json(server.url + "/_bench/info")["jobs"]["active"]
-        sampler = _RssSampler(server.pid)
+        sampler = RssSampler(server.pid)
         sampler.start()
         began = time.time()
         result = load(
@@ -135,6 +116,8 @@ def load_test(tmp: Path, size: dict[str, Any]) -> dict[str, Any]:
         "get": {
             "requests": result["requests"],
             "errors": result["errors"],
+            "late": result["late"],
+            "unfinished": result["unfinished"],
             "statuses": result["statuses"],
             "rps": result["rps"],
             "p50_ms": result["latency_ms"]["p50"],
@@ -221,6 +204,8 @@ def restart_test(tmp: Path, size: dict[str, Any], max_rps: float | None) -> dict
         "listening_s": listening_s,
         "all_resumed_s": all_s,
         "resumed_within_5s": in_5s,
+        # The least the budget allows: one poll per job at max_rps.
+        "budget_bound_s": total / (max_rps or 2.0),
         "curve": curve[:: max(1, len(curve) // 20)],
     }
 
@@ -252,7 +237,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
         (
             f"{ld['jobs']:,} active jobs: GET at {ld['get_rate']:,} req/s (open loop)",
             f"p50 {g['p50_ms']:.1f} ms, p99 {g['p99_ms']:.1f} ms, max {g['max_ms']:.0f} ms"
-            f" ({g['requests']:,} requests, {g['errors']} errors)",
+            f" ({g['requests']:,} requests, {g['errors']} errors,"
+            f" {g['late'] + g['unfinished']} answered after the window)",
             f"p99 < 50 ms: {verdict(g['p99_ms'] < 50)}",
         ),
         (

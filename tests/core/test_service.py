@@ -10,6 +10,7 @@ from clipjobs import (
     CallbackResult,
     ChannelDefaults,
     FakeClock,
+    GenerationParams,
     InMemoryEventStore,
     JobPolicy,
     JobRequest,
@@ -38,6 +39,21 @@ from clipjobs.errors import (
 from clipjobs.testing import ScriptedSuno
 
 pytestmark = pytest.mark.asyncio
+
+
+class HangingSuno(ScriptedSuno):
+    """A Suno whose generate call never answers (while ``hang``): the caller's process dies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hang = True
+        self.called = asyncio.Event()
+
+    async def generate(self, params: GenerationParams, callback_url: str) -> str:
+        self.called.set()
+        if self.hang:
+            await asyncio.Event().wait()
+        return await super().generate(params, callback_url)
 
 
 def make(
@@ -279,15 +295,17 @@ async def test_transient_errors_give_up_after_max_attempts() -> None:
 
 async def test_crash_in_flight_is_never_resent() -> None:
     """A job found in flight is marked uncertain, not sent again; a callback adopts its task."""
-    suno = ScriptedSuno()
+    suno = HangingSuno()
     service, store, *_ = make(suno)
     job = (await service.start_job(JobRequest("ch", "u1"))).job
-    suno.generate_delay = 10
     sending = asyncio.create_task(service.send(job.job_id))
-    await asyncio.sleep(0.01)
-    sending.cancel()  # the "process" died mid-call
+    await suno.called.wait()  # the request is on its way to Suno...
+    sending.cancel()  # ...when the "process" dies
     with pytest.raises(asyncio.CancelledError):
         await sending
+    in_flight = await store.load(job.job_id)
+    assert in_flight is not None and in_flight.send_state is SendState.IN_FLIGHT
+    suno.hang = False
     state = await service.send(job.job_id)  # found later, in flight
     assert state.send_state is SendState.UNCERTAIN
     assert suno.generated == []

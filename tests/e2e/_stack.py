@@ -50,7 +50,7 @@ from clipjobs import (
     evolve,
     fold,
 )
-from clipjobs.ports import EventStore, RecordedEvent
+from clipjobs.ports import Clock, EventStore, RecordedEvent
 from clipjobs.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_sqlite import SQLiteEventStore
@@ -421,9 +421,14 @@ async def running_stack(
     api: ApiConfig | None = None,
     relay: CallbackRelay | None = None,
     backend: str = "sqlite",
+    clock: Clock | None = None,
 ) -> AsyncIterator[Stack]:
-    """Serve a full clipjobs on 127.0.0.1 until the block ends, then close it in order."""
-    clock = SystemClock()
+    """Serve a full clipjobs on 127.0.0.1 until the block ends, then close it in order.
+
+    ``clock``: the system's, or a ``FakeClock`` the test moves (workers, budget, service and
+    the API's heartbeats all read it; the fake Suno keeps its own).
+    """
+    clock = clock or SystemClock()
     metrics = Metrics()
     calls = CallLog()
     the_fake = FakeSuno(api_key=SUNO_KEY, **{**FAKE_DEFAULTS, **(fake or {})})

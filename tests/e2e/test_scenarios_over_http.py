@@ -28,7 +28,7 @@ from _stack import (
     terminal_events,
 )
 
-from clipjobs import JobPolicy, LateObservation, Priority, Stage
+from clipjobs import FakeClock, JobPolicy, LateObservation, Priority, Stage
 from clipjobs.i18n import timeout_message
 from clipjobs_aiohttp import ApiConfig
 
@@ -228,28 +228,53 @@ async def test_stuck_job_polled_keeps_a_fresh_heartbeat_and_times_out_once(
     tmp_path: Path, backend: str
 ) -> None:
     """A task Suno keeps reporting PENDING: every poll is a heartbeat (GET never shows it stale),
-    the sweeper still times it out exactly once, and nobody polls it after that.
+    the sweeper times it out exactly once at its deadline, and nobody polls it after that.
+
+    The clock is a fake one the test moves, so what is checked is what happens in which order
+    (a loaded machine only makes it slower), not how fast.
     """
-    polled_1s = JobPolicy(timeout_s=1, poll_after_s=0.05, poll_interval_s=0.05)
+    clock = FakeClock()
+    # Polls 8-12 s apart (10 s, jitter 20 %): two before the 30 s deadline, the third not due.
+    polled = JobPolicy(timeout_s=30, poll_after_s=10, poll_interval_s=10)
     async with running_stack(
         tmp_path,
         backend=backend,
         fake={"scenario": "stuck"},
-        policy=polled_1s,
-        api=ApiConfig(stale_after_s=0.5),
+        policy=polled,
+        api=ApiConfig(stale_after_s=15),
+        clock=clock,
     ) as stack:
+
+        async def polls_seen(job: str, count: int) -> dict[str, Any]:
+            await stack.wait_for_log(
+                job,
+                lambda types: types.count("SunoProgressObserved") >= count,
+                what=f"{count} polls",
+            )
+            return await stack.job(job)
+
         job_id = await stack.start()
-        seen = await stack.watch(job_id)
-        polls_at_end = stack.calls.codes("record-info")[200]
-        await asyncio.sleep(0.3)
-        polls_later = stack.calls.codes("record-info")[200]
+        seen = [await stack.wait_for_stage(job_id, Stage.SUNO_TASK_CREATED)]
+        for count in (1, 2):
+            await clock.advance(12)  # the next poll is due
+            seen.append(await stack.job(job_id))  # before the poller came: 12 s, not stale
+            seen.append(await polls_seen(job_id, count))
+        await clock.advance(6)  # the deadline
+        seen.append(await stack.wait_for_stage(job_id, Stage.TIMEOUT))
+        await clock.advance(30)  # three polls' worth: due by now, were the job not done
+        # Another job polled proves the poller has looked for due jobs since.
+        other = await stack.start("channel_2")
+        await stack.wait_for_stage(other, Stage.SUNO_TASK_CREATED)
+        await clock.advance(12)
+        await polls_seen(other, 1)
+        polls = stack.calls.codes("record-info")
         types = await assert_clean_log(stack, job_id, "JobTimedOut")
 
-    assert all(not b["heartbeat"]["isStale"] for b in seen)
-    assert seen[-1]["stage"] == Stage.TIMEOUT.value
-    assert seen[-1]["error"] == timeout_message(1, "ru")
-    assert types.count("SunoProgressObserved") >= 2  # the polls' heartbeats
-    assert polls_later - polls_at_end <= 1  # at most one poll already on its way
+    assert [b["heartbeat"]["isStale"] for b in seen] == [False] * len(seen)
+    assert [b["heartbeat"]["secondsSinceUpdate"] for b in seen[:-1]] == [0, 12, 0, 12, 0]
+    assert seen[-1]["error"] == timeout_message(30, "ru")
+    assert types[3:] == ["SunoProgressObserved", "SunoProgressObserved", "JobTimedOut"]
+    assert polls == Counter({200: 3})  # two for the stuck job, one for the other
 
 
 def complete_callback(task_id: str, fake_url: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import string
 from collections.abc import AsyncIterator
@@ -92,6 +93,14 @@ class Arena:
     async def assert_victim_untouched(self) -> None:
         assert await self.api.version(self.victim) == self.victim_version
 
+    def assert_victim_hidden(self, status: int, text: str) -> None:
+        """An answer to anyone but Bob shows nothing of his job: not its task, and its id only
+        in a refusal (a 404 repeats the id it was asked for).
+        """
+        assert self.victim_task not in text, text
+        if self.victim in text:
+            assert status in (401, 403, 404), (status, text)
+
 
 @pytest_asyncio.fixture
 async def arena() -> AsyncIterator[Arena]:
@@ -107,13 +116,16 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-async def _check(arena: Arena, response: Any) -> None:
+async def _check(arena: Arena, response: Any, *, as_bob: bool = False) -> None:
+    """No 5xx, a request id, Bob's job unchanged, and (unless Bob asked) hidden."""
     text = await response.text()
     assert response.status < 500, text
     assert response.headers["X-Request-Id"].startswith("req_")
     if response.content_type == "application/json":
         assert '"requestId"' in text
     await arena.assert_victim_untouched()
+    if not as_bob:
+        arena.assert_victim_hidden(response.status, text)
 
 
 @FUZZ
@@ -127,7 +139,7 @@ async def test_run_once_never_5xx(
         json=body,
         headers={**_auth(token), **extra},
     )
-    await _check(arena, response)
+    await _check(arena, response, as_bob=token == BOB_TOKEN)
 
 
 @FUZZ
@@ -138,7 +150,7 @@ async def test_raw_bodies_never_5xx(arena: Arena, raw: bytes, token: str) -> Non
     response = await api.client.post(
         "/api/music-clips/channels/c9/runOnce", data=raw, headers=_auth(token)
     )
-    await _check(arena, response)
+    await _check(arena, response, as_bob=token == BOB_TOKEN)
     response = await api.client.post(
         "/api/webhooks/suno/music",
         params={"job": arena.own, "token": api.signer.token(arena.own)},
@@ -158,24 +170,35 @@ async def test_raw_bodies_never_5xx(arena: Arena, raw: bytes, token: str) -> Non
 async def test_reads_never_5xx(
     arena: Arena, job_id: str, extra: dict[str, str], token: str, suffix: str, query: dict[str, str]
 ) -> None:
-    """GET job/history/events with any id, headers and query: no 5xx; Bob's job stays hidden."""
+    """GET job/history/events with any id, headers and query: no 5xx; Bob's job stays hidden
+    from everyone but Bob (never a 200 or a 304 for it, nothing of it in any answer).
+    """
     api = arena.api
     target = {"victim": arena.victim, "own": arena.own}.get(job_id, job_id)
+    as_bob = token == BOB_TOKEN
     response = await api.client.get(
         f"/api/music-clips/jobs/{quote(target, safe='')}{suffix}",
         params=query,
         headers={**_auth(token), **extra},
     )
+    if target == arena.victim and not as_bob:
+        assert response.status in (401, 403, 404), response.status
     if suffix == "/events" and response.status == 200:
-        response.close()  # a live stream of the caller's own job: fine, and endless
+        # A live stream, endless: only ever of the caller's own job.
+        line = await response.content.readline()
+        while line and not line.startswith(b"data:"):
+            line = await response.content.readline()
+        response.close()
+        shown = json.loads(line[5:])["jobId"]
+        assert (shown, token) in ((arena.own, ALICE_TOKEN), (arena.victim, BOB_TOKEN)), shown
     else:
-        await _check(arena, response)
+        await _check(arena, response, as_bob=as_bob)
     listing = await api.client.get(
         f"/api/music-clips/channels/{quote(job_id, safe='')}/jobs",
         params=query,
         headers={**_auth(token), **extra},
     )
-    await _check(arena, listing)
+    await _check(arena, listing, as_bob=as_bob)
 
 
 @FUZZ

@@ -9,14 +9,17 @@ another process would have) writes the jobs.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from attrs import define, field
 
 from clipjobs import (
     ChannelDefaults,
@@ -33,6 +36,8 @@ from clipjobs.testing._store_contract import new_job, step
 from clipjobs_aiohttp import create_app
 from clipjobs_aiohttp._keys import SERVICE
 from clipjobs_sqlite import SQLiteEventStore
+from clipjobs_sqlite._aio import on_thread
+from clipjobs_sqlite._store import _LOAD
 
 pytestmark = pytest.mark.asyncio
 
@@ -62,6 +67,55 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], SQ
         await client.close()
         await writer.aclose()
         await store.aclose()
+
+
+@define
+class Reads:
+    """The statements the store's two read connections ran, with the thread each ran on."""
+
+    on_loop: list[tuple[int, str]] = field(factory=list)
+    threaded: list[tuple[int, str]] = field(factory=list)
+
+    def loads(self, where: list[tuple[int, str]]) -> list[int]:
+        """The threads that ran ``load``'s query."""
+        return [thread for thread, sql in where if sql.startswith(_LOAD.split("?")[0])]
+
+
+async def _trace(store: SQLiteEventStore) -> Reads:
+    """Record every statement of the store's loop connection and of its threaded reader."""
+    reads = Reads()
+    assert store._ldb is not None and store._rdb is not None
+
+    def record(into: list[tuple[int, str]]) -> Any:
+        return lambda sql: into.append((threading.get_ident(), sql))
+
+    store._ldb.set_trace_callback(record(reads.on_loop))
+    # sqlite3 wants its own thread to change the threaded connection.
+    await on_thread(store._rdb, lambda conn: conn.set_trace_callback(record(reads.threaded)))
+    return reads
+
+
+def _server_store(client: TestClient[Any, Any]) -> SQLiteEventStore:
+    store = client.server.app[SERVICE].store
+    assert isinstance(store, SQLiteEventStore)
+    return store
+
+
+async def test_get_reads_the_projection_row_on_the_event_loop(
+    served: tuple[TestClient[Any, Any], SQLiteEventStore],
+) -> None:
+    """A GET runs load's one query on the loop's own connection, in the loop's thread, and
+    sends nothing to the threaded reader.
+    """
+    client, writer = served
+    created = new_job(user_id=USER)
+    await writer.append(created)
+    reads = await _trace(_server_store(client))
+    assert await _get(client, created.job_id) == (200, ANY)
+    assert await _get(client, created.job_id, **{"If-None-Match": '"1"'}) == (304, None)
+    loop_thread = threading.get_ident()
+    assert reads.loads(reads.on_loop) == [loop_thread, loop_thread]
+    assert reads.threaded == []
 
 
 async def _get(client: TestClient[Any, Any], job_id: str, **headers: str) -> tuple[int, Any]:
@@ -124,14 +178,16 @@ async def test_get_falls_back_to_the_threaded_read_when_the_loop_connection_fail
     client, writer = served
     created = new_job(user_id=USER)
     await writer.append(created)
-    server_store = client.server.app[SERVICE].store
-    assert isinstance(server_store, SQLiteEventStore)
+    server_store = _server_store(client)
+    reads = await _trace(server_store)
     loop_conn = server_store._ldb
     assert loop_conn is not None
     loop_conn.close()  # every execute on it now raises sqlite3.ProgrammingError
     status, body = await _get(client, created.job_id)
     assert (status, body["jobId"], body["version"]) == (200, created.job_id, 1)
     assert await server_store.load("job_1_nonexistent") is None
+    assert len(reads.loads(reads.threaded)) == 2
+    assert threading.get_ident() not in reads.loads(reads.threaded)
 
 
 async def test_a_closed_store_still_refuses_to_load(tmp_path: Path) -> None:

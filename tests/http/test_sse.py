@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -143,21 +144,25 @@ async def test_english_stream_by_accept_language(api: Api) -> None:
     stream.response.close()
 
 
+async def until(check: Callable[[], bool], what: str, *, within_s: float = 20.0) -> None:
+    """Wait until ``check()`` holds; fail naming ``what`` if it never does (a hang guard)."""
+    try:
+        async with asyncio.timeout(within_s):
+            while not check():
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"never happened: {what}") from None
+
+
 async def test_client_disconnect_releases_the_waiter(api: Api) -> None:
     """A client that goes away leaves no request waiting on the store's change feed."""
     job_id = await api.start()
     stream = await _open(api, job_id)
     assert await stream.next_event() is not None
-    for _ in range(500):
-        if api.store._changes.waiting:
-            break
-        await asyncio.sleep(0.01)
+    changes = api.store._changes
+    await until(lambda: changes.waiting == 1, "the open stream waits on the change feed")
     stream.response.close()
-    for _ in range(500):
-        if not api.store._changes.waiting:
-            break
-        await asyncio.sleep(0.01)
-    assert api.store._changes.waiting == 0
+    await until(lambda: changes.waiting == 0, "the closed stream's waiter is released")
 
 
 async def test_server_shutdown_ends_open_streams_and_long_polls() -> None:
@@ -187,10 +192,7 @@ async def test_server_shutdown_ends_open_streams_and_long_polls() -> None:
         poll = asyncio.ensure_future(
             session.get(base, headers={"If-None-Match": '"1"', "Prefer": "wait=60"})
         )
-        for _ in range(500):
-            if store._changes.waiting >= 2:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: store._changes.waiting == 2, "the stream and the long-poll both wait")
         async with asyncio.timeout(20):  # a hang guard: the runner would wait 60 s otherwise
             await runner.cleanup()
             assert await stream.rest() == []

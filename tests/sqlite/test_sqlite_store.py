@@ -30,7 +30,7 @@ from clipjobs.events import GenerationParams
 from clipjobs.ports import Commit
 from clipjobs.stages import Work
 from clipjobs.testing import EventStoreContract, new_job, step
-from clipjobs_sqlite import SQLiteEventStore, parse_sqlite_url
+from clipjobs_sqlite import SQLiteEventStore, Synchronous, parse_sqlite_url
 from clipjobs_sqlite._schema import LATEST
 
 HERE = Path(__file__).parent
@@ -153,7 +153,11 @@ async def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_an_append_that_returned_survives_kill_9(tmp_path: Path) -> None:
-    """Jobs a writer reported appended are all in the file after it is SIGKILLed mid-stream."""
+    """Jobs a writer reported appended are all in the file after it is SIGKILLed mid-stream.
+
+    A process crash only: the OS keeps the page cache, so this passes with
+    ``synchronous=OFF`` too. What survives a power loss is the pragma, checked below.
+    """
     path = tmp_path / "crash.db"
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "_crash_writer.py"), str(path)],
@@ -182,6 +186,42 @@ async def test_an_append_that_returned_survives_kill_9(tmp_path: Path) -> None:
             assert [r.version for r in await store.read(job_id)] == [1, 2]
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def _pragma(store: SQLiteEventStore, name: str) -> object:
+    """``PRAGMA name`` on the connection the store's group writer commits through."""
+    writer = store._writer
+    assert writer is not None
+    rows = list(await writer._db.execute_fetchall(f"PRAGMA {name}"))
+    return rows[0][0]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("synchronous", "level"), [("FULL", 2), ("NORMAL", 1)])
+async def test_appends_commit_with_the_synchronous_level_asked_for(
+    tmp_path: Path, synchronous: Synchronous, level: int
+) -> None:
+    """The connection every append commits through is in WAL mode with ``synchronous`` as
+    configured (FULL = 2: each commit is on disk when it returns; NORMAL = 1).
+    """
+    async with SQLiteEventStore(tmp_path / "sync.db", synchronous=synchronous) as store:
+        await store.append(new_job())
+        assert await _pragma(store, "synchronous") == level
+        assert await _pragma(store, "journal_mode") == "wal"
+
+
+@pytest.mark.asyncio
+async def test_the_default_and_a_url_commit_with_synchronous_full(tmp_path: Path) -> None:
+    """Unless asked otherwise (and as ``clipjobs serve`` opens it, from a URL) the store syncs
+    every commit: ``synchronous=FULL``.
+    """
+    async with SQLiteEventStore(tmp_path / "default.db") as store:
+        assert await _pragma(store, "synchronous") == 2
+    store = await SQLiteEventStore.open_url(f"sqlite:///{tmp_path / 'url.db'}")
+    try:
+        assert await _pragma(store, "synchronous") == 2
+    finally:
+        await store.aclose()
 
 
 # --- the writer ------------------------------------------------------------------

@@ -6,9 +6,11 @@ projection, a dashboard) against the same inputs clipjobs tests itself with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from attrs import evolve
 from hypothesis import strategies as st
 
 from .._decide import decide
@@ -60,6 +62,7 @@ __all__ = [
     "job_logs",
     "observations",
     "policies",
+    "task_reports",
     "timestamps",
     "tracks",
 ]
@@ -187,7 +190,23 @@ def events() -> st.SearchStrategy[Event]:
     )
 
 
-def _command(draw: Any, at: datetime, task_ids: list[str]) -> Command:
+_Make = Callable[[datetime], Command]
+
+
+def _retry(error: str, delay: timedelta) -> _Make:
+    return lambda at: ScheduleRetry(error, at + delay, at)
+
+
+def _observe(obs: Observation, source: Source) -> _Make:
+    return lambda at: RecordObservation(obs, source, at)
+
+
+def _clip_step(step: ClipStep) -> _Make:
+    return lambda at: RecordClipStep(step, at)
+
+
+def _random_command(draw: Any, task_ids: list[str]) -> _Make:
+    """Any command, with any arguments: the odd cases a plausible story never has."""
     kind = draw(
         st.sampled_from(
             [
@@ -207,37 +226,130 @@ def _command(draw: Any, at: datetime, task_ids: list[str]) -> Command:
         )
     )
     if kind == "sent":
-        return MarkRequestSent(at)
+        return MarkRequestSent
     if kind == "retry":
-        return ScheduleRetry(draw(_text), at + timedelta(seconds=draw(st.integers(1, 60))), at)
+        return _retry(draw(_text), timedelta(seconds=draw(st.integers(1, 60))))
     if kind == "uncertain":
-        return MarkRequestUncertain(draw(_text), at)
+        reason = draw(_text)
+        return lambda at: MarkRequestUncertain(reason, at)
     if kind == "task":
-        return RecordTaskCreated(draw(st.sampled_from(task_ids)), at)
+        task = draw(st.sampled_from(task_ids))
+        return lambda at: RecordTaskCreated(task, at)
     if kind == "observe":
         obs = draw(observations(st.sampled_from(task_ids)))
-        return RecordObservation(obs, draw(st.sampled_from([Source.CALLBACK, Source.POLL])), at)
+        return _observe(obs, draw(st.sampled_from([Source.CALLBACK, Source.POLL])))
     if kind == "fail":
-        return FailJob(draw(_ident), draw(_text), at)
+        code, message = draw(_ident), draw(_text)
+        return lambda at: FailJob(code, message, at)
     if kind == "timeout":
-        return TimeOut(at)
+        return TimeOut
     if kind == "clip":
-        return StartClip(at)
+        return StartClip
     if kind == "clip_step":
-        return RecordClipStep(draw(st.sampled_from(ClipStep)), at)
+        return _clip_step(draw(st.sampled_from(ClipStep)))
     captions = draw(st.sampled_from([None, "/media/clip.srt"]))
-    return FinishClip("/media/clip.mp4", at, captions, draw(st.none() | _text))
+    note = draw(st.none() | _text)
+    return lambda at: FinishClip("/media/clip.mp4", at, captions, note)
+
+
+def _chance(draw: Any, percent: int) -> bool:
+    """True about ``percent`` times in 100; shrinks to False.
+
+    ``sampled_from``, not ``integers``: hypothesis draws the ends of an integer
+    range far more often than the middle, which would skew every weight here.
+    """
+    return bool(draw(st.sampled_from(range(100))) >= 100 - percent)
+
+
+def _index(draw: Any, lo: int, hi: int) -> int:
+    """An index from ``lo`` to ``hi`` inclusive, about uniformly (see :func:`_chance`)."""
+    return int(draw(st.sampled_from(range(lo, hi + 1))))
+
+
+def _finished_tracks(task_id: str, found: tuple[Track, ...]) -> tuple[Track, ...]:
+    """The tracks of a finished task: at least one, each with a downloadable audio URL."""
+    chosen = found or (Track(f"{task_id}-1"),)
+    return tuple(
+        t if t.audio_url else evolve(t, audio_url=f"https://cdn.example/{task_id}-{n}.mp3")
+        for n, t in enumerate(chosen, start=1)
+    )
+
+
+#: Suno's progress statuses in the order it reports them.
+_PROGRESS = (ProviderStatus.PENDING, ProviderStatus.TEXT_SUCCESS, ProviderStatus.FIRST_SUCCESS)
+_FAILED = [s for s in ProviderStatus if s.is_failure]
+
+
+@st.composite
+def task_reports(draw: Any, task_id: str, outcome: str | None = None) -> list[Observation]:
+    """What Suno says about one task, in its order: some progress, then at most one outcome.
+
+    ``outcome``: ``"success"`` (``SUCCESS`` with audio, sometimes after a
+    ``SUCCESS`` whose audio is not ready yet), ``"failure"`` (one failure
+    status) or ``"pending"`` (Suno never finishes); drawn when ``None``,
+    success most often. One consistent story: however many times and in
+    whatever order it is delivered, a job must end the same.
+    """
+    if outcome is None:
+        outcome = draw(st.sampled_from(["success"] * 7 + ["failure"] * 2 + ["pending"]))
+    some_tracks = st.lists(tracks(), max_size=2).map(tuple)
+    reports = [
+        Observation(
+            task_id,
+            status,
+            draw(some_tracks) if status is ProviderStatus.FIRST_SUCCESS else (),
+        )
+        for status in _PROGRESS
+        if _chance(draw, 60)
+    ]
+    if outcome == "success":
+        if _chance(draw, 20):  # "SUCCESS" while the audio is still only streamable
+            preview = tuple(evolve(t, audio_url="") for t in draw(some_tracks))
+            reports.append(Observation(task_id, ProviderStatus.SUCCESS, preview))
+        done = _finished_tracks(task_id, draw(some_tracks))
+        reports.append(Observation(task_id, ProviderStatus.SUCCESS, done))
+    elif outcome == "failure":
+        reports.append(
+            Observation(
+                task_id,
+                draw(st.sampled_from(_FAILED)),
+                error_code=draw(st.none() | st.sampled_from([400, 413, 451, 500, 531])),
+                error_message=draw(st.none() | _text),
+            )
+        )
+    elif outcome != "pending":
+        raise ValueError(f"outcome is success, failure or pending, not {outcome!r}")
+    return reports
+
+
+def _insert(draw: Any, items: list[tuple[str, _Make]], item: tuple[str, _Make], lo: int) -> None:
+    """Put ``item`` anywhere in ``items`` from index ``lo`` on."""
+    items.insert(_index(draw, min(lo, len(items)), len(items)), item)
 
 
 @st.composite
 def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) -> list[Command]:
-    """A random command sequence for one job: duplicated, out of order, late, racing.
+    """A command sequence for one job: mostly a plausible life, with every kind of noise.
 
-    Times move forward by 0–400 s between commands, so timeouts happen too.
-    Task ids come from a pool of two, so mismatches and duplicates happen.
+    The life: the generate call (sometimes retried after transient errors,
+    sometimes crashing mid-send so that only a callback can name the task,
+    sometimes answered before it was marked sent), Suno's reports on the task
+    (:func:`task_reports`: success most often), and post-processing when the
+    job's policy asks for it, which usually ends in a clip.
+
+    The noise, each common: callbacks delivered twice, out of order, after the
+    job ended, or about another task; the service failing the job or timing
+    it out at any point; the clock going backwards (another process's clock,
+    or NTP); a few commands drawn at random; the life cut short. Time moves
+    0-30 s between commands, so a job times out only when a timeout is
+    placed (past its deadline). At most ``max_size`` commands follow the
+    ``StartJob``.
     """
     at = start or draw(timestamps().filter(lambda d: d.year < 2090))
     task_ids = [draw(_ident), draw(_ident)]
+    task, other_task = task_ids
+    # Post-processing more often than not: it is where most of the graph's edges are.
+    policy = evolve(draw(policies()), clip_render=_chance(draw, 80))
     job = StartJob(
         job_id=draw(job_ids()),
         channel_id=draw(_ident),
@@ -246,12 +358,105 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
         params=draw(generation_params()),
         at=at,
         idempotency_key=draw(st.none() | _ident),
-        policy=draw(policies()),
+        policy=policy,
     )
+
+    # The generate call. ``marks``: where each phase of the job's life begins in ``items``.
+    items: list[tuple[str, _Make]] = []
+    marks = {"accepted": 0}
+    send = draw(st.sampled_from(["ok"] * 4 + ["retry"] * 2 + ["crash"] * 3 + ["early"]))
+    if send != "early":
+        items.append(("send", MarkRequestSent))
+    for _ in range(draw(st.integers(1, 2)) if send == "retry" else 0):
+        error, delay = draw(_text), timedelta(seconds=draw(st.integers(1, 60)))
+        items.append(("send", _retry(error, delay)))
+        items.append(("send", MarkRequestSent))
+    if send == "crash":
+        reason = draw(_text)
+        items.append(("send", lambda at: MarkRequestUncertain(reason, at)))
+    marks["sent"] = len(items)
+
+    # What Suno says: the generate answer (lost in a crash), then its reports.
+    suno: list[tuple[str, _Make]] = []
+    answer: tuple[str, _Make] = ("suno", lambda at: RecordTaskCreated(task, at))
+    if send != "crash":
+        suno.append(answer)
+    for obs in draw(task_reports(task)):
+        polled = send != "crash" and _chance(draw, 30)
+        source = Source.POLL if polled else Source.CALLBACK
+        suno.append(("suno", _observe(obs, source)))
+    for _ in range(_index(draw, 0, 2) if len(suno) > 1 else 0):  # out of order
+        i, j = _index(draw, 0, len(suno) - 1), _index(draw, 0, len(suno) - 1)
+        suno[i], suno[j] = suno[j], suno[i]
+    items += suno
+    # Once the task is known (from the generate answer, or a callback naming it).
+    known = next((i for i, item in enumerate(suno) if item is answer), 0)
+    marks["task"] = marks["sent"] + min(known + 1, len(suno))
+    marks["generating"] = _index(draw, marks["task"], len(items))
+    marks["finished"] = len(items)
+
+    # Post-processing, when the policy asks for it: usually a clip, sometimes a failure
+    # before it starts (the renderer cannot be had) or during it, sometimes never done.
+    if policy.clip_render:
+        end = draw(st.sampled_from(["ready"] * 5 + ["failed"] * 2 + ["refused", "none"]))
+        if end == "refused":
+            items.append(("clip", lambda at: FailJob("CLIP_FAILED", "no renderer", at)))
+        else:
+            items.append(("clip", StartClip))
+            for step in ClipStep:
+                if _chance(draw, 80):
+                    items.append(("clip", _clip_step(step)))
+        marks["clipping"] = _index(draw, marks["finished"] + 1, len(items))
+        if end == "ready":
+            items.append(("clip", lambda at: FinishClip("/media/clip.mp4", at)))
+        elif end == "failed":
+            code = draw(st.sampled_from(["CLIP_FAILED", "CLIP_RENDER_TIMEOUT"]))
+            items.append(("clip", lambda at: FailJob(code, "post-processing failed", at)))
+
+    # The service steps in: a failure in any phase, or a timeout past the deadline while Suno
+    # generates (later it changes nothing); and Suno about another task. Each phase alike,
+    # however many commands it spans.
+    code, message = draw(_ident), draw(_text)
+    steps_in: list[tuple[int, tuple[str, _Make]]] = []
+    if _chance(draw, 20):
+        phase = draw(st.sampled_from(sorted(marks)))
+        steps_in.append((marks[phase], ("fail", lambda at: FailJob(code, message, at))))
+    if _chance(draw, 25):
+        phase = draw(st.sampled_from(["accepted", "sent", "task", "generating"]))
+        steps_in.append((marks[phase], ("deadline", TimeOut)))
+    if _chance(draw, 20):  # a callback about another task (one of ours, or a forged one)
+        obs = draw(observations(st.just(other_task)))
+        phase = draw(st.sampled_from(sorted(marks)))
+        steps_in.append((marks[phase], ("suno", _observe(obs, Source.CALLBACK))))
+    for index, item in sorted(steps_in, key=lambda x: -x[0]):
+        items.insert(index, item)
+
+    # Noise.
+    for item in suno:
+        if _chance(draw, 25):  # delivered again, later
+            _insert(draw, items, item, 1 + next(i for i, x in enumerate(items) if x is item))
+    if suno and _chance(draw, 35):  # after the end
+        for _ in range(draw(st.integers(1, 2))):
+            items.append(draw(st.sampled_from(suno)))
+    if _chance(draw, 10):
+        _insert(draw, items, ("other", TimeOut), 0)  # before its deadline: nothing happens
+    for _ in range(draw(st.integers(1, 3)) if _chance(draw, 30) else 0):
+        _insert(draw, items, ("other", _random_command(draw, task_ids)), 0)
+    if items and _chance(draw, 10):  # cut short: the job is still running
+        del items[_index(draw, 0, len(items) - 1) :]
+    del items[max_size:]
+
+    # Time: forward a little, sometimes backwards, past the deadline when a timeout is placed.
+    deadline = at + timedelta(seconds=policy.timeout_s)
     out: list[Command] = [job]
-    for _ in range(draw(st.integers(0, max_size))):
-        at = at + timedelta(seconds=draw(st.integers(0, 400)))
-        out.append(_command(draw, at, task_ids))
+    for kind, make in items:
+        if kind == "deadline":
+            at = max(at, deadline) + timedelta(seconds=draw(st.integers(0, 60)))
+        elif _chance(draw, 15):
+            at -= timedelta(seconds=draw(st.integers(1, 120)))
+        else:
+            at += timedelta(seconds=draw(st.integers(0, 30)))
+        out.append(make(at))
     return out
 
 

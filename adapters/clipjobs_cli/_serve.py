@@ -1,8 +1,10 @@
-"""The composition root: settings in, a serving clipjobs out.
+"""``clipjobs serve``: settings in, a serving clipjobs out.
 
-``running_server(settings)`` opens the store, the Suno client (or, with no
-``SUNO_API_KEY``, a fake Suno in this process), the service, the workers and
-the HTTP API, and closes them in the right order when the block ends:
+``running_server(settings)`` turns settings into the parts the composition
+root (:func:`clipjobs_cli._compose.compose`) takes: the store, the Suno
+client (or, with no ``SUNO_API_KEY``, a fake Suno in this process), the
+budget, the tokens, the post-processor. It closes them in the right order
+when the block ends:
 first the workers stop starting Suno calls and finish the ones in flight,
 then the HTTP server drains, then the fake, the sessions and the store
 close. ``clipjobs serve`` runs it until SIGTERM or SIGINT.
@@ -14,9 +16,7 @@ import asyncio
 import contextlib
 import secrets
 import signal
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -41,8 +41,10 @@ from clipjobs.logs import RedactingFilter, pipeline_log
 from clipjobs.metrics import Metrics
 from clipjobs.ports import CallBudget, Clock, EventStore, PostProcessor, SunoClient
 from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
-from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
+from clipjobs_aiohttp import ApiConfig
 from clipjobs_suno import SunoApiClient
+
+from ._compose import MEDIA_PREFIX, HttpLimits, bind, compose, url_of
 
 if TYPE_CHECKING:
     from clipjobs_suno.fake import FakeSuno
@@ -56,7 +58,6 @@ DEMO_FAKE_TIMINGS: dict[str, Any] = {
     "complete_after_s": 7.0,
 }
 DEMO_USER = "demo"
-MEDIA_PREFIX = "/media"
 
 
 @define
@@ -122,35 +123,6 @@ async def open_budget(settings: Settings, clock: Clock, metrics: Metrics) -> Cal
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """Listen before anything else starts, so the real port is known (``CLIPJOBS_PORT=0``)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(f"CLIPJOBS_HOST={host!r} does not resolve: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(1024)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock
-
-
-def _own_url(sock: socket.socket, host: str) -> str:
-    port = sock.getsockname()[1]
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 -- a comparison
-    if shown == "::":
-        shown = "::1"
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}"
-
-
 def _check_clip_render(settings: Settings) -> None:
     """Before anything opens: media hosts that can be, ffmpeg, the media directory."""
     from clipjobs_ffmpeg import check_ffmpeg, check_media_hosts, find_fonts
@@ -188,52 +160,6 @@ def _post_processor(
     )
 
 
-async def _serve_http(
-    stack: contextlib.AsyncExitStack,
-    app: web.Application,
-    sock: socket.socket,
-    settings: Settings,
-    metrics: Metrics,
-) -> None:
-    """Serve ``app`` on ``sock`` until ``stack`` closes, with the connection bounds of #24.
-
-    At most ``CLIPJOBS_MAX_CONNECTIONS`` open connections (then 503), and a
-    request head must arrive within ``CLIPJOBS_HEAD_TIMEOUT_S`` of a connection
-    opening or of its previous answer (aiohttp's keep-alive timer does both).
-    What is left of a refused body (413, 408) is read for 2 s, not aiohttp's 10,
-    so the client can read its answer and a trickling one is gone soon.
-    """
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=5.0,
-        handle_signals=False,
-        keepalive_timeout=settings.head_timeout_s,
-        lingering_time=2.0,
-    )
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    site = BoundedSockSite(runner, sock, max_connections=settings.max_connections, metrics=metrics)
-    await site.start()
-
-
-_CAPTION_TYPES = {"srt": "application/x-subrip", "ass": "text/x-ssa"}
-
-
-def _captions_file(media_dir: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Serve a clip's captions (``.srt``, ``.ass``) as UTF-8 text of their own type."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        kind = request.match_info["kind"]
-        path = media_dir / f"{request.match_info['name']}.{kind}"
-        if not await asyncio.to_thread(path.is_file):
-            raise web.HTTPNotFound()
-        content_type = f"{_CAPTION_TYPES[kind]}; charset=utf-8"
-        return web.FileResponse(path, headers={"Content-Type": content_type})
-
-    return handler
-
-
 @contextlib.asynccontextmanager
 async def running_server(
     settings: Settings,
@@ -259,9 +185,9 @@ async def running_server(
     metrics = Metrics()
     _check_clip_render(settings)
     async with contextlib.AsyncExitStack() as stack:
-        sock = _bind(settings.host, settings.port)
+        sock = bind(settings.host, settings.port)
         stack.callback(sock.close)
-        url = _own_url(sock, settings.host)
+        url = url_of(sock, settings.host)
 
         store = await open_store(settings)
         stack.push_async_callback(store.aclose)
@@ -303,20 +229,24 @@ async def running_server(
         client = SunoApiClient(suno_session, api_key, base_url=suno_base_url, metrics=metrics)
         budget = await open_budget(settings, clock, metrics)
         stack.push_async_callback(budget.aclose)
-        suno = BudgetedSuno(client, budget)
-        service = JobService(
-            store,
-            client,
-            ChannelDefaults(
+        composed = await compose(
+            stack,
+            sock,
+            store=store,
+            suno=client,
+            signer=WebhookSigner(secret),
+            authenticator=TokenAuthenticator(tokens),
+            clock=clock,
+            budget=budget,
+            metrics=metrics,
+            params=ChannelDefaults(
                 GenerationParams(
                     prompt="An upbeat instrumental track for a short video",
                     instrumental=True,
                     model=settings.suno_model,
                 )
             ),
-            WebhookSigner(secret),
-            clock=clock,
-            config=ServiceConfig(
+            service_config=ServiceConfig(
                 policy=settings.policy(),
                 stale_after_s=settings.stale_after_s,
                 one_job_per_channel=settings.one_job_per_channel,
@@ -324,37 +254,26 @@ async def running_server(
                 max_active_per_user=settings.max_active_per_user,
                 max_starts_per_user_per_hour=settings.max_starts_per_user_per_hour,
             ),
-            budget=budget,
-            post_processor=_post_processor(settings, media_session, suno_base_url, suno),
-            metrics=metrics,
-        )
-
-        call_timeout = client.timeouts.generate
-        workers = Workers(
-            service,
-            WorkerConfig(
+            worker_config=WorkerConfig(
                 **{
                     "owner": settings.worker_id,
-                    "suno_call_timeout_s": call_timeout,
+                    "suno_call_timeout_s": client.timeouts.generate,
                     "lease_s": settings.lease_s,
                     "heartbeat_s": settings.worker_heartbeat_s,
                     **(worker_config or {}),
                 }
             ),
+            api_config=api_config,
+            # The budgeted client: the lyrics call shares Suno's rate limit.
+            post_processor=_post_processor(
+                settings, media_session, suno_base_url, BudgetedSuno(client, budget)
+            ),
+            media_dir=settings.media_dir if settings.clip_render else None,
+            http=HttpLimits(
+                max_connections=settings.max_connections, head_timeout_s=settings.head_timeout_s
+            ),
+            url=url,
         )
-        app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
-        if settings.clip_render:
-            # Before the media route, which serves media types only.
-            app.router.add_get(
-                MEDIA_PREFIX + r"/{name:[A-Za-z0-9][A-Za-z0-9_-]*}.{kind:srt|ass}",
-                _captions_file(settings.media_dir),
-            )
-            add_media(app, settings.media_dir, MEDIA_PREFIX)
-        await _serve_http(stack, app, sock, settings, metrics)
-        await workers.start()
-        # Closed before the HTTP server drains: on SIGTERM no new Suno call starts,
-        # only the calls in flight finish.
-        stack.push_async_callback(workers.aclose)
         pipeline_log.info(
             "clipjobs serving on %s (store %s, Suno %s%s)",
             url,
@@ -365,12 +284,12 @@ async def running_server(
         yield RunningServer(
             url=url,
             settings=settings,
-            service=service,
+            service=composed.service,
             store=store,
-            workers=workers,
+            workers=composed.workers,
             budget=budget,
             metrics=metrics,
-            app=app,
+            app=composed.app,
             generated_token=generated,
             fake_suno_url=fake_url,
             fake_suno=fake,

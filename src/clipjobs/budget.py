@@ -327,7 +327,11 @@ class SunoBudget:
         free = self.current_limit(now) - self._pending
         if free <= 0:
             return None
-        paced = now if self._last_start is None else max(now, self._last_start + self.gap(now))
+        last = self._last_start
+        # Nothing started yet, or the clock stepped back past the latest start
+        # (NTP, a fake clock): pace from now rather than wait for the old time.
+        fresh = last is None or last > now
+        paced = now if fresh or last is None else max(now, last + self.gap(now))
         recent = [at for at, _ in self._marks if at > now - self.window]
         if len(recent) < free:
             return paced

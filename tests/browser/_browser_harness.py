@@ -7,13 +7,11 @@ the ``PUBLIC_BASE_URL`` the fake Suno calls back), the fake Suno on port 0.
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from attrs import define, evolve
 
 from clipjobs import (
@@ -27,9 +25,8 @@ from clipjobs import (
     TokenAuthenticator,
     WebhookSigner,
     WorkerConfig,
-    Workers,
 )
-from clipjobs_aiohttp import ApiConfig, create_app
+from clipjobs_cli._compose import HttpLimits, bind, compose
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno import SunoApiClient
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
@@ -63,15 +60,6 @@ class Stack:
         return f"{self.url}{path}{fragment}"
 
 
-def _listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 @contextlib.asynccontextmanager
 async def running_stack(
     tmp_path: Path,
@@ -89,7 +77,7 @@ async def running_stack(
     """
     clock = SystemClock()
     async with contextlib.AsyncExitStack() as stack:
-        sock = _listening_socket()
+        sock = bind()
         stack.callback(sock.close)
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
         suno_url, fake = await stack.enter_async_context(
@@ -116,25 +104,26 @@ async def running_stack(
             )
         budget = SunoBudget(100.0, clock=clock, window_s=1.0)
         stack.push_async_callback(budget.aclose)
-        service = JobService(
-            store,
-            SunoApiClient(session, SUNO_KEY, base_url=suno_url),
-            ChannelDefaults(GenerationParams(prompt="A calm piano piece", instrumental=True)),
-            WebhookSigner("webhook-secret-for-browser-tests"),
+        composed = await compose(
+            stack,
+            sock,
+            store=store,
+            suno=SunoApiClient(session, SUNO_KEY, base_url=suno_url),
+            signer=WebhookSigner("webhook-secret-for-browser-tests"),
+            authenticator=TokenAuthenticator({TOKEN: USER}),
             clock=clock,
-            config=ServiceConfig(
+            budget=budget,
+            params=ChannelDefaults(
+                GenerationParams(prompt="A calm piano piece", instrumental=True)
+            ),
+            service_config=ServiceConfig(
                 policy=policy,
                 stale_after_s=stale_after_s,
                 callback_base_url=base + prefix,
                 send_backoff_s=0.05,
                 send_backoff_max_s=0.2,
             ),
-            budget=budget,
-            post_processor=post_processor,
-        )
-        workers = Workers(
-            service,
-            WorkerConfig(
+            worker_config=WorkerConfig(
                 owner="browser-tests",
                 lease_s=20.0,
                 suno_call_timeout_s=10.0,
@@ -142,19 +131,10 @@ async def running_stack(
                 idle_s=0.05,
                 grace_s=1.0,
             ),
+            post_processor=post_processor,
+            media_dir=media_dir if clip_render else None,
+            mount=prefix,
+            http=HttpLimits(shutdown_s=2.0),
         )
-        await workers.start()
-        stack.push_async_callback(workers.aclose)
-
-        app = create_app(service, TokenAuthenticator({TOKEN: USER}), ApiConfig())
-        if clip_render:
-            app.router.add_static("/media", media_dir)
-        served = app
-        if prefix:
-            served = web.Application()
-            served.add_subapp(prefix, app)
-        runner = web.AppRunner(served, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.SockSite(runner, sock).start()
+        service = composed.service
         yield Stack(base + prefix, service, store, fake)

@@ -53,6 +53,17 @@ class ServeProcess:
     def line_with(self, text: str) -> str:
         return next(line for line in self.lines if text in line)
 
+    async def line_soon(self, text: str, timeout: float = 10.0) -> str:
+        """The first line with ``text``, waiting for it: lines printed after "listening on"
+        (the demo link) may still be on their way when the server starts answering.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                await asyncio.sleep(0.02)
+
     async def _read_until_listening(self) -> None:
         assert self.proc.stdout is not None
         while True:

@@ -63,7 +63,7 @@ async def test_demo_mode_runs_a_whole_job_and_stops_cleanly_on_sigterm(tmp_path:
     async with serving(serve_env(tmp_path), tmp_path) as server:
         assert "DEMO MODE" in server.line_with("DEMO MODE")
         token = server.line_with("generated a token").rsplit(": ", 1)[1]
-        assert f"open {server.url}/#token={token}" in server.line_with("open ")
+        assert f"open {server.url}/#token={token}" in await server.line_soon("open ")
 
         job_id = await asyncio.wait_for(_start(server.url, token), 30)
         body = await asyncio.wait_for(_follow(server.url, token, job_id), 60)

@@ -47,6 +47,7 @@ from clipjobs import (
     WebhookSigner,
     fold,
 )
+from clipjobs.budget import SunoBudget
 from clipjobs.errors import PostProcessError, SunoTransient
 from clipjobs.events import ClipStep, SunoRequestUncertain
 from clipjobs.ports import StepReporter
@@ -133,6 +134,9 @@ class JobLifecycle(RuleBasedStateMachine):
                     policy=JobPolicy(timeout_s=TIMEOUT_S, clip_render=clip),
                 ),
                 post_processor=self.renderer,
+                # The rules call Suno far more than 20 times per fake 10 s:
+                # no rate limit here, so a send never waits on the fake clock.
+                budget=SunoBudget(max_rps=1e6, clock=self.clock, pacing=False),
             )
             for clip in (False, True)
         }

@@ -35,7 +35,6 @@ from aiohttp import web
 from attrs import define, field
 
 from clipjobs import (
-    ChannelDefaults,
     JobPolicy,
     JobService,
     JobState,
@@ -52,7 +51,8 @@ from clipjobs import (
 )
 from clipjobs.ports import Clock, EventStore, RecordedEvent
 from clipjobs.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
-from clipjobs_aiohttp import ApiConfig, create_app
+from clipjobs_aiohttp import ApiConfig
+from clipjobs_cli._compose import HttpLimits, bind, compose
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno import SunoApiClient, SunoTimeouts
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
@@ -83,15 +83,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _listen() -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(256)
-    sock.setblocking(False)
-    return sock
 
 
 # --- what the fake answered ---------------------------------------------------
@@ -199,7 +190,7 @@ class CallbackRelay:
         app.router.add_post(WEBHOOK_PATH, self._receive)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        sock = _listen()
+        sock = bind()
         try:
             async with aiohttp.ClientSession() as session:
                 self._session = session
@@ -426,15 +417,18 @@ async def running_stack(
     """Serve a full clipjobs on 127.0.0.1 until the block ends, then close it in order.
 
     ``clock``: the system's, or a ``FakeClock`` the test moves (workers, budget, service and
-    the API's heartbeats all read it; the fake Suno keeps its own).
+    the API's heartbeats all read it; the fake Suno keeps its own). On a fake clock the
+    budget does not pace calls: two calls at one fake instant would leave the second
+    waiting for the test to move the clock on.
     """
+    pacing = clock is None
     clock = clock or SystemClock()
     metrics = Metrics()
     calls = CallLog()
     the_fake = FakeSuno(api_key=SUNO_KEY, **{**FAKE_DEFAULTS, **(fake or {})})
     the_fake.app.middlewares.append(calls.middleware)
     async with contextlib.AsyncExitStack() as stack:
-        sock = _listen()
+        sock = bind()
         stack.callback(sock.close)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
 
@@ -455,7 +449,7 @@ async def running_stack(
             timeouts=SunoTimeouts(generate=5, record_info=5, credits=2, connect=2),
             metrics=metrics,
         )
-        budget = SunoBudget(max_rps, clock=clock, window_s=window_s, metrics=metrics)
+        budget = SunoBudget(max_rps, clock=clock, window_s=window_s, metrics=metrics, pacing=pacing)
         stack.push_async_callback(budget.aclose)
         settings: dict[str, Any] = {
             "policy": policy,
@@ -466,27 +460,18 @@ async def running_stack(
             "max_active_per_user": 0,  # many jobs for one user; the caps have their own tests
             **(service or {}),
         }
-        the_service = JobService(
-            store,
-            client,
-            ChannelDefaults(),
-            WebhookSigner(secret),
+        composed = await compose(
+            stack,
+            sock,
+            store=store,
+            suno=client,
+            signer=WebhookSigner(secret),
+            authenticator=TokenAuthenticator({TOKEN: USER, OTHER_TOKEN: OTHER_USER}),
             clock=clock,
-            config=ServiceConfig(**settings),
             budget=budget,
             metrics=metrics,
-        )
-
-        users = TokenAuthenticator({TOKEN: USER, OTHER_TOKEN: OTHER_USER})
-        app = create_app(the_service, users, api, metrics=metrics)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.SockSite(runner, sock).start()
-
-        the_workers = Workers(
-            the_service,
-            WorkerConfig(
+            service_config=ServiceConfig(**settings),
+            worker_config=WorkerConfig(
                 **{
                     "owner": "e2e",
                     "lease_s": 10.0,
@@ -497,10 +482,10 @@ async def running_stack(
                     **(workers or {}),
                 }
             ),
+            api_config=api,
+            http=HttpLimits(shutdown_s=1.0),
         )
-        await the_workers.start()
-        # Closed first: no step may run against a fake or store that is going away.
-        stack.push_async_callback(the_workers.aclose)
+        the_service, the_workers = composed.service, composed.workers
         yield Stack(
             url=url,
             fake_url=fake_url,

@@ -297,3 +297,19 @@ async def _acquire_later(budget: SunoBudget, clock: FakeClock) -> Slot:
     await clock.advance(0.5)
     await settle()
     return await waiter
+
+
+@pytest.mark.parametrize("pacing", [True, False])
+async def test_a_clock_stepping_back_does_not_hold_the_next_call(pacing: bool) -> None:
+    """The clock steps back a minute after a start (NTP, a fake clock): the next call with the
+    window free starts at once, instead of waiting for the clock to reach the old start again.
+    (Found by the service state machine, whose clock goes backwards.)
+    """
+    clock = FakeClock()
+    budget = SunoBudget(100.0, clock=clock, window_s=10.0, pacing=pacing)
+    await budget.acquire(Priority.GENERATE)
+    clock.set(clock.now() - timedelta(seconds=60))
+    waiting = asyncio.ensure_future(budget.acquire(Priority.GENERATE))
+    await settle()
+    assert waiting.done(), "the second call waits for the clock to come back"
+    await waiting

@@ -50,7 +50,7 @@ from clipjobs import (
     evolve,
     fold,
 )
-from clipjobs.ports import Clock, EventStore, RecordedEvent
+from clipjobs.ports import CallBudget, Clock, EventStore, RecordedEvent
 from clipjobs.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_sqlite import SQLiteEventStore
@@ -228,6 +228,8 @@ class Stack:
     budget: SunoBudget
     metrics: Metrics
     http: aiohttp.ClientSession
+    #: With ``shared_budget``: the PostgreSQL budget the service uses instead of ``budget``.
+    shared: CallBudget | None = None
 
     # --- the API, over HTTP -----------------------------------------------------
 
@@ -422,11 +424,14 @@ async def running_stack(
     relay: CallbackRelay | None = None,
     backend: str = "sqlite",
     clock: Clock | None = None,
+    shared_budget: bool = False,
 ) -> AsyncIterator[Stack]:
     """Serve a full clipjobs on 127.0.0.1 until the block ends, then close it in order.
 
     ``clock``: the system's, or a ``FakeClock`` the test moves (workers, budget, service and
-    the API's heartbeats all read it; the fake Suno keeps its own).
+    the API's heartbeats all read it; the fake Suno keeps its own). ``shared_budget`` (on
+    PostgreSQL): the service's budget is a ``PostgresCallBudget`` on the store's schema, as
+    ``clipjobs serve`` composes it.
     """
     clock = clock or SystemClock()
     metrics = Metrics()
@@ -457,6 +462,9 @@ async def running_stack(
         )
         budget = SunoBudget(max_rps, clock=clock, window_s=window_s, metrics=metrics)
         stack.push_async_callback(budget.aclose)
+        shared = await _shared_budget(store, max_rps, window_s, clock, metrics, shared_budget)
+        if shared is not None:
+            stack.push_async_callback(shared.aclose)
         settings: dict[str, Any] = {
             "policy": policy,
             "callback_base_url": callback_base,
@@ -473,7 +481,7 @@ async def running_stack(
             WebhookSigner(secret),
             clock=clock,
             config=ServiceConfig(**settings),
-            budget=budget,
+            budget=shared or budget,
             metrics=metrics,
         )
 
@@ -512,4 +520,23 @@ async def running_stack(
             budget=budget,
             metrics=metrics,
             http=http,
+            shared=shared,
         )
+
+
+async def _shared_budget(
+    store: EventStore,
+    max_rps: float,
+    window_s: float,
+    clock: Clock,
+    metrics: Metrics,
+    wanted: bool,
+) -> CallBudget | None:
+    if not wanted:
+        return None
+    from clipjobs_postgres import PostgresCallBudget, PostgresEventStore
+
+    assert isinstance(store, PostgresEventStore), "a shared budget needs backend='postgres'"
+    return await PostgresCallBudget.open(
+        PG_DSN, store.schema, max_rps, clock=clock, window_s=window_s, metrics=metrics
+    )

@@ -68,6 +68,20 @@ def at_of(records: Iterable[RecordedEvent], event: str) -> datetime:
     return at
 
 
+async def read_metrics(stack: Stack) -> dict[str, float]:
+    """``GET /metrics`` as {series: value}, after checking no user id is in it."""
+    async with stack.http.get(f"{stack.url}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    assert USER not in text and OTHER_USER not in text
+    series = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            series[name] = float(value)
+    return series
+
+
 async def wait_until_idle(stack: Stack, real_timeout_s: float) -> None:
     """Until no job is active (real seconds, generous: the budget sets the pace)."""
     try:
@@ -106,6 +120,7 @@ async def test_a_burst_of_300_does_not_starve_another_user(tmp_path: Path, backe
         sent_before_b = len(await stack.fake_tasks())
         waiting = len(a_jobs) - sent_before_b
         assert waiting >= 200, waiting
+        metrics = await read_metrics(stack)
 
         b_job = await stack.start("b_channel", token=OTHER_TOKEN)
         b_view = await stack.job(b_job, token=OTHER_TOKEN)
@@ -120,6 +135,12 @@ async def test_a_burst_of_300_does_not_starve_another_user(tmp_path: Path, backe
         # The in-process budget's record (the shared one's is the fake's count of 430s below).
         budget_peak = stack.budget.peak() if stack.shared is None else 0
         refused = stack.calls.codes().get(430, 0)
+
+    # Who fills the queue, visible without naming anyone: one user, with 100+ jobs waiting.
+    assert metrics["clipjobs_send_queue_users"] == 1, metrics
+    assert metrics["clipjobs_send_queue_jobs_per_user_count"] == 1, metrics
+    assert metrics["clipjobs_send_queue_jobs_per_user_sum"] >= 100, metrics
+    assert metrics['clipjobs_send_queue_jobs_per_user_bucket{le="50"}'] == 0, metrics
 
     # B: STAGE_30 within 5 s of its runOnce, on the service's clock.
     waited = (at_of(b_log, "SunoTaskCreated") - at_of(b_log, "JobAccepted")).total_seconds()

@@ -3,6 +3,7 @@
 - The cap: with the default ``CLIPJOBS_MAX_ACTIVE_PER_USER`` (20), a user's 21st concurrent
   runOnce answers 429 ``TOO_MANY_ACTIVE_JOBS`` with ``Retry-After`` and the active count, and
   creates nothing; another user is not affected; once the 20 finish, runOnce works again.
+  ``CLIPJOBS_MAX_STARTS_PER_USER_PER_HOUR``, once reached, answers the same.
 - Credits: at 0, runOnce answers 402; after a top-up a 0 is asked again within 3 s, so 3.5 s
   later runOnce answers 202 and the job succeeds; a generate answered 429 (no credits) fails
   its job with ``SUNO_NO_CREDITS`` and the next runOnce answers 402 without asking Suno.
@@ -132,3 +133,30 @@ async def test_credits_zero_then_top_up_then_run_out_mid_run(tmp_path: Path, bac
     assert refused_job["stage"] == Stage.FAILED.value
     assert checks_after == checks_before  # known from the 429: no credit call
     assert generate == {200: 1, 429: 1}
+
+
+async def test_the_hourly_cap_answers_the_same_429_even_with_nothing_running(
+    tmp_path: Path, backend: str
+) -> None:
+    """With ``CLIPJOBS_MAX_STARTS_PER_USER_PER_HOUR`` at 3, three jobs start and finish; the
+    fourth runOnce in the hour is 429 ``TOO_MANY_ACTIVE_JOBS`` with Retry-After and ``active: 0``,
+    and nothing is created. Another user's hour is their own.
+    """
+    async with running_stack(
+        tmp_path,
+        backend=backend,
+        service={"max_active_per_user": 0, "max_starts_per_user_per_hour": 3},
+    ) as stack:
+        for i in range(3):
+            job = await stack.start(f"channel_{i}")
+            await stack.wait_for_stage(job, *DONE)
+        before = await stack.store.count_created(USER, EPOCH)
+        status, headers, refused = await run_once_raw(stack, "channel_3")
+        after = await stack.store.count_created(USER, EPOCH)
+        b_status, _, b_body = await run_once_raw(stack, "channel_b", OTHER_TOKEN)
+
+    assert status == 429 and refused["error"] == "TOO_MANY_ACTIVE_JOBS"
+    assert refused["active"] == 0 and "jobId" not in refused
+    assert headers["Retry-After"] == str(ServiceConfig().too_many_retry_after_s)
+    assert before == after == 3
+    assert b_status == 202, b_body

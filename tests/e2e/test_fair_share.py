@@ -95,7 +95,7 @@ async def wait_until_idle(stack: Stack, real_timeout_s: float) -> None:
 
 @pytest.mark.slow
 async def test_a_burst_of_300_does_not_starve_another_user(tmp_path: Path, backend: str) -> None:
-    """A starts 300 jobs; B's one job, started while ~250 of A's wait, is sent within one or
+    """A starts 300 jobs; B's one job, started while 200+ of A's wait, is sent within one or
     two paced turns (STAGE_30 within 5 s of its runOnce, on the stack's clock). A's 300 jobs
     all succeed, each with one Suno task, and reach Suno in the order A started them; the
     budget never let more than 20 calls start in 10 s and Suno refused none (430).

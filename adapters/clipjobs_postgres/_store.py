@@ -98,23 +98,27 @@ _DUE = """
 """
 # SEND and POLL: the fair order (clipjobs.fair_order). A user's k-th oldest
 # waiting job goes in round k; within a round, users served longest ago first
-# (never served: first of all), then the older job.
+# (never served: first of all), then the user with the older oldest job.
 _FAIR_DUE = """
     SELECT due.job_id, due.state, due.user_id, due.at,
            row_number() OVER (
-               ORDER BY due.turn, coalesce(t.served, 0), due.at, due.job_id
+               ORDER BY due.turn, coalesce(t.served, 0), due.head_at, due.head_id,
+                        due.at, due.job_id
            ) AS n
     FROM (
         SELECT j.job_id, j.state, j.user_id, j.due_at AS at,
-               row_number() OVER (PARTITION BY j.user_id ORDER BY j.due_at, j.job_id) AS turn
+               row_number() OVER mine AS turn,
+               first_value(j.due_at) OVER mine AS head_at,
+               first_value(j.job_id) OVER mine AS head_id
         FROM {s}.jobs AS j
         WHERE NOT j.done AND j.work = $2 AND j.due_at <= $1
           AND NOT EXISTS (
               SELECT 1 FROM {s}.leases AS l
               WHERE l.job_id = j.job_id AND l.work = $2 AND l.until > $1)
+        WINDOW mine AS (PARTITION BY j.user_id ORDER BY j.due_at, j.job_id)
     ) AS due
     LEFT JOIN {s}.turns AS t ON t.work = $2 AND t.user_id = due.user_id
-    ORDER BY due.turn, coalesce(t.served, 0), due.at, due.job_id
+    ORDER BY due.turn, coalesce(t.served, 0), due.head_at, due.head_id, due.at, due.job_id
     {limit}
 """
 # $1 now, $2 work, $3 limit, $4 owner, $5 lease until. Rows are locked in queue

@@ -80,19 +80,22 @@ _INSERT_EVENT = (
 )
 # Waiting jobs in the fair order (clipjobs.fair_order): a user's k-th oldest
 # waiting job goes in round k; within a round, users served longest ago first
-# (never served: first of all), then the older job.
+# (never served: first of all), then the user with the older oldest job.
 _FAIR_DUE = """
     WITH due AS (
         SELECT j.job_id, j.state, j.user_id, j.due_at,
-               row_number() OVER (PARTITION BY j.user_id ORDER BY j.due_at, j.job_id) AS turn
+               row_number() OVER mine AS turn,
+               first_value(j.due_at) OVER mine AS head_at,
+               first_value(j.job_id) OVER mine AS head_id
         FROM jobs AS j
         WHERE j.work = ? AND j.due_at <= ?
           AND NOT EXISTS (
             SELECT 1 FROM leases AS l WHERE l.job_id = j.job_id AND l.work = ? AND l.until > ?)
+        WINDOW mine AS (PARTITION BY j.user_id ORDER BY j.due_at, j.job_id)
     )
     SELECT due.job_id, due.state, due.user_id, due.due_at FROM due
     LEFT JOIN turns AS t ON t.work = ? AND t.user_id = due.user_id
-    ORDER BY due.turn, coalesce(t.served, 0), due.due_at, due.job_id
+    ORDER BY due.turn, coalesce(t.served, 0), due.head_at, due.head_id, due.due_at, due.job_id
     LIMIT ?
 """
 _CLAIM_DUE = """

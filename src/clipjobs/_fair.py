@@ -13,6 +13,7 @@ their claim (``EventStoreContract`` checks it against this function).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from .ports import Due
 
@@ -24,14 +25,20 @@ def fair_order(due: Iterable[Due], last_served: Mapping[str, int]) -> list[Due]:
 
     ``last_served`` maps a user to the number of the last hand-out of one of
     their jobs for this work (higher: more recent; absent: never). A job's key
-    is ``(turn, user's last hand-out, due_at, job_id)`` where ``turn`` is how
-    many of the user's waiting jobs are older.
+    is ``(turn, user's last hand-out, user's oldest waiting job, due_at,
+    job_id)`` where ``turn`` is how many of the user's waiting jobs are older.
+    The users therefore come in the same order in every round, as they would
+    if each job were handed out alone: two users never served before take
+    turns by their oldest jobs, not by each job's age.
     """
     turns: dict[str, int] = {}
+    heads: dict[str, tuple[datetime, str]] = {}
     keyed = []
     for job in sorted(due, key=lambda d: (d.due_at, d.job_id)):
         turn = turns.get(job.user_id, 0)
         turns[job.user_id] = turn + 1
-        keyed.append(((turn, last_served.get(job.user_id, 0), job.due_at, job.job_id), job))
+        head = heads.setdefault(job.user_id, (job.due_at, job.job_id))
+        served = last_served.get(job.user_id, 0)
+        keyed.append(((turn, served, *head, job.due_at, job.job_id), job))
     keyed.sort(key=lambda pair: pair[0])
     return [job for _, job in keyed]

@@ -35,6 +35,7 @@ from aiohttp import web
 from attrs import define, field
 
 from clipjobs import (
+    FakeClock,
     JobPolicy,
     JobService,
     JobState,
@@ -49,7 +50,7 @@ from clipjobs import (
     evolve,
     fold,
 )
-from clipjobs.ports import Clock, EventStore, RecordedEvent
+from clipjobs.ports import CallBudget, Clock, EventStore, RecordedEvent
 from clipjobs.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig
 from clipjobs_cli._compose import HttpLimits, bind, compose
@@ -219,6 +220,8 @@ class Stack:
     budget: SunoBudget
     metrics: Metrics
     http: aiohttp.ClientSession
+    #: With ``shared_budget``: the PostgreSQL budget the service uses instead of ``budget``.
+    shared: CallBudget | None = None
 
     # --- the API, over HTTP -----------------------------------------------------
 
@@ -413,15 +416,18 @@ async def running_stack(
     relay: CallbackRelay | None = None,
     backend: str = "sqlite",
     clock: Clock | None = None,
+    shared_budget: bool = False,
 ) -> AsyncIterator[Stack]:
     """Serve a full clipjobs on 127.0.0.1 until the block ends, then close it in order.
 
     ``clock``: the system's, or a ``FakeClock`` the test moves (workers, budget, service and
     the API's heartbeats all read it; the fake Suno keeps its own). On a fake clock the
     budget does not pace calls: two calls at one fake instant would leave the second
-    waiting for the test to move the clock on.
+    waiting for the test to move the clock on. ``shared_budget`` (on PostgreSQL): the
+    service's budget is a ``PostgresCallBudget`` on the store's schema, as ``clipjobs
+    serve`` composes it.
     """
-    pacing = clock is None
+    pacing = not isinstance(clock, FakeClock)
     clock = clock or SystemClock()
     metrics = Metrics()
     calls = CallLog()
@@ -451,6 +457,9 @@ async def running_stack(
         )
         budget = SunoBudget(max_rps, clock=clock, window_s=window_s, metrics=metrics, pacing=pacing)
         stack.push_async_callback(budget.aclose)
+        shared = await _shared_budget(store, max_rps, window_s, clock, metrics, shared_budget)
+        if shared is not None:
+            stack.push_async_callback(shared.aclose)
         settings: dict[str, Any] = {
             "policy": policy,
             "callback_base_url": callback_base,
@@ -468,7 +477,7 @@ async def running_stack(
             signer=WebhookSigner(secret),
             authenticator=TokenAuthenticator({TOKEN: USER, OTHER_TOKEN: OTHER_USER}),
             clock=clock,
-            budget=budget,
+            budget=shared or budget,
             metrics=metrics,
             service_config=ServiceConfig(**settings),
             worker_config=WorkerConfig(
@@ -497,4 +506,23 @@ async def running_stack(
             budget=budget,
             metrics=metrics,
             http=http,
+            shared=shared,
         )
+
+
+async def _shared_budget(
+    store: EventStore,
+    max_rps: float,
+    window_s: float,
+    clock: Clock,
+    metrics: Metrics,
+    wanted: bool,
+) -> CallBudget | None:
+    if not wanted:
+        return None
+    from clipjobs_postgres import PostgresCallBudget, PostgresEventStore
+
+    assert isinstance(store, PostgresEventStore), "a shared budget needs backend='postgres'"
+    return await PostgresCallBudget.open(
+        PG_DSN, store.schema, max_rps, clock=clock, window_s=window_s, metrics=metrics
+    )

@@ -381,6 +381,26 @@ class EventStoreContract:
                 del waiting[state.job_id]
             now += timedelta(seconds=rng.uniform(0.001, 5))
 
+    async def test_one_batch_goes_round_robin_like_single_claims(self, store: EventStore) -> None:
+        """Two users never served, each with two jobs: one claim of four takes them in turns
+        by each user's oldest job (x1, y1, x2, y2), as four claims of one would, and ``queue``
+        shows that order; not y2 before x2 because y2 is older.
+        """
+        base = _ancient()
+        x, y = f"user-x-{_rand()}", f"user-y-{_rand()}"
+        x1, y1, y2, x2 = (
+            new_job(at=base + timedelta(seconds=n), user_id=user)
+            for n, user in enumerate((x, y, y, x), start=1)
+        )
+        for c in (x1, y1, y2, x2):
+            await store.append(c)
+        now = base + timedelta(seconds=10)
+        expected = [c.job_id for c in (x1, y1, x2, y2)]
+        queued = await store.queue(Work.SEND, now, limit=10_000)
+        assert [d.job_id for d in queued if d.job_id in expected] == expected
+        got = await store.claim(Work.SEND, now, owner=_owner(), limit=4, lease_s=3600)
+        assert [s.job_id for s in got] == expected
+
     async def test_a_late_user_waits_at_most_one_job_of_each_other_user(
         self, store: EventStore
     ) -> None:

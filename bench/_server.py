@@ -1,15 +1,15 @@
 """The processes the HTTP benchmarks talk to, each run as its own subprocess.
 
-``clipjobs``: the product as ``clipjobs serve`` composes it (SQLite store,
-Suno client behind one ``SunoBudget``, ``JobService``, ``Workers``,
-``create_app``) on 127.0.0.1, pre-seeded with jobs when asked, plus a
+``clipjobs``: the product through the one composition root
+(``clipjobs_cli._compose.compose``: SQLite store, Suno client behind one
+``SunoBudget``) on 127.0.0.1, pre-seeded with jobs when asked, plus a
 ``GET /_bench/info`` route that reports the seeded job ids and the budget's
 record. Its Suno is a fake one: in this process, or another (``--fake-url``).
 
-``fake``: the fake Suno (``clipjobs_suno.fake``) in its own process, recording
-the time of every API call it receives (``GET /_bench/calls``) and accepting
-pre-made tasks (``POST /_bench/seed``) so thousands of jobs can be "at Suno"
-without thousands of rate-limited generate calls.
+``fake``: the fake Suno (``clipjobs_suno.fake``) in its own process; its
+control API reports every API call's arrival (``GET /_fake/arrivals``) and
+accepts pre-made tasks (``POST /_fake/tasks``) so thousands of jobs can be "at
+Suno" without thousands of rate-limited generate calls.
 
 ``bare``: the baseline, a bare aiohttp handler answering every GET with one
 constant JSON body (``--body-file``).
@@ -44,7 +44,6 @@ from clipjobs import (
     GenerationParams,
     JobAccepted,
     JobPolicy,
-    JobService,
     ProviderStatus,
     ServiceConfig,
     Source,
@@ -57,16 +56,15 @@ from clipjobs import (
     TokenAuthenticator,
     Track,
     WorkerConfig,
-    Workers,
     fold,
 )
+from clipjobs.budget import busiest
 from clipjobs.config import Settings
 from clipjobs.events import Event
 from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner
-from clipjobs_aiohttp import create_app
+from clipjobs_cli._compose import HttpLimits, bind, compose, url_of
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno import SunoApiClient
-from clipjobs_suno._fake_state import FakeTask
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
 TOKEN = "bench-token-0000000001"
@@ -155,66 +153,8 @@ async def seed(
     return ids
 
 
-# --- the fake Suno, recording every call ---------------------------------------------
-
-
-class RecordingFake(FakeSuno):
-    """The fake Suno, plus the start time of every API call and seeding by POST."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.admitted: list[float] = []
-        self.refused: list[float] = []
-
-    def _admit(self, key: str) -> bool:
-        ok = super()._admit(key)
-        (self.admitted if ok else self.refused).append(time.time())
-        return ok
-
-    def _build_app(self) -> web.Application:
-        app = super()._build_app()
-        app.router.add_get("/_bench/calls", self._calls_json)
-        app.router.add_post("/_bench/seed", self._seed_json)
-        return app
-
-    def add_tasks(self, tasks: list[dict[str, str]], origin: str) -> None:
-        now = SystemClock().now()
-        for t in tasks:
-            self._tasks[t["taskId"]] = FakeTask(
-                task_id=t["taskId"],
-                created_at=now,
-                origin=origin,
-                body={"callBackUrl": t["callBackUrl"], "model": "V4_5", "prompt": "bench"},
-                scenario="success",
-                **LONG_TASK,
-            )
-
-    async def _calls_json(self, _request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "admitted": self.admitted,
-                "refused": self.refused,
-                "rate_limit": self.config.rate_limit,
-                "rate_window_s": self.config.rate_window_s,
-                "tasks": len(self._tasks),
-            }
-        )
-
-    async def _seed_json(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.add_tasks(body["tasks"], str(request.url.origin()))
-        return web.json_response({"tasks": len(self._tasks)})
-
-
-def peak(starts: list[float], window_s: float) -> int:
-    """The most starts within any window of ``window_s`` seconds."""
-    starts = sorted(starts)
-    best, low = 0, 0
-    for high, at in enumerate(starts):
-        while at - starts[low] >= window_s:
-            low += 1
-        best = max(best, high - low + 1)
-    return best
+#: The most starts within any window of so many seconds.
+peak = busiest
 
 
 # --- processes ---------------------------------------------------------------------
@@ -232,19 +172,9 @@ async def until_signalled() -> None:
     await stop.wait()
 
 
-def listening(port: int = 0) -> socket.socket:
-    """A socket listening on 127.0.0.1 (bound before the app exists, so its URL is known)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
 @contextlib.asynccontextmanager
 async def serving(app: web.Application, sock: socket.socket | None = None) -> AsyncIterator[str]:
-    sock = sock or listening()
+    sock = sock or bind()
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, handle_signals=False)
     await runner.setup()
     try:
@@ -256,7 +186,7 @@ async def serving(app: web.Application, sock: socket.socket | None = None) -> As
 
 
 async def run_fake(args: argparse.Namespace) -> None:
-    fake = RecordingFake(api_key=SUNO_KEY, credits=10**9, rate_limit=args.rate_limit)
+    fake = FakeSuno(api_key=SUNO_KEY, credits=10**9, rate_limit=args.rate_limit)
     async with running_fake_suno("127.0.0.1", 0, fake=fake) as (url, _):
         announce(url=url)
         await until_signalled()
@@ -292,20 +222,41 @@ async def run_clipjobs(args: argparse.Namespace) -> None:
         signer = WebhookSigner(secret)
         session = await stack.enter_async_context(aiohttp.ClientSession())
 
-        fake: RecordingFake | None = None
+        fake: FakeSuno | None = None
         fake_url = args.fake_url
         if fake_url is None:
-            fake = RecordingFake(api_key=SUNO_KEY, credits=10**9, rate_limit=args.fake_rate_limit)
+            fake = FakeSuno(api_key=SUNO_KEY, credits=10**9, rate_limit=args.fake_rate_limit)
             fake_url, _ = await stack.enter_async_context(
                 running_fake_suno("127.0.0.1", 0, fake=fake)
             )
 
         # Listen first: callback URLs name the port.
-        sock = listening(args.port)
-        own_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        sock = bind("127.0.0.1", args.port)
+        stack.callback(sock.close)
+        url = url_of(sock)
         counts = {k: getattr(args, f"seed_{k}") for k in KINDS if getattr(args, f"seed_{k}")}
         ids: dict[str, list[str]] = {}
         seed_s = 0.0
+        if counts:
+            t0 = time.perf_counter()
+            ids = await seed(store, counts, settings.policy(), clock.now())
+            tasks = [
+                {"taskId": task_id(j), "callBackUrl": signer.callback_url(url, j)}
+                for j in ids.get("active", [])
+            ]
+            if fake is not None:
+                for t in tasks:
+                    fake.add_task(t["taskId"], t["callBackUrl"], origin=fake_url, **LONG_TASK)
+            else:
+                # In chunks: aiohttp refuses request bodies over 1 MiB.
+                for start in range(0, len(tasks), 2000):
+                    chunk = {"tasks": tasks[start : start + 2000], "timings": LONG_TASK}
+                    async with session.post(f"{fake_url}/_fake/tasks", json=chunk) as r:
+                        r.raise_for_status()
+            seed_s = time.perf_counter() - t0
+
+        budget = SunoBudget(settings.suno_max_rps, clock=clock)
+        stack.push_async_callback(budget.aclose)
 
         async def info(_request: web.Request) -> web.Response:
             return web.json_response(
@@ -322,59 +273,36 @@ async def run_clipjobs(args: argparse.Namespace) -> None:
                         "waiting": budget.waiting,
                         "history": [r.started_at.timestamp() for r in budget.history],
                     },
-                    "running": {w.value: n for w, n in workers.running().items()},
+                    "running": {w.value: n for w, n in composed.workers.running().items()},
                     "started_at": started,
                 }
             )
 
         client = SunoApiClient(session, SUNO_KEY, base_url=fake_url)
-        budget = SunoBudget(settings.suno_max_rps, clock=clock)
-        stack.push_async_callback(budget.aclose)
-        service = JobService(
-            store,
-            client,
-            ChannelDefaults(GenerationParams(prompt="An upbeat instrumental track")),
-            signer,
-            clock=clock,
-            # One bench user starts thousands of jobs: no per-user cap.
-            config=ServiceConfig(
-                policy=settings.policy(), callback_base_url=own_url, max_active_per_user=0
-            ),
-            budget=budget,
-        )
-        app = create_app(service, TokenAuthenticator({TOKEN: USER}))
-        app.router.add_get("/_bench/info", info)
-        url = await stack.enter_async_context(serving(app, sock))
-
-        if counts:
-            t0 = time.perf_counter()
-            ids = await seed(store, counts, settings.policy(), clock.now())
-            tasks = [
-                {"taskId": task_id(j), "callBackUrl": signer.callback_url(url, j)}
-                for j in ids.get("active", [])
-            ]
-            if fake is not None:
-                fake.add_tasks(tasks, fake_url)
-            else:
-                # In chunks: aiohttp refuses request bodies over 1 MiB.
-                for start in range(0, len(tasks), 2000):
-                    chunk = {"tasks": tasks[start : start + 2000]}
-                    async with session.post(f"{fake_url}/_bench/seed", json=chunk) as r:
-                        r.raise_for_status()
-            seed_s = time.perf_counter() - t0
-
         call_timeout = client.timeouts.generate
-        workers = Workers(
-            service,
-            WorkerConfig(
+        composed = await compose(
+            stack,
+            sock,
+            store=store,
+            suno=client,
+            signer=signer,
+            authenticator=TokenAuthenticator({TOKEN: USER}),
+            clock=clock,
+            budget=budget,
+            params=ChannelDefaults(GenerationParams(prompt="An upbeat instrumental track")),
+            # One bench user starts thousands of jobs: no per-user cap.
+            service_config=ServiceConfig(
+                policy=settings.policy(), callback_base_url=url, max_active_per_user=0
+            ),
+            worker_config=WorkerConfig(
                 owner=args.worker_id,
                 suno_call_timeout_s=call_timeout,
                 lease_s=max(60.0, call_timeout * 2),
             ),
+            routes=lambda app: app.router.add_get("/_bench/info", info),
+            start_workers=not args.no_workers,
+            http=HttpLimits(shutdown_s=2.0),
         )
-        if not args.no_workers:
-            await workers.start()
-            stack.push_async_callback(workers.aclose)
         announce(url=url, fake_url=fake_url, seed_s=seed_s, seeded=counts, started_at=started)
         await until_signalled()
 

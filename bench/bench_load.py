@@ -102,7 +102,7 @@ def load_test(tmp: Path, size: dict[str, Any]) -> dict[str, Any]:
         sampler.join()
         rss_now, rss_peak = rss_mb(server.pid)
         info = get_json(server.url + "/_bench/info")
-        calls = get_json(fake.url + "/_bench/calls")
+        calls = get_json(fake.url + "/_fake/arrivals")
     finally:
         if server is not None:
             server.stop()

@@ -125,6 +125,8 @@ async def compose(
     mount: str = "",
     http: HttpLimits | None = None,
     url: str | None = None,
+    routes: Callable[[web.Application], None] | None = None,
+    start_workers: bool = True,
 ) -> Composed:
     """Serve clipjobs on ``sock`` from these parts until ``stack`` closes.
 
@@ -132,7 +134,10 @@ async def compose(
     puts every call behind ``budget``. ``media_dir`` serves finished media
     (clips, their captions) at ``/media``; ``mount`` serves the API under a
     prefix of a parent app, as an embedder would. ``url`` is the address the
-    server is reached at (default: the socket's own).
+    server is reached at (default: the socket's own). ``routes`` adds routes of
+    the caller's own before the app is frozen (a bench's info route).
+    ``start_workers=False`` serves the API only: the caller may start
+    ``Composed.workers`` later (and must close them).
     """
     metrics = metrics or Metrics()
     service = JobService(
@@ -155,15 +160,18 @@ async def compose(
             _captions_file(media_dir),
         )
         add_media(app, media_dir, MEDIA_PREFIX)
+    if routes is not None:
+        routes(app)
     served = app
     if mount:
         served = web.Application()
         served.add_subapp(mount, app)
     await _serve_http(stack, served, sock, http or HttpLimits(), metrics)
-    await workers.start()
-    # Closed before the HTTP server drains: on SIGTERM no new Suno call starts,
-    # only the calls in flight finish.
-    stack.push_async_callback(workers.aclose)
+    if start_workers:
+        await workers.start()
+        # Closed before the HTTP server drains: on SIGTERM no new Suno call starts,
+        # only the calls in flight finish.
+        stack.push_async_callback(workers.aclose)
     return Composed(url=(url or url_of(sock)) + mount, service=service, workers=workers, app=app)
 
 

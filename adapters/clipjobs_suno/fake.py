@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
+from attrs import frozen
 
 from clipjobs.clock import SystemClock
 from clipjobs.ports import Clock
@@ -51,7 +52,7 @@ from ._fake_state import (
 )
 from ._limits import check_generate_body
 
-__all__ = ["SCENARIOS", "FakeConfig", "FakeSuno", "running_fake_suno", "serve_fake"]
+__all__ = ["SCENARIOS", "Arrival", "FakeConfig", "FakeSuno", "running_fake_suno", "serve_fake"]
 
 _log = logging.getLogger("clipjobs.fake_suno")
 
@@ -70,6 +71,16 @@ def _envelope(
         "data": data,
     }
     return web.json_response(body, status=http)
+
+
+@frozen
+class Arrival:
+    """One API call as it reached the fake: when, on which path, and whether the rate limit
+    let it in (False: answered 430)."""
+
+    at: datetime
+    path: str
+    admitted: bool
 
 
 class FakeSuno:
@@ -96,6 +107,9 @@ class FakeSuno:
         self._config = apply_config(FakeConfig(), config)
         self._tasks: dict[str, FakeTask] = {}
         self._calls: dict[str, deque[datetime]] = {}
+        #: Every API call's arrival, in order: when (the fake's clock) and whether the
+        #: rate limit let it in. Tests and benches read it to check Suno's window.
+        self.arrivals: list[Arrival] = []
         self._deliveries: set[asyncio.Task[None]] = set()
         # The wake-up time of each delivery loop sleeping on the clock (None: busy).
         self._waiting: dict[asyncio.Task[None], datetime | None] = {}
@@ -120,6 +134,34 @@ class FakeSuno:
         """Every task with its status now and its callback deliveries (``GET /_fake/tasks``)."""
         now = self._clock.now()
         return [task_json(task, now) for task in self._tasks.values()]
+
+    def add_task(
+        self,
+        task_id: str,
+        callback_url: str,
+        *,
+        origin: str,
+        scenario: str = "success",
+        text_after_s: float | None = None,
+        first_after_s: float | None = None,
+        complete_after_s: float | None = None,
+    ) -> None:
+        """Know a task as if generate had made it now (``POST /_fake/tasks``): a store seeded
+        with jobs in STAGE_30 can poll it. No callback is delivered for it.
+        """
+        config = self._config
+        self._tasks[task_id] = FakeTask(
+            task_id=task_id,
+            created_at=self._clock.now(),
+            origin=origin,
+            body={"callBackUrl": callback_url, "model": "V4_5", "prompt": "seeded"},
+            scenario=scenario,
+            text_after_s=config.text_after_s if text_after_s is None else text_after_s,
+            first_after_s=config.first_after_s if first_after_s is None else first_after_s,
+            complete_after_s=(
+                config.complete_after_s if complete_after_s is None else complete_after_s
+            ),
+        )
 
     def deliveries(self, task_id: str) -> list[Delivery]:
         task = self._tasks.get(task_id)
@@ -166,6 +208,8 @@ class FakeSuno:
         app.router.add_get("/_fake/config", self._get_config)
         app.router.add_post("/_fake/config", self._post_config)
         app.router.add_get("/_fake/tasks", self._list_tasks)
+        app.router.add_post("/_fake/tasks", self._add_tasks)
+        app.router.add_get("/_fake/arrivals", self._list_arrivals)
         app.cleanup_ctx.append(self._lifecycle)
         return app
 
@@ -208,7 +252,9 @@ class FakeSuno:
             if key is None:
                 return _envelope(401)
             config = self._config
-            if config.scenario == "rate-limited" or not self._admit(key):
+            admitted = config.scenario != "rate-limited" and self._admit(key)
+            self.arrivals.append(Arrival(self._clock.now(), request.path, admitted))
+            if not admitted:
                 return _envelope(430)
             if config.error_code is not None:
                 code = config.error_code
@@ -344,6 +390,42 @@ class FakeSuno:
 
     async def _list_tasks(self, _request: web.Request) -> web.Response:
         return web.json_response({"tasks": self.tasks()})
+
+    async def _add_tasks(self, request: web.Request) -> web.Response:
+        """``{"tasks": [{"taskId", "callBackUrl"}, ...], "timings": {...}}``: see ``add_task``."""
+        try:
+            body = await request.json()
+            timings = body.get("timings", {})
+            after = {
+                name: float(timings[name])
+                for name in ("text_after_s", "first_after_s", "complete_after_s")
+                if name in timings
+            }
+            listed = [(str(t["taskId"]), str(t["callBackUrl"])) for t in body["tasks"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return web.json_response({"error": f"bad task list: {exc!r}"}, status=400)
+        for task_id, callback_url in listed:  # all checked first: a bad list adds nothing
+            self.add_task(
+                task_id,
+                callback_url,
+                origin=self._origin(request),
+                text_after_s=after.get("text_after_s"),
+                first_after_s=after.get("first_after_s"),
+                complete_after_s=after.get("complete_after_s"),
+            )
+        return web.json_response({"tasks": len(self._tasks)})
+
+    async def _list_arrivals(self, _request: web.Request) -> web.Response:
+        """Every API call's arrival (epoch seconds) and the rate limit it was held to."""
+        return web.json_response(
+            {
+                "admitted": [a.at.timestamp() for a in self.arrivals if a.admitted],
+                "refused": [a.at.timestamp() for a in self.arrivals if not a.admitted],
+                "rate_limit": self._config.rate_limit,
+                "rate_window_s": self._config.rate_window_s,
+                "tasks": len(self._tasks),
+            }
+        )
 
     # --- callbacks -----------------------------------------------------------
 

@@ -37,7 +37,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Self, TypeVar
 
@@ -49,11 +49,30 @@ from .logs import pipeline_log
 from .metrics import Metrics
 from .ports import BudgetStatus, CallBudget, Clock, Priority, Slot, SunoClient
 
-__all__ = ["BudgetRecord", "BudgetedSuno", "SunoBudget", "call_within", "run_in_slot"]
+__all__ = [
+    "BudgetRecord",
+    "BudgetedSuno",
+    "SunoBudget",
+    "busiest",
+    "call_within",
+    "run_in_slot",
+]
 
 _T = TypeVar("_T")
 #: How many times a burst of 430s may halve the rate (down to 1/16).
 _MAX_SLOWDOWN = 4
+
+
+def busiest(times: Iterable[float], window_s: float) -> int:
+    """The most of ``times`` (seconds) within any window of ``window_s`` seconds: how close a
+    record of calls came to a limit of so many per window."""
+    ordered = sorted(times)
+    best, low = 0, 0
+    for high, at in enumerate(ordered):
+        while at - ordered[low] >= window_s:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
 
 
 @frozen
@@ -144,14 +163,8 @@ class SunoBudget:
 
     def peak(self, window_s: float | None = None) -> int:
         """The most calls that started within any window of ``window_s`` in the history."""
-        width = self.window if window_s is None else timedelta(seconds=window_s)
-        starts = sorted(r.started_at for r in self._history.values())
-        best, low = 0, 0
-        for high, at in enumerate(starts):
-            while at - starts[low] >= width:
-                low += 1
-            best = max(best, high - low + 1)
-        return best
+        width = self.window.total_seconds() if window_s is None else window_s
+        return busiest((r.started_at.timestamp() for r in self._history.values()), width)
 
     @property
     def waiting(self) -> int:

@@ -50,6 +50,7 @@ from clipjobs import (
     evolve,
     fold,
 )
+from clipjobs.budget import busiest
 from clipjobs.ports import CallBudget, Clock, EventStore, RecordedEvent
 from clipjobs.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig
@@ -123,13 +124,7 @@ class CallLog:
 
     def peak(self, window_s: float, *, admitted_only: bool = True) -> int:
         """The most calls that came within any ``window_s`` (by default those not refused 430)."""
-        times = sorted(c.at for c in self.calls if not admitted_only or c.code != 430)
-        best, low = 0, 0
-        for high, at in enumerate(times):
-            while at - times[low] >= window_s:
-                low += 1
-            best = max(best, high - low + 1)
-        return best
+        return busiest((c.at for c in self.calls if not admitted_only or c.code != 430), window_s)
 
 
 # --- a relay between the fake's callbacks and the webhook ------------------------

@@ -27,6 +27,7 @@ import asyncpg
 from aiohttp import web
 from attrs import define, field, frozen
 
+from clipjobs.budget import busiest
 from clipjobs_postgres import PostgresEventStore
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
@@ -65,15 +66,7 @@ class CallLog:
         return response
 
 
-def peak(times: list[float], window_s: float) -> int:
-    """The most of ``times`` within any window of ``window_s`` seconds."""
-    times = sorted(times)
-    best, low = 0, 0
-    for high, at in enumerate(times):
-        while at - times[low] >= window_s:
-            low += 1
-        best = max(best, high - low + 1)
-    return best
+peak = busiest
 
 
 @frozen

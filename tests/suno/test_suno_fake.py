@@ -214,6 +214,37 @@ async def test_rate_limit_is_per_key(wire: Wire) -> None:
     assert again["code"] == 200
 
 
+async def test_arrivals_are_a_public_record_of_every_call(wire: Wire) -> None:
+    """``FakeSuno.arrivals`` (and ``GET /_fake/arrivals``) list every API call in order, with
+    whether the rate limit let it in: what benches and tests read instead of the fake's
+    private limiter."""
+    for _ in range(21):
+        await wire.call("GET", "/api/v1/generate/credit")
+    assert [a.admitted for a in wire.fake.arrivals] == [True] * 20 + [False]
+    assert {a.path for a in wire.fake.arrivals} == {"/api/v1/generate/credit"}
+    status, record = await wire.call("GET", "/_fake/arrivals")
+    assert status == 200
+    assert (len(record["admitted"]), len(record["refused"])) == (20, 1)
+    assert record["admitted"][0] == wire.clock.now().timestamp()
+    assert (record["rate_limit"], record["rate_window_s"]) == (20, 10.0)
+
+
+async def test_seeded_tasks_answer_record_info(wire: Wire) -> None:
+    """``POST /_fake/tasks`` makes tasks known without generate calls (a seeded store's jobs
+    can be polled); a malformed list is 400 and adds nothing."""
+    tasks = [{"taskId": f"{i:032x}", "callBackUrl": "http://127.0.0.1:9/cb"} for i in range(3)]
+    bad = {"tasks": [tasks[0], {"taskId": "x"}]}
+    status, _ = await wire.call("POST", "/_fake/tasks", json=bad)
+    assert status == 400 and wire.fake.tasks() == []
+    status, answer = await wire.call(
+        "POST", "/_fake/tasks", json={"tasks": tasks, "timings": {"text_after_s": 30}}
+    )
+    assert (status, answer) == (200, {"tasks": 3})
+    info = await wire.record_info(tasks[1]["taskId"])
+    assert info["taskId"] == tasks[1]["taskId"] and info["status"] == "PENDING"
+    assert wire.fake.arrivals[-1].path == "/api/v1/generate/record-info"
+
+
 async def test_generate_cost_and_partial_balance(wire: Wire, receiver: Any) -> None:
     """Each generate spends generate_cost; a balance below it answers 429."""
     await wire.call("POST", "/_fake/config", json={"credits": 15, "generate_cost": 10})

@@ -93,6 +93,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
+        d = cls()  # each default is declared once, on the field
+
         def get(name: str) -> str | None:
             value = env.get(name)
             return value.strip() if value is not None and value.strip() else None
@@ -119,7 +121,7 @@ class Settings:
                 return False
             raise ConfigError(f"{name}={raw!r} must be on or off")
 
-        db_url = get("CLIPJOBS_DB") or "sqlite:///clipjobs.db"
+        db_url = get("CLIPJOBS_DB") or d.db_url
         if not db_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ConfigError(
                 "CLIPJOBS_DB must be sqlite:///path or postgresql://… (got another scheme)"
@@ -128,15 +130,15 @@ class Settings:
         if public is not None:
             _check_url("PUBLIC_BASE_URL", public)
             public = public.rstrip("/")
-        suno_base = (get("SUNO_BASE_URL") or "https://api.sunoapi.org").rstrip("/")
+        suno_base = (get("SUNO_BASE_URL") or d.suno_base_url).rstrip("/")
         _check_url("SUNO_BASE_URL", suno_base)
-        model = get("SUNO_MODEL") or "V4_5"
+        model = get("SUNO_MODEL") or d.suno_model
         if model not in _MODELS:
             raise ConfigError(f"SUNO_MODEL={model!r} is not one of {', '.join(_MODELS)}")
-        log_format = (get("CLIPJOBS_LOG_FORMAT") or "text").lower()
+        log_format = (get("CLIPJOBS_LOG_FORMAT") or d.log_format).lower()
         if log_format not in ("text", "json"):
             raise ConfigError(f"CLIPJOBS_LOG_FORMAT={log_format!r} must be text or json")
-        log_level = (get("CLIPJOBS_LOG_LEVEL") or "INFO").upper()
+        log_level = (get("CLIPJOBS_LOG_LEVEL") or d.log_level).upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"CLIPJOBS_LOG_LEVEL={log_level!r} is not a logging level")
         suno_key = get("SUNO_API_KEY")
@@ -151,17 +153,17 @@ class Settings:
         hosts = tuple(
             h.strip().lower() for h in (get("CLIPJOBS_CLIP_HOSTS") or "").split(",") if h.strip()
         )
-        lease_s = num("CLIPJOBS_LEASE_S", 60.0, float, 31, 3600)
-        heartbeat_s = num("CLIPJOBS_WORKER_HEARTBEAT_S", 5.0, float, 0.1, 3600)
+        lease_s = num("CLIPJOBS_LEASE_S", d.lease_s, float, 31, 3600)
+        heartbeat_s = num("CLIPJOBS_WORKER_HEARTBEAT_S", d.worker_heartbeat_s, float, 0.1, 3600)
         if heartbeat_s > lease_s:
             raise ConfigError(
                 f"CLIPJOBS_WORKER_HEARTBEAT_S={heartbeat_s:g} must not be longer than"
                 f" CLIPJOBS_LEASE_S ({lease_s:g})"
             )
-        clip_style = (get("CLIPJOBS_CLIP_STYLE") or "full").lower()
+        clip_style = (get("CLIPJOBS_CLIP_STYLE") or d.clip_style).lower()
         if clip_style not in _CLIP_STYLES:
             raise ConfigError(f"CLIPJOBS_CLIP_STYLE={clip_style!r} must be simple or full")
-        schema = get("CLIPJOBS_PG_SCHEMA") or "clipjobs"
+        schema = get("CLIPJOBS_PG_SCHEMA") or d.pg_schema
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ConfigError(
                 f"CLIPJOBS_PG_SCHEMA={schema!r} must be lower-case letters, digits and"
@@ -169,40 +171,46 @@ class Settings:
             )
         return cls(
             db_url=db_url,
-            host=get("CLIPJOBS_HOST") or "127.0.0.1",
-            port=num("CLIPJOBS_PORT", 8080, int, 0, 65535),
+            host=get("CLIPJOBS_HOST") or d.host,
+            port=num("CLIPJOBS_PORT", d.port, int, 0, 65535),
             suno_api_key=suno_key,
             suno_base_url=suno_base,
             suno_model=model,
             public_base_url=public,
             tokens=parse_tokens(tokens_spec) if tokens_spec is not None else None,
-            stale_after_s=num("CLIPJOBS_STALE_AFTER_S", 60.0, float, 1, 86400),
-            job_timeout_s=num("CLIPJOBS_JOB_TIMEOUT_S", 600, int, 1, 7 * 86400),
-            poll_after_s=num("CLIPJOBS_POLL_AFTER_S", 30.0, float, 0.01, 86400),
-            poll_interval_s=num("CLIPJOBS_POLL_INTERVAL_S", 15.0, float, 0.01, 86400),
-            suno_max_rps=num("CLIPJOBS_SUNO_MAX_RPS", 2.0, float, 0.01, 1000),
+            stale_after_s=num("CLIPJOBS_STALE_AFTER_S", d.stale_after_s, float, 1, 86400),
+            job_timeout_s=num("CLIPJOBS_JOB_TIMEOUT_S", d.job_timeout_s, int, 1, 7 * 86400),
+            poll_after_s=num("CLIPJOBS_POLL_AFTER_S", d.poll_after_s, float, 0.01, 86400),
+            poll_interval_s=num("CLIPJOBS_POLL_INTERVAL_S", d.poll_interval_s, float, 0.01, 86400),
+            suno_max_rps=num("CLIPJOBS_SUNO_MAX_RPS", d.suno_max_rps, float, 0.01, 1000),
             log_format=log_format,
             log_level=log_level,
-            clip_render=flag("CLIPJOBS_CLIP_RENDER", False),
-            media_dir=Path(get("CLIPJOBS_MEDIA_DIR") or "media"),
-            clip_max_s=num("CLIPJOBS_CLIP_MAX_S", 60.0, float, 1, 3600),
+            clip_render=flag("CLIPJOBS_CLIP_RENDER", d.clip_render),
+            media_dir=Path(get("CLIPJOBS_MEDIA_DIR") or d.media_dir),
+            clip_max_s=num("CLIPJOBS_CLIP_MAX_S", d.clip_max_s, float, 1, 3600),
             clip_hosts=hosts,
             clip_style=clip_style,
-            clip_captions=flag("CLIPJOBS_CLIP_CAPTIONS", True),
-            one_job_per_channel=flag("CLIPJOBS_ONE_JOB_PER_CHANNEL", True),
+            clip_captions=flag("CLIPJOBS_CLIP_CAPTIONS", d.clip_captions),
+            one_job_per_channel=flag("CLIPJOBS_ONE_JOB_PER_CHANNEL", d.one_job_per_channel),
             worker_id=get("CLIPJOBS_WORKER_ID"),
             lease_s=lease_s,
             worker_heartbeat_s=heartbeat_s,
             resend_uncertain_after_s=num(
-                "CLIPJOBS_RESEND_UNCERTAIN_AFTER_S", 120.0, float, 0, 86400
+                "CLIPJOBS_RESEND_UNCERTAIN_AFTER_S", d.resend_uncertain_after_s, float, 0, 86400
             ),
-            max_active_per_user=num("CLIPJOBS_MAX_ACTIVE_PER_USER", 20, int, 1, 1_000_000),
+            max_active_per_user=num(
+                "CLIPJOBS_MAX_ACTIVE_PER_USER", d.max_active_per_user, int, 1, 1_000_000
+            ),
             max_starts_per_user_per_hour=num(
-                "CLIPJOBS_MAX_STARTS_PER_USER_PER_HOUR", 0, int, 0, 1_000_000
+                "CLIPJOBS_MAX_STARTS_PER_USER_PER_HOUR",
+                d.max_starts_per_user_per_hour,
+                int,
+                0,
+                1_000_000,
             ),
             pg_schema=schema,
-            max_connections=num("CLIPJOBS_MAX_CONNECTIONS", 1000, int, 1, 1_000_000),
-            head_timeout_s=num("CLIPJOBS_HEAD_TIMEOUT_S", 15.0, float, 0.1, 3600),
+            max_connections=num("CLIPJOBS_MAX_CONNECTIONS", d.max_connections, int, 1, 1_000_000),
+            head_timeout_s=num("CLIPJOBS_HEAD_TIMEOUT_S", d.head_timeout_s, float, 0.1, 3600),
         )
 
 

@@ -65,6 +65,11 @@ def job_view(
         "clipUrl": state.clip_url,
         "clipStep": state.clip_step.value if state.clip_step is not None else None,
         "captionsUrl": state.captions_url,
+        "mediaError": (
+            None
+            if state.media_error_code is None
+            else {"code": state.media_error_code, "message": state.media_error}
+        ),
         "queue": (
             None
             if queue is None

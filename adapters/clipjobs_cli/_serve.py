@@ -44,6 +44,8 @@ from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
 from clipjobs_suno import SunoApiClient
 
+from ._keeping import media_keeper
+
 if TYPE_CHECKING:
     from clipjobs_suno.fake import FakeSuno
 
@@ -304,6 +306,7 @@ async def running_server(
         budget = await open_budget(settings, clock, metrics)
         stack.push_async_callback(budget.aclose)
         suno = BudgetedSuno(client, budget)
+        keeper = await media_keeper(settings, media_session, suno_base_url)
         service = JobService(
             store,
             client,
@@ -327,6 +330,7 @@ async def running_server(
             budget=budget,
             post_processor=_post_processor(settings, media_session, suno_base_url, suno),
             metrics=metrics,
+            media_keeper=keeper,
         )
 
         call_timeout = client.timeouts.generate

@@ -8,18 +8,22 @@ None when ``CLIPJOBS_KEEP_MEDIA=off``.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import aiohttp
+from aiohttp import web
 
 from clipjobs.config import Settings
 from clipjobs.errors import ConfigError
 from clipjobs.logs import pipeline_log
+from clipjobs.ports import Clock, EventStore
+from clipjobs.webhook import new_secret
+from clipjobs_aiohttp import MediaUrlSigner, add_kept_media
+from clipjobs_ffmpeg import KEPT_DIR, FileMediaKeeper
 
-if TYPE_CHECKING:
-    from clipjobs_ffmpeg import FileMediaKeeper
+__all__ = ["MEDIA_URL_SECRET_NAME", "media_keeper", "serve_kept_media"]
 
-__all__ = ["media_keeper"]
+#: The store's name for the key kept media URLs are signed with (shared by every process).
+MEDIA_URL_SECRET_NAME = "media-url"  # noqa: S105 -- the name of a secret, not one
 
 
 async def media_keeper(
@@ -28,8 +32,6 @@ async def media_keeper(
     """The media keeper, with its directory made and a crash's part files swept; or None."""
     if not settings.keep_media:
         return None
-    from clipjobs_ffmpeg import FileMediaKeeper
-
     try:
         settings.media_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -43,3 +45,13 @@ async def media_keeper(
     if swept:
         pipeline_log.info("media: removed %d part files left by an interrupted copy", swept)
     return keeper
+
+
+async def serve_kept_media(
+    app: web.Application, store: EventStore, settings: Settings, clock: Clock
+) -> str:
+    """Serve the kept files at signed, expiring URLs (and show them in job bodies); the key."""
+    secret = await store.ensure_secret(MEDIA_URL_SECRET_NAME, new_secret())
+    signer = MediaUrlSigner(secret)
+    add_kept_media(app, settings.media_dir / KEPT_DIR, signer, clock.now)
+    return secret

@@ -44,7 +44,7 @@ from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
 from clipjobs_suno import SunoApiClient
 
-from ._keeping import media_keeper
+from ._keeping import media_keeper, serve_kept_media
 
 if TYPE_CHECKING:
     from clipjobs_suno.fake import FakeSuno
@@ -347,6 +347,8 @@ async def running_server(
             ),
         )
         app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
+        if keeper is not None:  # before the /media catch-all below
+            redactor.add(await serve_kept_media(app, store, settings, clock))
         if settings.clip_render:
             # Before the media route, which serves media types only.
             app.router.add_get(

@@ -16,11 +16,12 @@ from __future__ import annotations
 from ._codes import CaptionsNote, ClipErrorCode
 from ._fetch import check_media_hosts
 from ._ffmpeg import check_ffmpeg, find_fonts
-from ._keep import FileMediaKeeper
+from ._keep import KEPT_DIR, FileMediaKeeper
 from ._processor import DEFAULT_PUBLIC_PREFIX, STYLES, FfmpegPostProcessor
 
 __all__ = [
     "DEFAULT_PUBLIC_PREFIX",
+    "KEPT_DIR",
     "STYLES",
     "CaptionsNote",
     "ClipErrorCode",

@@ -8,6 +8,7 @@ the CDN answers: well, failing then recovering, or with what must be refused.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 from _cdn import cdn_and_fake, sha, source
-from _serving import TOKEN, Served, served
+from _serving import TOKEN, Served, get, served, status_of
 
 from clipjobs import JobState, MediaKind, Stage, Work
+from clipjobs_aiohttp import MediaUrlSigner
 
 pytestmark = pytest.mark.asyncio
 
@@ -165,3 +167,69 @@ async def test_the_renderer_uses_the_kept_audio_instead_of_downloading_it_again(
     assert state.stage is Stage.CLIP_READY, state.error_message
     assert len(state.media) == 4
     assert all(cdn.hits[name] == 1 for name in FILES), cdn.hits
+
+
+async def test_kept_files_are_served_at_signed_urls_with_ranges_and_refuse_forgeries(
+    tmp_path: Path,
+) -> None:
+    """GET's tracks carry storedAudioUrl/storedImageUrl that play without a bearer header: the
+    bytes with Content-Type, Content-Length, ETag and Cache-Control immutable; bytes 1000-1999
+    as a 206; a forged, missing or expired signature is 403; traversal attempts are 404.
+    """
+    async with (
+        cdn_and_fake() as (_cdn, fake),
+        served(tmp_path, **fake) as running,
+        aiohttp.ClientSession() as http,
+    ):
+        job_id = await start(http, running)
+        await until(running, job_id, lambda s: len(s.media) == 4)
+        body = await get_job(http, running, job_id)
+        base = running.server.url
+        audio = body["tracks"][0]["storedAudioUrl"]
+        cover = body["tracks"][1]["storedImageUrl"]
+        assert audio.startswith("/media/kept/") and cover.startswith("/media/kept/")
+        data = source("1.mp3")
+        async with http.get(base + audio) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"] == "audio/mpeg"
+            assert r.headers["Content-Length"] == str(len(data))
+            assert "immutable" in r.headers["Cache-Control"] and r.headers["ETag"]
+            assert await r.read() == data
+        async with http.get(base + audio, headers={"Range": "bytes=1000-1999"}) as r:
+            assert r.status == 206
+            assert r.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+            assert await r.read() == data[1000:2000]
+        async with http.get(base + cover) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
+            assert await r.read() == source("2.jpeg")
+
+        path, _, query = audio.partition("?")
+        params = dict(p.split("=") for p in query.split("&"))
+        flipped = params["sig"][:-1] + ("0" if params["sig"][-1] != "0" else "1")
+        secret = await running.server.store.ensure_secret("media-url", "unused")
+        signer = MediaUrlSigner(secret)
+        name = path.rsplit("/", 1)[1]
+        past = int(time.time()) - 10
+        expired = f"{path}?exp={past}&sig={signer._sig(name, past)}"
+        other = f"{path}?exp={params['exp']}&sig={'ab' * 32}"
+        for forged in (
+            f"{path}?exp={params['exp']}&sig={flipped}",
+            f"{path}?exp={int(params['exp']) + 3600}&sig={params['sig']}",
+            f"{path}?exp={params['exp']}",
+            path,
+            expired,
+            other,
+        ):
+            async with http.get(base + forged) as r:
+                assert r.status == 403, forged
+                assert data[:100] not in await r.read()
+        for traversal in (
+            "/media/kept/../clipjobs.db",
+            "/media/kept/..%2fclipjobs.db",
+            "/media/kept/%2e%2e/%2e%2e/clipjobs.db",
+            f"/media/kept/{name}/..",
+            f"/media/kept/.part-x?exp={params['exp']}&sig={params['sig']}",
+            "/media/kept/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        ):
+            answer = await running.request(get(traversal))
+            assert status_of(answer) == 404, (traversal, answer[:200])

@@ -8,6 +8,8 @@ None when ``CLIPJOBS_KEEP_MEDIA=off``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
@@ -16,11 +18,12 @@ from clipjobs.config import Settings
 from clipjobs.errors import ConfigError
 from clipjobs.logs import pipeline_log
 from clipjobs.ports import Clock, EventStore
+from clipjobs.retention import Pruner, RetentionStore
 from clipjobs.webhook import new_secret
 from clipjobs_aiohttp import MediaUrlSigner, add_kept_media
-from clipjobs_ffmpeg import KEPT_DIR, FileMediaKeeper
+from clipjobs_ffmpeg import KEPT_DIR, FileMediaKeeper, KeptFiles
 
-__all__ = ["MEDIA_URL_SECRET_NAME", "media_keeper", "serve_kept_media"]
+__all__ = ["MEDIA_URL_SECRET_NAME", "media_keeper", "serve_kept_media", "start_pruner"]
 
 #: The store's name for the key kept media URLs are signed with (shared by every process).
 MEDIA_URL_SECRET_NAME = "media-url"  # noqa: S105 -- the name of a secret, not one
@@ -55,3 +58,20 @@ async def serve_kept_media(
     signer = MediaUrlSigner(secret)
     add_kept_media(app, settings.media_dir / KEPT_DIR, signer, clock.now)
     return secret
+
+
+async def start_pruner(
+    stack: contextlib.AsyncExitStack, settings: Settings, store: EventStore, clock: Clock
+) -> Pruner | None:
+    """The background pruner when ``CLIPJOBS_RETENTION_DAYS`` is set (closed with ``stack``)."""
+    if settings.retention_days <= 0 or not isinstance(store, RetentionStore):
+        return None
+    pruner = Pruner(
+        store,
+        clock,
+        timedelta(days=settings.retention_days),
+        media=KeptFiles(settings.media_dir),
+    )
+    pruner.start()
+    stack.push_async_callback(pruner.aclose)
+    return pruner

@@ -44,7 +44,7 @@ from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
 from clipjobs_suno import SunoApiClient
 
-from ._keeping import media_keeper, serve_kept_media
+from ._keeping import media_keeper, serve_kept_media, start_pruner
 
 if TYPE_CHECKING:
     from clipjobs_suno.fake import FakeSuno
@@ -358,6 +358,7 @@ async def running_server(
             add_media(app, settings.media_dir, MEDIA_PREFIX)
         await _serve_http(stack, app, sock, settings, metrics)
         await workers.start()
+        await start_pruner(stack, settings, store, clock)
         # Closed before the HTTP server drains: on SIGTERM no new Suno call starts,
         # only the calls in flight finish.
         stack.push_async_callback(workers.aclose)

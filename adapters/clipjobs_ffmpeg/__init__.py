@@ -16,7 +16,7 @@ from __future__ import annotations
 from ._codes import CaptionsNote, ClipErrorCode
 from ._fetch import check_media_hosts
 from ._ffmpeg import check_ffmpeg, find_fonts
-from ._keep import KEPT_DIR, FileMediaKeeper
+from ._keep import KEPT_DIR, FileMediaKeeper, KeptFiles
 from ._processor import DEFAULT_PUBLIC_PREFIX, STYLES, FfmpegPostProcessor
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "ClipErrorCode",
     "FfmpegPostProcessor",
     "FileMediaKeeper",
+    "KeptFiles",
     "check_ffmpeg",
     "check_media_hosts",
     "find_fonts",

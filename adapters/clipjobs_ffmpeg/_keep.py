@@ -11,6 +11,7 @@ file share one copy.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -28,7 +30,7 @@ from clipjobs.keeping import KeptFile, kept_name
 from ._fetch import Fetcher, Kind, UrlPolicy
 from ._fsio import off_loop
 
-__all__ = ["KEPT_DIR", "FileMediaKeeper"]
+__all__ = ["KEPT_DIR", "FileMediaKeeper", "KeptFiles"]
 
 _log = logging.getLogger("clipjobs.pipeline.media")
 
@@ -133,3 +135,33 @@ class FileMediaKeeper:
             except OSError:
                 continue
         return removed
+
+
+class KeptFiles:
+    """The kept files of a media directory, removed by hash (the pruner's
+    :class:`~clipjobs.retention.MediaSweeper`)."""
+
+    def __init__(self, media_dir: Path) -> None:
+        self.root = Path(media_dir) / KEPT_DIR
+
+    async def remove(self, sha256s: Sequence[str], older_than: datetime) -> tuple[int, int]:
+        """Delete the kept files of these hashes written before ``older_than`` (the pruner's
+        :class:`~clipjobs.retention.MediaSweeper`); ``(files, bytes)``."""
+        cutoff = older_than.timestamp()
+
+        def run() -> tuple[int, int]:
+            files = size = 0
+            for sha in sha256s:
+                if not re.fullmatch(r"[0-9a-f]{64}", sha):
+                    continue
+                for path in self.root.glob(sha + ".*"):
+                    try:
+                        stat = path.stat()
+                        if stat.st_mtime < cutoff:
+                            path.unlink()
+                            files, size = files + 1, size + stat.st_size
+                    except OSError:
+                        continue
+            return files, size
+
+        return await asyncio.to_thread(run)

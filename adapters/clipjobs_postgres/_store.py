@@ -40,6 +40,7 @@ from clipjobs.state import JobState
 
 from ._errors import edge
 from ._listener import ChangeListener
+from ._retention import PostgresRetention
 from ._schema import check_schema_name, migrate, render
 
 __all__ = ["PostgresEventStore"]
@@ -198,7 +199,7 @@ def _storable(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd") if text is not None else None
 
 
-class PostgresEventStore:
+class PostgresEventStore(PostgresRetention):
     """An ``EventStore`` on PostgreSQL; several processes may share one schema.
 
     ``await PostgresEventStore.open(dsn)`` or ``async with PostgresEventStore(dsn)``.

@@ -78,6 +78,8 @@ class Settings:
     head_timeout_s: float = 15.0
     #: Copy each succeeded job's audio and covers into ``media_dir`` (Suno's links expire).
     keep_media: bool = True
+    #: Finished jobs older than this many days are pruned (log, projection, media); 0: never.
+    retention_days: float = 0.0
 
     @property
     def demo(self) -> bool:
@@ -207,6 +209,7 @@ class Settings:
             max_connections=num("CLIPJOBS_MAX_CONNECTIONS", 1000, int, 1, 1_000_000),
             head_timeout_s=num("CLIPJOBS_HEAD_TIMEOUT_S", 15.0, float, 0.1, 3600),
             keep_media=flag("CLIPJOBS_KEEP_MEDIA", True),
+            retention_days=num("CLIPJOBS_RETENTION_DAYS", 0.0, float, 0, 36500),
         )
 
 

@@ -24,10 +24,6 @@ from .stages import Stage, Work
 
 __all__ = ["Heartbeat", "JobState", "SendState"]
 
-#: Stages where media is copied: right after Suno's success (before a render,
-#: which then reads the copy), and once the job has ended. Never mid-render.
-_KEEP_STAGES = frozenset({Stage.SUNO_SUCCESS, Stage.CLIP_READY, Stage.FAILED, Stage.TIMEOUT})
-
 #: Polls are spread by up to this fraction of their interval either way.
 POLL_JITTER = 0.2
 TIMEOUT_ERROR_CODE = "JOB_TIMEOUT"
@@ -173,9 +169,13 @@ class JobState:
         """The background work this job waits for, if any (the sweeper aside).
 
         Keeping the media comes first after success (the renderer then reads
-        the kept audio), and goes on after a terminal stage.
+        the kept audio) unless a copy has failed, and goes on after a terminal stage.
         """
-        if self.stage in _KEEP_STAGES and self.media_pending:
+        if self.media_pending and (
+            self.done
+            # Before a render, once: after a failed copy the clip need not wait for the CDN.
+            or (self.stage is Stage.SUNO_SUCCESS and self.media_attempts == 0)
+        ):
             return Work.MEDIA
         if self.done:
             return None

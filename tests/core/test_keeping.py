@@ -25,6 +25,7 @@ from clipjobs import (
     WebhookSigner,
     Work,
 )
+from clipjobs.commands import FailJob
 from clipjobs.errors import PostProcessError
 from clipjobs.keeping import KeepConfig, KeptFile
 from clipjobs.retention import prune_once
@@ -52,7 +53,9 @@ class Keeper:
         return KeptFile(f"{abs(hash(url)):064x}"[:64], 10, f"{kind.value}/x")
 
 
-async def _succeeded(keeper: Keeper, **config: object) -> tuple[JobService, FakeClock, JobState]:
+async def _succeeded(
+    keeper: Keeper, clip_render: bool = False, **config: object
+) -> tuple[JobService, FakeClock, JobState]:
     clock = FakeClock()
     service = JobService(
         InMemoryEventStore(),
@@ -61,7 +64,8 @@ async def _succeeded(keeper: Keeper, **config: object) -> tuple[JobService, Fake
         WebhookSigner("secret-for-tests"),
         clock=clock,
         config=ServiceConfig(
-            callback_base_url="https://clips.example", policy=JobPolicy(keep_media=True)
+            callback_base_url="https://clips.example",
+            policy=JobPolicy(keep_media=True, clip_render=clip_render),
         ),
         media_keeper=keeper,
         keep_config=KeepConfig(**config),  # type: ignore[arg-type]
@@ -73,7 +77,7 @@ async def _succeeded(keeper: Keeper, **config: object) -> tuple[JobService, Fake
     state, _ = await service.execute(
         job.job_id, lambda at: RecordObservation(seen, Source.CALLBACK, at)
     )
-    assert state.done and state.work is Work.MEDIA
+    assert state.work is Work.MEDIA
     return service, clock, state
 
 
@@ -157,3 +161,19 @@ async def test_the_memory_store_prunes_only_old_finished_jobs_waiting_for_nothin
     assert await store.load(done.job.job_id) is None
     assert await store.find_by_idempotency_key("u1", "k1") is None
     assert await store.load(pending.job_id) is not None
+
+
+@pytest.mark.asyncio
+async def test_with_a_clip_to_render_a_failed_copy_lets_the_render_go_first() -> None:
+    """Post-processing on: the copy comes first; after it fails the job waits for the render
+    (not for the CDN), and the copy resumes once the job has ended.
+    """
+    keeper = Keeper({"https://cdn/a.mp3": ["CLIP_DOWNLOAD_FAILED"]})
+    service, _, job = await _succeeded(keeper, clip_render=True)
+    assert not job.done and job.work is Work.MEDIA
+    state = await service.keep_media(job.job_id)
+    assert state.stage is Stage.SUNO_SUCCESS and state.work is Work.RENDER
+    ended, _ = await service.execute(
+        job.job_id, lambda at: FailJob("CLIP_FAILED", "no renderer here", at)
+    )
+    assert ended.done and ended.work is Work.MEDIA and ended.due_at == state.media_retry_at

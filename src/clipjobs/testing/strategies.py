@@ -6,6 +6,7 @@ projection, a dashboard) against the same inputs clipjobs tests itself with.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -235,7 +236,7 @@ def _media(draw: Any, track_id: str) -> _Make:
     kind = draw(st.sampled_from(MediaKind))
     outcome = draw(st.sampled_from(["kept"] * 3 + ["retry", "give_up"]))
     if outcome == "kept":
-        sha = f"{abs(hash((track_id, kind))):064x}"[:64]
+        sha = hashlib.sha256(f"{track_id}/{kind.value}".encode()).hexdigest()
         return lambda at: KeepMedia(track_id, kind, sha, 1234, f"{kind.value}/x", at)
     if outcome == "retry":
         return lambda at: FailMediaCopy(

@@ -8,6 +8,8 @@ the CDN answers: well, failing then recovering, or with what must be refused.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -233,3 +235,30 @@ async def test_kept_files_are_served_at_signed_urls_with_ranges_and_refuse_forge
         ):
             answer = await running.request(get(traversal))
             assert status_of(answer) == 404, (traversal, answer[:200])
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get("CLIPJOBS_TEST_PG_DSN"), reason="no CLIPJOBS_TEST_PG_DSN")
+async def test_media_is_kept_on_postgresql_too(tmp_path: Path) -> None:
+    """On PostgreSQL a finished job is claimed for its media copy and every file is kept."""
+    dsn = os.environ["CLIPJOBS_TEST_PG_DSN"]
+    schema = f"media_{secrets.token_hex(5)}"
+    try:
+        async with (
+            cdn_and_fake() as (_cdn, fake),
+            served(tmp_path, db_url=dsn, pg_schema=schema, **fake) as running,
+            aiohttp.ClientSession() as http,
+        ):
+            job_id = await start(http, running)
+            state = await until(running, job_id, lambda s: len(s.media) == 4)
+            body = await get_job(http, running, job_id)
+        assert state.done and state.work is None
+        assert all(t["storedAudioUrl"] and t["storedImageUrl"] for t in body["tracks"])
+    finally:
+        from clipjobs_postgres import PostgresEventStore
+
+        store = await PostgresEventStore.open(dsn, schema)
+        try:
+            await store.drop_schema()
+        finally:
+            await store.aclose()

@@ -44,6 +44,7 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("clip", "bench_clip.py", ["--quick"]),
     ("watchers", "bench_watchers.py", ["--quick"]),
     ("fair", "bench_fair.py", ["--quick"]),
+    ("prune", "bench_prune.py", ["--quick"]),
 ]
 #: Benches that need a server: run only when one of these variables names it.
 _PG = ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._app import RedactedAccessLogger, create_app, load_openapi
 from ._config import ApiConfig
+from ._kept import KEPT_PREFIX, MediaUrlSigner, add_kept_media
 from ._keys import AUTHENTICATOR, CONFIG, METRICS, SERVICE
 from ._media import add_media
 from ._site import DEFAULT_HEAD_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, BoundedSockSite
@@ -21,11 +22,14 @@ __all__ = [
     "CONFIG",
     "DEFAULT_HEAD_TIMEOUT_S",
     "DEFAULT_MAX_CONNECTIONS",
+    "KEPT_PREFIX",
     "METRICS",
     "SERVICE",
     "ApiConfig",
     "BoundedSockSite",
+    "MediaUrlSigner",
     "RedactedAccessLogger",
+    "add_kept_media",
     "add_media",
     "create_app",
     "load_openapi",

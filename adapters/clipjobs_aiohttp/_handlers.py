@@ -29,6 +29,7 @@ from ._input import (
     prefer_wait,
     read_body,
 )
+from ._kept import MEDIA_URLS
 from ._keys import AUTHENTICATOR, CONFIG, LIFECYCLE, METRICS, OPENAPI, SERVICE
 from ._views import event_view, job_body, job_view
 
@@ -143,6 +144,7 @@ async def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, 
         stale_after_s=_stale_after(request),
         request_id=request_id(request),
         queue=await service.queue_position(state),
+        media_url=request.app.get(MEDIA_URLS),
     )
 
 
@@ -272,6 +274,7 @@ async def list_jobs(request: web.Request) -> web.Response:
                     now=now,
                     stale_after_s=stale,
                     queue=await service.queue_position(j),
+                    media_url=request.app.get(MEDIA_URLS),
                 )
                 for j in jobs
             ],

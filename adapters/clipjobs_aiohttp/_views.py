@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from clipjobs.codec import encode_event, format_ts
+from clipjobs.events import MediaKind, MediaStored
 from clipjobs.i18n import Lang, queue_text
 from clipjobs.ports import RecordedEvent
 from clipjobs.service import QueuePosition
@@ -23,12 +25,19 @@ def job_view(
     now: datetime,
     stale_after_s: float,
     queue: QueuePosition | None = None,
+    media_url: Callable[[MediaStored], str] | None = None,
 ) -> dict[str, Any]:
     """The job's fields: the seed's GET body (less success/ok/requestId) and clipjobs' extras.
 
     ``queue``: where the job stands while it waits for its turn at Suno (then the
-    progress text says so, since that is what it is doing).
+    progress text says so, since that is what it is doing). ``media_url``: the
+    signed URL of a kept file (None: media is not served, the URLs are null).
     """
+
+    def stored(track_id: str, kind: MediaKind) -> str | None:
+        kept = state.stored(track_id, kind)
+        return media_url(kept) if kept is not None and media_url is not None else None
+
     heartbeat = state.heartbeat(now, stale_after_s)
     if queue is not None:
         progress = queue_text(queue.position, queue.eta_s, lang)
@@ -59,12 +68,19 @@ def job_view(
                 "imageUrl": t.image_url or None,
                 "title": t.title or None,
                 "duration": t.duration,
+                "storedAudioUrl": stored(t.id, MediaKind.AUDIO),
+                "storedImageUrl": stored(t.id, MediaKind.IMAGE),
             }
             for t in state.tracks
         ],
         "clipUrl": state.clip_url,
         "clipStep": state.clip_step.value if state.clip_step is not None else None,
         "captionsUrl": state.captions_url,
+        "mediaError": (
+            None
+            if state.media_error_code is None
+            else {"code": state.media_error_code, "message": state.media_error}
+        ),
         "queue": (
             None
             if queue is None
@@ -81,9 +97,17 @@ def job_body(
     stale_after_s: float,
     request_id: str,
     queue: QueuePosition | None = None,
+    media_url: Callable[[MediaStored], str] | None = None,
 ) -> dict[str, Any]:
     """GET /api/music-clips/jobs/{jobId}: ``success, ok``, the job, ``requestId``."""
-    view = job_view(state, lang=lang, now=now, stale_after_s=stale_after_s, queue=queue)
+    view = job_view(
+        state,
+        lang=lang,
+        now=now,
+        stale_after_s=stale_after_s,
+        queue=queue,
+        media_url=media_url,
+    )
     body: dict[str, Any] = {"success": True, "ok": True}
     # The seed's order first (requestId right after heartbeat), then the extras.
     for key, value in view.items():

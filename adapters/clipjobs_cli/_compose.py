@@ -29,6 +29,7 @@ from attrs import frozen
 
 from clipjobs import ChannelDefaults, JobService, ServiceConfig, WorkerConfig, Workers
 from clipjobs.errors import ConfigError
+from clipjobs.keeping import MediaKeeper
 from clipjobs.metrics import Metrics
 from clipjobs.ports import (
     Authenticator,
@@ -122,6 +123,7 @@ async def compose(
     api_config: ApiConfig | None = None,
     post_processor: PostProcessor | None = None,
     media_dir: Path | None = None,
+    media_keeper: MediaKeeper | None = None,
     mount: str = "",
     http: HttpLimits | None = None,
     url: str | None = None,
@@ -132,10 +134,12 @@ async def compose(
 
     The defaults are production's. ``suno`` is the bare client: the service
     puts every call behind ``budget``. ``media_dir`` serves finished media
-    (clips, their captions) at ``/media``; ``mount`` serves the API under a
+    (clips, their captions) at ``/media``; ``media_keeper`` copies finished
+    jobs' songs and covers (SPEC 10.4). ``mount`` serves the API under a
     prefix of a parent app, as an embedder would. ``url`` is the address the
     server is reached at (default: the socket's own). ``routes`` adds routes of
-    the caller's own before the app is frozen (a bench's info route).
+    the caller's own before the app is frozen and before ``/media`` (a bench's
+    info route, the kept media).
     ``start_workers=False`` serves the API only: the caller may start
     ``Composed.workers`` later (and must close them).
     """
@@ -150,9 +154,12 @@ async def compose(
         budget=budget,
         post_processor=post_processor,
         metrics=metrics,
+        media_keeper=media_keeper,
     )
     workers = Workers(service, worker_config or WorkerConfig())
     app = create_app(service, authenticator, api_config, metrics=metrics)
+    if routes is not None:
+        routes(app)  # before the /media catch-all below
     if media_dir is not None:
         # Before the media route, which serves media types only.
         app.router.add_get(
@@ -160,8 +167,6 @@ async def compose(
             _captions_file(media_dir),
         )
         add_media(app, media_dir, MEDIA_PREFIX)
-    if routes is not None:
-        routes(app)
     served = app
     if mount:
         served = web.Application()

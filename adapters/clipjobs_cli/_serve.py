@@ -45,6 +45,7 @@ from clipjobs_aiohttp import ApiConfig
 from clipjobs_suno import SunoApiClient
 
 from ._compose import MEDIA_PREFIX, HttpLimits, bind, compose, url_of
+from ._keeping import kept_media_routes, media_keeper, start_pruner
 
 if TYPE_CHECKING:
     from clipjobs_suno.fake import FakeSuno
@@ -229,6 +230,11 @@ async def running_server(
         client = SunoApiClient(suno_session, api_key, base_url=suno_base_url, metrics=metrics)
         budget = await open_budget(settings, clock, metrics)
         stack.push_async_callback(budget.aclose)
+        keeper = await media_keeper(settings, media_session, suno_base_url)
+        kept_routes = None
+        if keeper is not None:
+            kept_routes, media_key = await kept_media_routes(store, settings, clock)
+            redactor.add(media_key)
         composed = await compose(
             stack,
             sock,
@@ -269,11 +275,14 @@ async def running_server(
                 settings, media_session, suno_base_url, BudgetedSuno(client, budget)
             ),
             media_dir=settings.media_dir if settings.clip_render else None,
+            media_keeper=keeper,
+            routes=kept_routes,
             http=HttpLimits(
                 max_connections=settings.max_connections, head_timeout_s=settings.head_timeout_s
             ),
             url=url,
         )
+        await start_pruner(stack, settings, store, clock)
         pipeline_log.info(
             "clipjobs serving on %s (store %s, Suno %s%s)",
             url,

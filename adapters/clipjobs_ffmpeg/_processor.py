@@ -33,13 +33,14 @@ import aiohttp
 from attrs import frozen
 
 from clipjobs.errors import ConfigError, PostProcessError, SunoError
-from clipjobs.events import AlignedWord, ClipStep, TimestampedLyrics, Track
+from clipjobs.events import AlignedWord, ClipStep, MediaKind, TimestampedLyrics, Track
+from clipjobs.keeping import kept_name
 from clipjobs.ports import RenderedClip, StepReporter, SunoClient
 from clipjobs.state import JobState
 
 from ._captions import MAX_WORDS, Measure, caption_lines, karaoke_ass, srt, title_ass
 from ._codes import CaptionsNote, ClipErrorCode
-from ._fetch import Fetcher, Kind, UrlPolicy
+from ._fetch import Downloaded, Fetcher, Kind, UrlPolicy
 from ._ffmpeg import (
     BOLD_FONT,
     FfmpegRun,
@@ -51,6 +52,7 @@ from ._ffmpeg import (
 )
 from ._fontmetrics import FontMetrics
 from ._fsio import off_loop
+from ._keep import KEPT_DIR
 
 __all__ = ["DEFAULT_PUBLIC_PREFIX", "STYLES", "FfmpegPostProcessor"]
 
@@ -363,14 +365,39 @@ class FfmpegPostProcessor:
 
     # --- steps -----------------------------------------------------------------
 
+    async def _from_kept(
+        self, job: JobState, track: Track, kind: MediaKind, dest: Path
+    ) -> str | None:
+        """Take the kept copy of a track's file when there is one (not downloaded twice)."""
+        kept = job.stored(track.id, kind)
+        if kept is None:
+            return None
+        source = self.media_dir / KEPT_DIR / kept_name(kept.sha256, kept.content_type)
+        try:
+            await asyncio.to_thread(_link_or_copy, source, dest)
+        except OSError as exc:  # pruned or lost meanwhile: download it as before
+            _log.warning(
+                "[%s] kept %s not used: %s", job.job_id, kind.value, exc, extra=_extra(job)
+            )
+            return None
+        return kept.content_type
+
     async def _download(self, job: JobState, track: Track, work: Path) -> tuple[str, str | None]:
         audio = "audio" + _suffix(track.audio_url)
-        await self._fetcher.fetch(track.audio_url, work / audio, Kind.AUDIO, log_extra=_extra(job))
+        if await self._from_kept(job, track, MediaKind.AUDIO, work / audio) is None:
+            await self._fetcher.fetch(
+                track.audio_url, work / audio, Kind.AUDIO, log_extra=_extra(job)
+            )
         if not track.image_url:
             return audio, None
         try:
-            got = await self._fetcher.fetch(
-                track.image_url, work / "cover", Kind.IMAGE, log_extra=_extra(job)
+            kept_type = await self._from_kept(job, track, MediaKind.IMAGE, work / "cover")
+            got = (
+                Downloaded(0, kept_type)
+                if kept_type is not None
+                else await self._fetcher.fetch(
+                    track.image_url, work / "cover", Kind.IMAGE, log_extra=_extra(job)
+                )
             )
         except PostProcessError as exc:
             # The cover is decoration: a clip over a plain background beats no clip.
@@ -460,6 +487,13 @@ class FfmpegPostProcessor:
                 if entry.is_dir() and entry.stat().st_mtime < cutoff:
                     _log.info("removing a killed render's leftovers: %s", entry.name)
                     shutil.rmtree(entry, ignore_errors=True)
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
 
 
 def _publish(rendered: Path, final: Path) -> None:

@@ -271,6 +271,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         $$
         """,
     ),
+    4: (
+        # Keeping what was made (SPEC 10.4): media is copied after a job is done too,
+        # so its queue is not under jobs_due (undone jobs only); the pruner takes
+        # finished jobs oldest first.
+        "CREATE INDEX jobs_media_due ON {s}.jobs (due_at, job_id) WHERE work = 'media'",
+        "CREATE INDEX jobs_finished ON {s}.jobs (updated_at, job_id) WHERE done",
+    ),
 }
 
 LATEST_VERSION = max(MIGRATIONS)

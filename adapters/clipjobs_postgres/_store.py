@@ -40,6 +40,7 @@ from clipjobs.state import JobState
 
 from ._errors import edge
 from ._listener import ChangeListener
+from ._retention import PostgresRetention
 from ._schema import check_schema_name, migrate, render
 
 __all__ = ["PostgresEventStore"]
@@ -84,12 +85,12 @@ _INSERT_EVENTS = """
 """
 
 # The due jobs of one kind of work, in claim order; $1 now, $2 work, $3 limit.
-# SWEEP and RENDER: oldest due first.
+# SWEEP, RENDER and MEDIA: oldest due first.
 _DUE = """
     SELECT j.job_id, j.state, j.user_id, j.{when} AS at,
            row_number() OVER (ORDER BY j.{when}, j.job_id) AS n
     FROM {s}.jobs AS j
-    WHERE NOT j.done AND {which} AND j.{when} <= $1
+    WHERE {which} AND j.{when} <= $1
       AND NOT EXISTS (
           SELECT 1 FROM {s}.leases AS l
           WHERE l.job_id = j.job_id AND l.work = $2 AND l.until > $1)
@@ -161,7 +162,11 @@ def _queue_sql(work: Work, limit: str = "LIMIT $3") -> str:
         sql = _FAIR_DUE
     else:
         when = "deadline_at" if work is Work.SWEEP else "due_at"
-        which = "TRUE" if work is Work.SWEEP else "j.work = $2"
+        # Media is kept after a job is done too (SPEC 10.4); the rest is work of undone jobs.
+        which = {
+            Work.SWEEP: "NOT j.done",
+            Work.MEDIA: "j.work = $2",
+        }.get(work, "NOT j.done AND j.work = $2")
         sql = _DUE.replace("{when}", when).replace("{which}", which)
     return sql.replace("{limit}", limit)
 
@@ -198,7 +203,7 @@ def _storable(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd") if text is not None else None
 
 
-class PostgresEventStore:
+class PostgresEventStore(PostgresRetention):
     """An ``EventStore`` on PostgreSQL; several processes may share one schema.
 
     ``await PostgresEventStore.open(dsn)`` or ``async with PostgresEventStore(dsn)``.

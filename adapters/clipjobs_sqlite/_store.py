@@ -49,6 +49,7 @@ from clipjobs.state import JobState
 
 from ._aio import connect, on_thread
 from ._errors import edge
+from ._retention import SQLiteRetention
 from ._schema import migrate, ts
 from ._url import MEMORY, parse_sqlite_url
 from ._writer import GroupWriter
@@ -196,7 +197,7 @@ def _due_query(work: Work, at: str, limit: int) -> tuple[str, tuple[Any, ...]]:
     return _CLAIM_DUE, (work.value, at, work.value, at, limit)
 
 
-class SQLiteEventStore:
+class SQLiteEventStore(SQLiteRetention):
     """The ``EventStore`` in one SQLite file (or ``":memory:"``).
 
     ``await SQLiteEventStore.open(path)`` or ``async with SQLiteEventStore(path)``.

@@ -17,7 +17,9 @@ from ._machine import next_stage
 from .commands import (
     Command,
     FailJob,
+    FailMediaCopy,
     FinishClip,
+    KeepMedia,
     MarkRequestSent,
     MarkRequestUncertain,
     RecordClipStep,
@@ -37,6 +39,8 @@ from .events import (
     JobFailed,
     JobTimedOut,
     LateObservation,
+    MediaCopyFailed,
+    MediaStored,
     ObservationRepeated,
     ProviderStatus,
     Source,
@@ -99,6 +103,18 @@ def decide(command: Command, state: JobState | None) -> list[Event]:
             if not _can(state, ClipReady):
                 return []
             return [ClipReady(url, at, captions_url=captions, note=note)]
+        case KeepMedia(track_id=track_id, kind=kind, at=at):
+            if not _media_pending(state, track_id, kind):
+                return []
+            kept = command
+            return [MediaStored(track_id, kind, kept.sha256, kept.bytes, kept.content_type, at)]
+        case FailMediaCopy(track_id=track_id, kind=kind, at=at):
+            if not _media_pending(state, track_id, kind):
+                return []
+            failed = command
+            attempt = state.media_attempts + 1
+            code, message, again = failed.error_code, failed.message, failed.retry_at
+            return [MediaCopyFailed(track_id, kind, code, message, attempt, at, again)]
     raise TypeError(f"not a command: {command!r}")  # pragma: no cover
 
 
@@ -106,6 +122,11 @@ def _can(state: JobState, event_type: type[Any], stage: Stage | None = None) -> 
     """The machine allows an event of ``event_type`` in ``stage`` (default: the job's)."""
     at = state.stage if stage is None else stage
     return next_stage(at, state.policy.clip_render, event_type) is not None
+
+
+def _media_pending(state: JobState, track_id: str, kind: Any) -> bool:
+    """The file is one the job still waits to keep (not kept, not given up, a known track)."""
+    return any(t == track_id and k is kind for t, k, _ in state.media_pending)
 
 
 def _accepted(c: StartJob) -> JobAccepted:

@@ -26,6 +26,8 @@ from .events import (
     JobFailed,
     JobTimedOut,
     LateObservation,
+    MediaCopyFailed,
+    MediaStored,
     ObservationRepeated,
     ProviderStatus,
     SunoProgressObserved,
@@ -162,6 +164,26 @@ def _changes(s: Any, event: Event) -> dict[str, Any]:
             return {"clip_url": url, "captions_url": captions, "clip_step": None}
         case ClipProcessingStarted():
             return {}
+        case MediaStored(track_id=track_id, kind=kind):
+            kept = tuple(m for m in s.media if (m.track_id, m.kind) != (track_id, kind))
+            # A file given up stays an error to show; a failure since mended does not.
+            shown = bool(s.media_skipped)
+            return {
+                "media": (*kept, event),
+                "media_attempts": 0,
+                "media_retry_at": None,
+                "media_error_code": s.media_error_code if shown else None,
+                "media_error": s.media_error if shown else None,
+            }
+        case MediaCopyFailed(track_id=track_id, kind=kind, retry_at=retry_at):
+            dropped: tuple[str, ...] = () if retry_at else (f"{track_id}/{kind.value}",)
+            return {
+                "media_skipped": (*s.media_skipped, *dropped),
+                "media_attempts": 0 if retry_at is None else event.attempt,
+                "media_retry_at": retry_at,
+                "media_error_code": event.error_code,
+                "media_error": event.message,
+            }
     raise InvalidTransition(f"not an event of a job's log: {event!r}")  # pragma: no cover
 
 

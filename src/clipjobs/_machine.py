@@ -24,6 +24,8 @@ from .events import (
     JobFailed,
     JobTimedOut,
     LateObservation,
+    MediaCopyFailed,
+    MediaStored,
     ObservationRepeated,
     SunoProgressObserved,
     SunoRequestRetryScheduled,
@@ -74,7 +76,8 @@ _TRANSITIONS: list[dict[str, Any]] = [
     },
     {"trigger": "clip_step", "source": S.CLIP_PROCESSING, "dest": S.CLIP_PROCESSING},
     {"trigger": "clip_ready", "source": S.CLIP_PROCESSING, "dest": S.CLIP_READY},
-    # What Suno says that can no longer count: recorded in any stage, changing none.
+    # Recorded in any stage, changing none: what Suno says that can no longer
+    # count, and the copies of what was made (they may follow a terminal stage).
     {"trigger": "note", "source": "*", "dest": "="},
 ]
 
@@ -94,6 +97,8 @@ TRIGGERS: Mapping[type[Any], str] = MappingProxyType(
         ClipReady: "clip_ready",
         LateObservation: "note",
         ObservationRepeated: "note",
+        MediaStored: "note",
+        MediaCopyFailed: "note",
     }
 )
 

@@ -38,7 +38,7 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self, TypeVar
 
 from attrs import frozen
@@ -61,6 +61,9 @@ __all__ = [
 _T = TypeVar("_T")
 #: How many times a burst of 430s may halve the rate (down to 1/16).
 _MAX_SLOWDOWN = 4
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def busiest(times: Iterable[float], window_s: float) -> int:
@@ -163,8 +166,11 @@ class SunoBudget:
 
     def peak(self, window_s: float | None = None) -> int:
         """The most calls that started within any window of ``window_s`` in the history."""
-        width = self.window.total_seconds() if window_s is None else window_s
-        return busiest((r.started_at.timestamp() for r in self._history.values()), width)
+        width = self.window if window_s is None else timedelta(seconds=window_s)
+        # In whole microseconds: float seconds since 1970 would round 10 s to 9.999999.
+        us = timedelta(microseconds=1)
+        starts = ((r.started_at - _EPOCH) // us for r in self._history.values())
+        return busiest(starts, width // us)
 
     @property
     def waiting(self) -> int:

@@ -10,12 +10,14 @@ from datetime import datetime
 
 from attrs import field, frozen
 
-from .events import ClipStep, GenerationParams, JobPolicy, Observation, Source
+from .events import ClipStep, GenerationParams, JobPolicy, MediaKind, Observation, Source
 
 __all__ = [
     "Command",
     "FailJob",
+    "FailMediaCopy",
     "FinishClip",
+    "KeepMedia",
     "MarkRequestSent",
     "MarkRequestUncertain",
     "RecordClipStep",
@@ -112,6 +114,30 @@ class FinishClip:
     note: str | None = None
 
 
+@frozen
+class KeepMedia:
+    """A track's file was copied into media storage."""
+
+    track_id: str
+    kind: MediaKind
+    sha256: str
+    bytes: int
+    content_type: str
+    at: datetime
+
+
+@frozen
+class FailMediaCopy:
+    """Copying a track's file failed; try again at ``retry_at`` (None: give it up)."""
+
+    track_id: str
+    kind: MediaKind
+    error_code: str
+    message: str
+    at: datetime
+    retry_at: datetime | None = None
+
+
 Command = (
     StartJob
     | MarkRequestSent
@@ -124,4 +150,6 @@ Command = (
     | StartClip
     | RecordClipStep
     | FinishClip
+    | KeepMedia
+    | FailMediaCopy
 )

@@ -76,6 +76,10 @@ class Settings:
     max_connections: int = 1000
     #: How long a connection may go without a complete request head (idle keep-alive too).
     head_timeout_s: float = 15.0
+    #: Copy each succeeded job's audio and covers into ``media_dir`` (Suno's links expire).
+    keep_media: bool = True
+    #: Finished jobs older than this many days are pruned (log, projection, media); 0: never.
+    retention_days: float = 0.0
 
     @property
     def demo(self) -> bool:
@@ -89,6 +93,7 @@ class Settings:
             poll_interval_s=self.poll_interval_s,
             clip_render=self.clip_render,
             resend_uncertain_after_s=self.resend_uncertain_after_s,
+            keep_media=self.keep_media,
         )
 
     @classmethod
@@ -211,6 +216,8 @@ class Settings:
             pg_schema=schema,
             max_connections=num("CLIPJOBS_MAX_CONNECTIONS", d.max_connections, int, 1, 1_000_000),
             head_timeout_s=num("CLIPJOBS_HEAD_TIMEOUT_S", d.head_timeout_s, float, 0.1, 3600),
+            keep_media=flag("CLIPJOBS_KEEP_MEDIA", d.keep_media),
+            retention_days=num("CLIPJOBS_RETENTION_DAYS", d.retention_days, float, 0, 36500),
         )
 
 

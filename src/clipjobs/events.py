@@ -26,6 +26,9 @@ __all__ = [
     "JobPolicy",
     "JobTimedOut",
     "LateObservation",
+    "MediaCopyFailed",
+    "MediaKind",
+    "MediaStored",
     "Observation",
     "ObservationRepeated",
     "ProviderStatus",
@@ -90,6 +93,13 @@ class ClipStep(StrEnum):
     RENDERING = "rendering"
 
 
+class MediaKind(StrEnum):
+    """Which file of a track is kept: its audio or its cover."""
+
+    AUDIO = "audio"
+    IMAGE = "image"
+
+
 @frozen
 class Track:
     """One generated song (Suno yields two per request)."""
@@ -130,6 +140,9 @@ class JobPolicy:
     #: An uncertain send is sent once more after this long without a callback
     #: naming the job (``CLIPJOBS_RESEND_UNCERTAIN_AFTER_S``); 0: never.
     resend_uncertain_after_s: float = 120.0
+    #: Copy each track's audio and cover into media storage after success
+    #: (SPEC 10.4); off in logs written before it existed.
+    keep_media: bool = False
 
 
 @frozen
@@ -339,6 +352,38 @@ class ClipReady:
     note: str | None = None
 
 
+@frozen
+class MediaStored:
+    """A copy of one track's audio or cover is kept in media storage (content-addressed).
+
+    It changes no stage and may follow a terminal one: Suno's links expire, the copy stays.
+    """
+
+    track_id: str
+    kind: MediaKind
+    sha256: str
+    bytes: int
+    content_type: str
+    at: datetime
+
+
+@frozen
+class MediaCopyFailed:
+    """Copying one track's file failed; ``retry_at`` is when it is tried again (None: never).
+
+    ``attempt`` counts the failures in a row of the file being copied. The job's
+    stage and its success stay as they are.
+    """
+
+    track_id: str
+    kind: MediaKind
+    error_code: str
+    message: str
+    attempt: int
+    at: datetime
+    retry_at: datetime | None = None
+
+
 Event = (
     JobAccepted
     | SunoRequestSent
@@ -354,4 +399,6 @@ Event = (
     | ClipProcessingStarted
     | ClipStepReached
     | ClipReady
+    | MediaStored
+    | MediaCopyFailed
 )

@@ -7,6 +7,7 @@ the event loop. Nothing survives the process.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Self
 
@@ -241,6 +242,40 @@ class InMemoryEventStore:
     async def count_created(self, user_id: str, since: datetime) -> int:
         self._check_open()
         return sum(1 for s in self._jobs.values() if s.user_id == user_id and s.created_at >= since)
+
+    # --- retention (clipjobs.retention.RetentionStore) ---------------------
+
+    def _prunable(self, state: JobState, before: datetime) -> bool:
+        return state.done and state.work is None and state.updated_at < before
+
+    async def prune_candidates(self, before: datetime, limit: int) -> list[JobState]:
+        self._check_open()
+        found = [s for s in self._jobs.values() if self._prunable(s, before)]
+        return sorted(found, key=lambda s: (s.updated_at, s.job_id))[: max(0, limit)]
+
+    async def delete_jobs(self, job_ids: Sequence[str], before: datetime) -> list[str]:
+        self._check_open()
+        deleted = []
+        for job_id in job_ids:
+            state = self._jobs.get(job_id)
+            if state is None or not self._prunable(state, before):
+                continue
+            del self._jobs[job_id]
+            self._logs.pop(job_id, None)
+            if state.task_id is not None and self._by_task.get(state.task_id) == job_id:
+                del self._by_task[state.task_id]
+            key = (state.user_id, state.idempotency_key or "")
+            if state.idempotency_key is not None and self._by_key.get(key) == job_id:
+                del self._by_key[key]
+            for lease in [k for k in self._leases if k[0] == job_id]:
+                del self._leases[lease]
+            deleted.append(job_id)
+        return deleted
+
+    async def page_states(self, after_job_id: str, limit: int) -> list[JobState]:
+        self._check_open()
+        ids = sorted(i for i in self._jobs if i > after_job_id)[: max(0, limit)]
+        return [self._jobs[i] for i in ids]
 
     async def ping(self) -> None:
         self._check_open()

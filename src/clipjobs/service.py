@@ -67,6 +67,7 @@ from .events import (
     Source,
 )
 from .ids import new_job_id, new_request_id
+from .keeping import KeepConfig, MediaKeeper, keep_media
 from .logs import current_request_id, job_log, pipeline_log
 from .metrics import Metrics
 from .ports import (
@@ -260,6 +261,8 @@ class JobService:
         post_processor: PostProcessor | None = None,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        media_keeper: MediaKeeper | None = None,
+        keep_config: KeepConfig | None = None,
     ) -> None:
         self.store = store
         self.params = params
@@ -267,6 +270,9 @@ class JobService:
         self.clock = clock
         self.config = config or ServiceConfig()
         self.post_processor = post_processor
+        #: Copies succeeded jobs' files into media storage (SPEC 10.4); None: not kept.
+        self.media_keeper = media_keeper
+        self.keep_config = keep_config or KeepConfig()
         self.metrics = metrics or Metrics()
         self._owns_budget = budget is None
         self.budget: CallBudget = budget or SunoBudget(
@@ -772,6 +778,16 @@ class JobService:
         return await self._do(
             job_id, lambda at: FinishClip(clip.url, at, clip.captions_url, clip.note)
         )
+
+    async def keep_media(self, job_id: str) -> JobState:
+        """Copy the job's tracks into media storage (``Work.MEDIA``): :mod:`clipjobs.keeping`."""
+        if self.media_keeper is None:
+            raise PostProcessError(ErrorCode.CLIP_FAILED.value, "no media storage is configured")
+        return await keep_media(self, self.media_keeper, self.keep_config, job_id)
+
+    async def load(self, job_id: str) -> JobState:
+        """The job whoever it belongs to (workers); JobNotFound when there is none."""
+        return await self._load(job_id)
 
     async def _load(self, job_id: str) -> JobState:
         state = await self.store.load(job_id)

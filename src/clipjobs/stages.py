@@ -37,3 +37,5 @@ class Work(StrEnum):
     POLL = "poll"
     SWEEP = "sweep"
     RENDER = "render"
+    #: Copy a succeeded job's tracks into media storage (also after a terminal stage).
+    MEDIA = "media"

@@ -13,6 +13,8 @@ from .events import (
     ClipStep,
     GenerationParams,
     JobPolicy,
+    MediaKind,
+    MediaStored,
     ProviderStatus,
     Source,
     Track,
@@ -91,6 +93,17 @@ class JobState:
     clip_url: str | None = None
     #: The lyrics as subtitles beside the clip (``.srt``; the ``.ass`` shares its name).
     captions_url: str | None = None
+    #: The kept copies of the tracks' files, one per (track, kind) (``MediaStored``).
+    media: tuple[MediaStored, ...] = ()
+    #: Files given up on (``track_id/kind``): a refusal, or failures past the limit.
+    media_skipped: tuple[str, ...] = ()
+    #: Failures in a row of the file being copied, and when it is tried again.
+    media_attempts: int = 0
+    media_retry_at: datetime | None = None
+    #: The last copy failure (``mediaError`` in GET); a copy that succeeds clears it
+    #: unless a file was given up.
+    media_error_code: str | None = None
+    media_error: str | None = None
 
     # --- what people see ---------------------------------------------------
 
@@ -125,11 +138,45 @@ class JobState:
         seconds = max(0, int((now - self.updated_at).total_seconds()))
         return Heartbeat(seconds, not self.done and seconds > stale_after_s)
 
+    def stored(self, track_id: str, kind: MediaKind) -> MediaStored | None:
+        """The kept copy of a track's file, if there is one."""
+        for kept in self.media:
+            if kept.track_id == track_id and kept.kind is kind:
+                return kept
+        return None
+
     # --- what the workers need --------------------------------------------
 
     @property
+    def media_pending(self) -> tuple[tuple[str, MediaKind, str], ...]:
+        """``(track_id, kind, url)`` of the files still to keep, in copy order."""
+        if not self.policy.keep_media or self.provider_status is not ProviderStatus.SUCCESS:
+            return ()
+        pending = []
+        for track in self.tracks:
+            for kind, url in (
+                (MediaKind.AUDIO, track.audio_url),
+                (MediaKind.IMAGE, track.image_url),
+            ):
+                if not url or f"{track.id}/{kind.value}" in self.media_skipped:
+                    continue
+                if self.stored(track.id, kind) is None:
+                    pending.append((track.id, kind, url))
+        return tuple(pending)
+
+    @property
     def work(self) -> Work | None:
-        """The background work this job waits for, if any (the sweeper aside)."""
+        """The background work this job waits for, if any (the sweeper aside).
+
+        Keeping the media comes first after success (the renderer then reads
+        the kept audio) unless a copy has failed, and goes on after a terminal stage.
+        """
+        if self.media_pending and (
+            self.done
+            # Before a render, once: after a failed copy the clip need not wait for the CDN.
+            or (self.stage is Stage.SUNO_SUCCESS and self.media_attempts == 0)
+        ):
+            return Work.MEDIA
         if self.done:
             return None
         if self.stage is Stage.SUNO_REQUEST_SENT and not self._send_pending:
@@ -171,6 +218,8 @@ class JobState:
             polled = self.last_observation_source is Source.POLL
             delay = self.policy.poll_interval_s if polled else self.policy.poll_after_s
             return base + timedelta(seconds=delay * self._jitter())
+        if work is Work.MEDIA and self.media_retry_at is not None:
+            return self.media_retry_at
         return self.updated_at
 
     @property

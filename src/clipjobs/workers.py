@@ -107,6 +107,7 @@ class WorkerConfig:
     poll: LoopLimits = LoopLimits(batch=50, concurrency=8)
     sweep: LoopLimits = LoopLimits(batch=100, concurrency=4)
     render: LoopLimits = LoopLimits(batch=4, concurrency=1)
+    media: LoopLimits = LoopLimits(batch=10, concurrency=2)
 
     def __attrs_post_init__(self) -> None:
         if self.lease_s <= self.suno_call_timeout_s:
@@ -126,6 +127,7 @@ class WorkerConfig:
             Work.POLL: self.poll,
             Work.SWEEP: self.sweep,
             Work.RENDER: self.render,
+            Work.MEDIA: self.media,
         }[work]
 
 
@@ -256,6 +258,8 @@ class _Loop:
             return service.poll(job_id, slot)
         if self.work is Work.SWEEP:
             return service.sweep(job_id)
+        if self.work is Work.MEDIA:
+            return service.keep_media(job_id)
         return service.render(job_id)
 
     async def _do(self, job: JobState, slot: Slot | None) -> None:
@@ -350,7 +354,8 @@ class Workers:
 
     ``async with Workers(service, config):`` registers this worker, frees what
     dead workers held, and starts the sender, the poller, the sweeper and
-    (when the service has a post-processor) the renderer; leaving the block,
+    (when the service has a post-processor) the renderer, (with a media keeper)
+    the media copier; leaving the block,
     or :meth:`aclose`, stops them: no new Suno call is started, running steps
     get ``grace_s`` to finish, then are cancelled and their leases released.
     Everything else (store, clock, Suno budget) comes from the service.
@@ -390,6 +395,8 @@ class Workers:
         works = [Work.SEND, Work.POLL, Work.SWEEP]
         if self.service.post_processor is not None:
             works.append(Work.RENDER)
+        if self.service.media_keeper is not None:
+            works.append(Work.MEDIA)
         for work in works:
             self._loops[work] = _Loop(work, self)
         self.service.on_commit.append(self._on_commit)
@@ -456,7 +463,7 @@ class Workers:
 
     def _on_commit(self, state: JobState) -> None:
         work = state.work
-        if work is Work.RENDER or (
+        if work in (Work.RENDER, Work.MEDIA) or (
             work is Work.SEND and state.send_state is not SendState.IN_FLIGHT
         ):
             due = state.due_at

@@ -42,7 +42,7 @@ from clipjobs.commands import (
     RecordTaskCreated,
     StartJob,
 )
-from clipjobs.events import Source
+from clipjobs.events import MediaCopyFailed, MediaStored, Source
 from clipjobs.testing import strategies
 
 TERMINAL_EVENTS = (JobFailed, JobTimedOut)
@@ -99,7 +99,9 @@ def test_terminal_stage_is_never_left(commands: list[Command]) -> None:
             state = evolve(state, new)
             if was_done:
                 assert state.stage is before
-                assert isinstance(new, LateObservation | ObservationRepeated)
+                assert isinstance(
+                    new, LateObservation | ObservationRepeated | MediaStored | MediaCopyFailed
+                )
 
 
 @given(strategies.commands())

@@ -48,6 +48,14 @@ class Served:
         text = self.log.getvalue()[mark:]
         return text.split("\n")[:-1]
 
+    async def lines_logged(self, mark: int, at_least: int = 1, limit_s: float = 5.0) -> list[str]:
+        """``lines_since(mark)`` once it holds ``at_least`` lines: the access line of an answer
+        may be written just after the client has read the answer and the connection closed."""
+        async with asyncio.timeout(limit_s):
+            while len(lines := self.lines_since(mark)) < at_least:
+                await asyncio.sleep(0.01)
+        return lines
+
     async def request(self, raw: bytes, *, limit_s: float = 30.0) -> bytes:
         """Send ``raw`` as it is on a new connection and read until the server closes it."""
         reader, writer = await asyncio.open_connection(*self.host_port)

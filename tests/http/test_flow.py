@@ -110,6 +110,8 @@ async def test_whole_seed_flow_10_30_40_50(api: Api) -> None:
         "imageUrl": None,
         "title": None,
         "duration": None,
+        "storedAudioUrl": None,
+        "storedImageUrl": None,
     }
     assert "Retry-After" not in response.headers
 

@@ -48,8 +48,8 @@ async def test_a_non_utf8_bearer_token_is_401_on_every_route_and_one_log_line(
                 assert status < 500, (method, path, answer[:200])
                 if path.startswith("/api/music-clips/") and not path.endswith("openapi.json"):
                     assert status == 401, (method, path, answer[:200])
-                lines = running.lines_since(mark)
-                assert len(lines) == 1, lines
+                lines = await running.lines_logged(mark)
+                assert len(lines) == 1, (method, path, lines)
                 assert "unhandled" not in lines[0] and "Traceback" not in lines[0]
         assert await running.server.store.list_jobs("alice", "c1") == []
 

@@ -86,7 +86,8 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
         f" DROP INDEX {s}.jobs_active_by_user;"
         f" DROP INDEX {s}.jobs_created_by_user; DELETE FROM {s}.schema_version WHERE version > 1;"
         f" DROP TABLE {s}.budget, {s}.budget_calls, {s}.budget_waiters;"
-        f" DROP FUNCTION {s}.budget_take, {s}.budget_limited, {s}.budget_slowdown"
+        f" DROP FUNCTION {s}.budget_take, {s}.budget_limited, {s}.budget_slowdown;"
+        f" DROP INDEX {s}.jobs_media_due, {s}.jobs_finished"
     )
     assert await _versions(admin, schema) == [1]
     store = await stores()
@@ -97,6 +98,32 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
     assert [s.job_id for s in got] == [commit.job_id]
     assert await _versions(admin, schema) == list(range(1, LATEST_VERSION + 1))
     assert await _tables(admin, schema) == TABLES
+
+
+async def test_a_version_3_schema_gains_the_media_and_pruner_indexes(
+    admin: asyncpg.Connection, schema: str, stores: StoreFactory
+) -> None:
+    """A schema of version 3 migrates to 4 (media work after done, the pruner's index); a
+    finished job's media work is then claimable.
+    """
+    store = await stores()
+    commit = new_job()
+    await store.append(commit)
+    await store.aclose()
+    s = f'"{schema}"'
+    await admin.execute(
+        f"DROP INDEX {s}.jobs_media_due, {s}.jobs_finished;"
+        f" DELETE FROM {s}.schema_version WHERE version > 3"
+    )
+    assert await _versions(admin, schema) == [1, 2, 3]
+    store = await stores()
+    assert await store.load(commit.job_id) == commit.state
+    assert await _versions(admin, schema) == list(range(1, LATEST_VERSION + 1))
+    indexes = {
+        r["indexname"]
+        for r in await admin.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema)
+    }
+    assert {"jobs_media_due", "jobs_finished"} <= indexes
 
 
 async def test_processes_starting_together_migrate_once(

@@ -107,7 +107,8 @@ async def test_a_version_1_database_is_migrated_with_its_jobs(tmp_path: Path) ->
     with contextlib.closing(sqlite3.connect(path)) as conn:  # back to what version 1 left
         conn.executescript(
             "DROP TABLE workers; DROP TABLE turns; DROP INDEX jobs_active_by_user;"
-            " DROP INDEX jobs_created_by_user; DELETE FROM clipjobs_schema WHERE version > 1;"
+            " DROP INDEX jobs_created_by_user; DROP INDEX jobs_finished;"
+            " DELETE FROM clipjobs_schema WHERE version > 1;"
         )
     assert _schema_versions(path) == [1]
     async with SQLiteEventStore(path) as store:
@@ -118,6 +119,28 @@ async def test_a_version_1_database_is_migrated_with_its_jobs(tmp_path: Path) ->
         assert [s.job_id for s in got] == [commit.job_id]
     assert _schema_versions(path) == list(range(1, LATEST + 1))
     assert {"workers", "turns"} <= _tables(path)
+
+
+@pytest.mark.asyncio
+async def test_a_version_2_database_gains_the_finished_jobs_index_and_keeps_media_work(
+    tmp_path: Path,
+) -> None:
+    """A file of schema 2 is migrated to 3 (the pruner's index) with its jobs as they were."""
+    path = tmp_path / "v2.db"
+    commit = new_job()
+    async with SQLiteEventStore(path) as store:
+        await store.append(commit)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(
+            "DROP INDEX jobs_finished; DELETE FROM clipjobs_schema WHERE version > 2;"
+        )
+    assert _schema_versions(path) == [1, 2]
+    async with SQLiteEventStore(path) as store:
+        assert await store.load(commit.job_id) == commit.state
+    assert _schema_versions(path) == list(range(1, LATEST + 1))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "jobs_finished" in names
 
 
 @pytest.mark.asyncio

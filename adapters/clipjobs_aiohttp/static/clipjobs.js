@@ -190,7 +190,11 @@
         show($("result"), true);
         var track = (body.tracks || [])[0];
         $("track-title").textContent = track && track.title ? track.title : "";
-        if ($("audio").getAttribute("src") !== body.audioUrl) $("audio").setAttribute("src", body.audioUrl);
+        // This server's kept copy outlives Suno's link; its signature may be renewed
+        // in a later body, which is the same file: only another file reloads the player.
+        var audioSrc = (track && track.storedAudioUrl) || body.audioUrl;
+        var playing = $("audio").getAttribute("src") || "";
+        if (playing.split("?")[0] !== audioSrc.split("?")[0]) $("audio").setAttribute("src", audioSrc);
       }
       if (body.clipUrl) {
         show($("result"), true);
@@ -199,6 +203,18 @@
       }
       if (state.detailsOpen && (!previous || previous.version !== body.version)) loadHistory();
       if (body.done) stop(); else tick();
+      awaitKept(body);
+    }
+
+    var keptAsks = 0;
+    function awaitKept(body) {
+      // A finished song is copied to this server just after success: ask a few more
+      // times, so the player moves to the kept copy (Suno's link expires in ~15 days).
+      var track = (body.tracks || [])[0];
+      if (!body.done || !track || !track.audioUrl || track.storedAudioUrl || body.mediaError) return;
+      if (keptAsks >= 20) return;
+      keptAsks += 1;
+      setTimeout(function () { fetchJob().then(render, function () {}); }, keptAsks < 5 ? 500 : POLL_MS);
     }
 
     function serverSeconds() {

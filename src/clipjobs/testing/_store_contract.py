@@ -25,6 +25,7 @@ from .._fold import fold
 from ..commands import (
     Command,
     FailJob,
+    KeepMedia,
     MarkRequestSent,
     RecordObservation,
     RecordTaskCreated,
@@ -36,9 +37,11 @@ from ..events import (
     GenerationParams,
     JobAccepted,
     JobPolicy,
+    MediaKind,
     Observation,
     ProviderStatus,
     Source,
+    Track,
 )
 from ..ports import Commit, Due, EventStore, OrphanCallback, WorkerInfo
 from ..stages import Stage, Work
@@ -348,6 +351,37 @@ class EventStoreContract:
         for work in Work:
             got = await store.claim(work, later, owner=_owner(), limit=10_000, lease_s=1)
             assert c1.job_id not in {s.job_id for s in got}
+
+    async def test_a_finished_job_still_waits_for_its_media_copy(self, store: EventStore) -> None:
+        """A succeeded job that keeps media is claimed for ``Work.MEDIA`` alone, done or not,
+        until each file is kept (SPEC 10.4).
+        """
+        at = _ancient()
+        c1 = new_job(at=at, policy=JobPolicy(keep_media=True))
+        await store.append(c1)
+        state = c1.state
+        track = Track("t1", audio_url="https://cdn.example/t1.mp3")
+        for command in (
+            MarkRequestSent(at),
+            RecordTaskCreated("task-media", at),
+            RecordObservation(
+                Observation("task-media", ProviderStatus.SUCCESS, (track,)), Source.POLL, at
+            ),
+        ):
+            commit = step(state, command)
+            await store.append(commit)
+            state = commit.state
+        assert state.done and state.work is Work.MEDIA
+        later = at + timedelta(seconds=1)
+        for work in Work:
+            got = await store.claim(work, later, owner=_owner(), limit=10_000, lease_s=1)
+            assert (c1.job_id in {s.job_id for s in got}) is (work is Work.MEDIA), work
+        kept = step(state, KeepMedia("t1", MediaKind.AUDIO, "ab" * 32, 10, "audio/mpeg", later))
+        await store.append(kept)
+        assert (await store.load(c1.job_id)) == kept.state and kept.state.work is None
+        much_later = later + timedelta(seconds=5)
+        got = await store.claim(Work.MEDIA, much_later, owner=_owner(), limit=10_000, lease_s=1)
+        assert c1.job_id not in {s.job_id for s in got}
 
     async def test_sends_are_claimed_round_robin_by_user(self, store: EventStore) -> None:
         """Claims of due SEND jobs follow ``fair_order``: a user's burst does not go first,

@@ -6,6 +6,7 @@ projection, a dashboard) against the same inputs clipjobs tests itself with.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,9 @@ from .._fold import fold
 from ..commands import (
     Command,
     FailJob,
+    FailMediaCopy,
     FinishClip,
+    KeepMedia,
     MarkRequestSent,
     MarkRequestUncertain,
     RecordClipStep,
@@ -41,6 +44,9 @@ from ..events import (
     JobPolicy,
     JobTimedOut,
     LateObservation,
+    MediaCopyFailed,
+    MediaKind,
+    MediaStored,
     Observation,
     ProviderStatus,
     Source,
@@ -115,6 +121,7 @@ def policies() -> st.SearchStrategy[JobPolicy]:
         poll_after_s=st.floats(1, 120),
         poll_interval_s=st.floats(1, 120),
         clip_render=st.booleans(),
+        keep_media=st.booleans(),
     )
 
 
@@ -187,6 +194,25 @@ def events() -> st.SearchStrategy[Event]:
             captions_url=st.none() | _text,
             note=st.none() | _text,
         ),
+        st.builds(
+            MediaStored,
+            track_id=_ident,
+            kind=st.sampled_from(MediaKind),
+            sha256=st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+            bytes=st.integers(1, 2**40),
+            content_type=st.sampled_from(["audio/mpeg", "image/jpeg", "image/png"]),
+            at=ts,
+        ),
+        st.builds(
+            MediaCopyFailed,
+            track_id=_ident,
+            kind=st.sampled_from(MediaKind),
+            error_code=_ident,
+            message=_text,
+            attempt=st.integers(1, 20),
+            at=ts,
+            retry_at=st.none() | ts,
+        ),
     )
 
 
@@ -203,6 +229,20 @@ def _observe(obs: Observation, source: Source) -> _Make:
 
 def _clip_step(step: ClipStep) -> _Make:
     return lambda at: RecordClipStep(step, at)
+
+
+def _media(draw: Any, track_id: str) -> _Make:
+    """Keeping one of a track's files: copied, or a failure retried later or given up."""
+    kind = draw(st.sampled_from(MediaKind))
+    outcome = draw(st.sampled_from(["kept"] * 3 + ["retry", "give_up"]))
+    if outcome == "kept":
+        sha = hashlib.sha256(f"{track_id}/{kind.value}".encode()).hexdigest()
+        return lambda at: KeepMedia(track_id, kind, sha, 1234, f"{kind.value}/x", at)
+    if outcome == "retry":
+        return lambda at: FailMediaCopy(
+            track_id, kind, "CLIP_DOWNLOAD_FAILED", "HTTP 503", at, at + timedelta(seconds=5)
+        )
+    return lambda at: FailMediaCopy(track_id, kind, "CLIP_HOST_NOT_ALLOWED", "refused", at)
 
 
 def _random_command(draw: Any, task_ids: list[str]) -> _Make:
@@ -222,9 +262,12 @@ def _random_command(draw: Any, task_ids: list[str]) -> _Make:
                 "clip",
                 "clip_step",
                 "clip_done",
+                "media",
             ]
         )
     )
+    if kind == "media":
+        return _media(draw, draw(st.sampled_from([f"{t}-1" for t in task_ids])))
     if kind == "sent":
         return MarkRequestSent
     if kind == "retry":
@@ -381,7 +424,9 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
     answer: tuple[str, _Make] = ("suno", lambda at: RecordTaskCreated(task, at))
     if send != "crash":
         suno.append(answer)
-    for obs in draw(task_reports(task)):
+    reports = draw(task_reports(task))
+    made = [t.id for obs in reports if obs.status is ProviderStatus.SUCCESS for t in obs.tracks]
+    for obs in reports:
         polled = send != "crash" and _chance(draw, 30)
         source = Source.POLL if polled else Source.CALLBACK
         suno.append(("suno", _observe(obs, source)))
@@ -412,6 +457,12 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
         elif end == "failed":
             code = draw(st.sampled_from(["CLIP_FAILED", "CLIP_RENDER_TIMEOUT"]))
             items.append(("clip", lambda at: FailJob(code, "post-processing failed", at)))
+
+    # Keeping the media, when the policy asks for it: after success, or after the end.
+    if policy.keep_media and made:
+        for _ in range(draw(st.integers(1, 4))):
+            media = ("media", _media(draw, draw(st.sampled_from(made))))
+            _insert(draw, items, media, marks["finished"])
 
     # The service steps in: a failure in any phase, or a timeout past the deadline while Suno
     # generates (later it changes nothing); and Suno about another task. Each phase alike,

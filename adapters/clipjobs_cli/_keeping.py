@@ -35,18 +35,23 @@ __all__ = [
 MEDIA_URL_SECRET_NAME = "media-url"  # noqa: S105 -- the name of a secret, not one
 
 
-async def media_keeper(
-    settings: Settings, session: aiohttp.ClientSession, suno_base_url: str
-) -> FileMediaKeeper | None:
-    """The media keeper, with its directory made and a crash's part files swept; or None."""
-    if not settings.keep_media:
-        return None
+def make_media_dir(settings: Settings) -> None:
+    """``CLIPJOBS_MEDIA_DIR`` exists (made if needed), or one clear ConfigError."""
     try:
         settings.media_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
             f"CLIPJOBS_MEDIA_DIR={str(settings.media_dir)!r} cannot be created: {exc.strerror}"
         ) from None
+
+
+async def media_keeper(
+    settings: Settings, session: aiohttp.ClientSession, suno_base_url: str
+) -> FileMediaKeeper | None:
+    """The media keeper, with its directory made and a crash's part files swept; or None."""
+    if not settings.keep_media:
+        return None
+    make_media_dir(settings)
     keeper = FileMediaKeeper(
         session, settings.media_dir, allowed_hosts=[suno_base_url, *settings.clip_hosts]
     )

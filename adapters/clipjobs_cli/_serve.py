@@ -45,7 +45,7 @@ from clipjobs_aiohttp import ApiConfig
 from clipjobs_suno import SunoApiClient
 
 from ._compose import MEDIA_PREFIX, HttpLimits, bind, compose, url_of
-from ._keeping import kept_media_routes, media_keeper, start_pruner
+from ._keeping import kept_media_routes, make_media_dir, media_keeper, start_pruner
 
 if TYPE_CHECKING:
     from clipjobs_suno.fake import FakeSuno
@@ -134,12 +134,7 @@ def _check_clip_render(settings: Settings) -> None:
     check_ffmpeg()  # ConfigError with one clear line when ffmpeg is missing
     if settings.clip_style == "full":
         find_fonts()  # …or when the DejaVu fonts are
-    try:
-        settings.media_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"CLIPJOBS_MEDIA_DIR={str(settings.media_dir)!r} cannot be created: {exc.strerror}"
-        ) from None
+    make_media_dir(settings)
 
 
 def _post_processor(

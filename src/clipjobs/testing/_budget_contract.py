@@ -24,7 +24,7 @@ from typing import ClassVar
 import pytest
 import pytest_asyncio
 
-from ..budget import BudgetedSuno
+from ..budget import BudgetedSuno, busiest
 from ..clock import FakeClock
 from ..errors import SunoTransient
 from ..events import GenerationParams, Observation
@@ -39,14 +39,8 @@ BudgetFactory = Callable[..., Awaitable[CallBudget]]
 
 def peak(starts: list[datetime], window_s: float) -> int:
     """The most of ``starts`` within any window of ``window_s`` seconds."""
-    width = timedelta(seconds=window_s)
-    times = sorted(starts)
-    best, low = 0, 0
-    for high, at in enumerate(times):
-        while at - times[low] >= width:
-            low += 1
-        best = max(best, high - low + 1)
-    return best
+    us = timedelta(microseconds=1)
+    return busiest([(at - starts[0]) // us for at in starts], timedelta(seconds=window_s) // us)
 
 
 class _SlowSuno(ScriptedSuno):

@@ -190,7 +190,7 @@ async def measure(repeats: int, clip_max_s: float) -> dict[str, Any]:
                     style: FfmpegPostProcessor(
                         session,
                         Path(tmp) / style,
-                        allowed_hosts=["127.0.0.1"],
+                        allowed_hosts=[base],  # host:port: a bare host allows 80/443 only
                         clip_max_s=clip_max_s,
                         style=style,
                         suno=suno,

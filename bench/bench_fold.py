@@ -20,7 +20,10 @@ in production for both sides, with ``gc.collect()`` before every timed block
 so neither pays for the other's garbage; the collections inside the timed
 blocks are printed, and so is the ratio with the collector off for both sides.
 
-Goal (issues 2 and 9): the core is >= 100x faster.
+Goal: none now. Issues 2 and 9 asked for >= 100x; issue 16 retired that goal
+with the hand-written fold (a fold runs once per append, never per GET), so the
+bench reports the ratio and what a fold costs, and the product-level figures
+(GET req/s, appends/s) are what a change to the fold must not worsen.
 Run: python bench/bench_fold.py [--json PATH]
 """
 
@@ -58,7 +61,6 @@ from clipjobs.stages import Stage
 from clipjobs.state import SendState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-GOAL = 100
 
 
 def ten_events() -> list[Event]:
@@ -333,10 +335,9 @@ def main() -> None:
         f"collections while timed: {like.baseline_gcs_per_call:.2f} per baseline job, "
         f"{like.candidate_gcs_per_call:.4f} per fold."
     )
-    met = like.ratio >= GOAL
     print(
-        f"goal >= {GOAL}x like with like (first row, CPU time): {'met' if met else 'MISSED'} "
-        f"({like.ratio:.0f}x; wall clock {like.wall_ratio:.0f}x)"
+        f"like with like (first row, CPU time): {like.ratio:.0f}x "
+        f"(wall clock {like.wall_ratio:.0f}x); the former >= 100x goal is retired (issue 16)"
     )
     if args.json:
         figures: dict[str, Any] = {
@@ -362,7 +363,6 @@ def main() -> None:
                 ("triggers_only", stage_only),
             )
         }
-        figures["goal"] = {"ratio": GOAL, "clock": "cpu", "met": met}
         Path(args.json).write_text(json.dumps(figures, indent=2))
 
 

@@ -77,7 +77,7 @@ def describe_machine() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
-    for package in ("aiohttp", "aiosqlite", "asyncpg", "cattrs", "eventsourcing", "transitions"):
+    for package in ("aiohttp", "asyncpg", "cattrs", "eventsourcing", "transitions"):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:

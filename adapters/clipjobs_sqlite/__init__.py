@@ -1,4 +1,4 @@
-"""clipjobs on SQLite (aiosqlite): the embedded default store.
+"""clipjobs on SQLite (sqlite3, each connection on its own thread): the embedded default store.
 
 ``CLIPJOBS_DB=sqlite:///clipjobs.db`` selects it. One file holds the job
 logs, their projection rows, the workers' leases, secrets and orphan

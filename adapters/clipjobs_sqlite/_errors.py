@@ -1,4 +1,4 @@
-"""The adapter's edge: every sqlite3/aiosqlite/OS failure becomes a ``clipjobs.errors`` error here.
+"""The adapter's edge: every sqlite3/OS failure becomes a ``clipjobs.errors`` error here.
 
 Nothing else in ``clipjobs_sqlite`` decides what a driver exception means:
 the store wraps each public method in :func:`edge`, and the writer hands the
@@ -19,13 +19,15 @@ from clipjobs.errors import (
     StoreUnavailable,
 )
 
+from ._aio import CLOSED
+
 __all__ = ["edge", "translate"]
 
 _LOCKED = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_FORMAT}
 _READ_ONLY = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM}
-#: What aiosqlite raises (as ValueError) for a call on a closed connection.
-_AIOSQLITE_CLOSED = {"Connection closed", "no active connection"}
+#: What a call on a closed connection raises (as ValueError).
+_CLOSED = {CLOSED}
 
 
 def translate(exc: BaseException, path: str) -> ClipjobsError:
@@ -48,7 +50,7 @@ def translate(exc: BaseException, path: str) -> ClipjobsError:
         return StoreUnavailable(f"the database {path} cannot be used: {exc}")
     if isinstance(exc, UnicodeEncodeError):
         return InvalidRequest(f"text SQLite cannot store (a lone surrogate): {exc.reason}")
-    if isinstance(exc, ValueError) and str(exc) in _AIOSQLITE_CLOSED:
+    if isinstance(exc, ValueError) and str(exc) in _CLOSED:
         return StoreUnavailable(f"the store for {path} is closed")
     if isinstance(exc, OSError):
         return StoreUnavailable(f"the database {path} cannot be used: {exc}")

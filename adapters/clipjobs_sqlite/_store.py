@@ -13,7 +13,7 @@ How it keeps its promises:
   ``load`` is one primary-key look-up of the projection row, made on the
   event loop itself through a third, plain ``sqlite3`` connection: a point
   read from the page cache costs a few microseconds, far less than the trip
-  to aiosqlite's thread and back (GET job, ``bench/bench_http.py``'s load, old and
+  to the connection's thread and back (GET job, ``bench/bench_http.py``'s load, old and
   new code paired: about 5,800 to 8,300 requests/s). It never waits for a lock (``timeout=0``):
   any failure there falls back to the threaded read, which waits and reports
   errors as every other read does;
@@ -31,8 +31,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
-import aiosqlite
-
 from clipjobs.changes import ChangeNotifier
 from clipjobs.codec import decode_event, decode_state, encode_event, encode_state, parse_ts
 from clipjobs.errors import (
@@ -47,7 +45,7 @@ from clipjobs.ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, Wo
 from clipjobs.stages import Work
 from clipjobs.state import JobState
 
-from ._aio import connect, on_thread
+from ._aio import Connection, connect, on_thread
 from ._errors import edge
 from ._retention import SQLiteRetention
 from ._schema import migrate, ts
@@ -224,8 +222,8 @@ class SQLiteEventStore(SQLiteRetention):
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._max_group = max_group
-        self._wdb: aiosqlite.Connection | None = None
-        self._rdb: aiosqlite.Connection | None = None
+        self._wdb: Connection | None = None
+        self._rdb: Connection | None = None
         #: ``load``'s connection, used on the event loop's thread only (None in memory).
         self._ldb: sqlite3.Connection | None = None
         self._writer: GroupWriter | None = None
@@ -286,7 +284,7 @@ class SQLiteEventStore(SQLiteRetention):
         )
         self._writer.start()
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self) -> Connection:
         # isolation_level=None: sqlite3 must not open transactions behind our back;
         # the writer issues BEGIN IMMEDIATE itself.
         return await connect(self._path, isolation_level=None, timeout=self._busy_timeout)

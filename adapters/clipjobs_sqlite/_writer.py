@@ -17,11 +17,9 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from clipjobs.errors import ClipjobsError, StoreUnavailable
 
-from ._aio import on_thread
+from ._aio import Connection, on_thread
 from ._errors import translate
 
 __all__ = ["GroupWriter"]
@@ -51,7 +49,7 @@ class GroupWriter:
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         path: str,
         *,
         max_group: int,

@@ -40,3 +40,39 @@ def test_error_tree_has_one_root() -> None:
     for name in clipjobs.errors.__all__:
         cls = getattr(clipjobs.errors, name)
         assert issubclass(cls, clipjobs.errors.ClipjobsError), name
+
+
+#: The pure domain: what a job is and how it moves (issue 16). It decides and folds; it never
+#: waits, sleeps, reads a clock or touches a file, socket or database.
+DOMAIN = ("stages", "_machine", "events", "commands", "state", "_fold", "_decide", "codec", "i18n")
+#: What the domain may import: the standard library's pure parts, attrs, cattrs, transitions,
+#: and itself.
+DOMAIN_MAY_IMPORT = {
+    "__future__", "collections", "datetime", "enum", "hashlib", "json", "math", "types",
+    "typing", "zlib", "attrs", "cattrs", "transitions", "clipjobs",
+}  # fmt: skip
+
+
+def test_the_domain_imports_no_runtime() -> None:
+    """The domain modules import no asyncio, no I/O and none of the application runtime
+    (service, workers, budget, config, metrics, ports): a test keeps the split honest."""
+    import ast
+    from pathlib import Path
+
+    root = Path(clipjobs.__file__).parent
+    for name in DOMAIN:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                inside = node.level > 0
+                module = node.module or ""
+                if inside:
+                    assert module.split(".")[0] in (*DOMAIN, "errors"), (name, module)
+                    continue
+                modules = [module]
+            else:
+                continue
+            for module in modules:
+                assert module.split(".")[0] in DOMAIN_MAY_IMPORT, (name, module)

@@ -1,7 +1,7 @@
 """GET job over SQLite reads the projection row on the event loop: as fresh and as safe as before.
 
 ``SQLiteEventStore.load`` uses a plain ``sqlite3`` connection on the loop
-(no trip to aiosqlite's thread). These tests run the real API over a real
+(no trip to the connection's thread). These tests run the real API over a real
 SQLite file while a second store on the same file (another connection, as
 another process would have) writes the jobs.
 """

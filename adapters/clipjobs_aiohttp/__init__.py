@@ -14,6 +14,8 @@ from ._app import RedactedAccessLogger, create_app, load_openapi
 from ._config import ApiConfig
 from ._keys import AUTHENTICATOR, CONFIG, METRICS, SERVICE
 from ._media import add_media
+from ._notify_http import add_subscriptions, new_webhook_secret
+from ._notify_send import NotifyConfig, WebhookSender
 from ._site import DEFAULT_HEAD_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, BoundedSockSite
 
 __all__ = [
@@ -25,8 +27,12 @@ __all__ = [
     "SERVICE",
     "ApiConfig",
     "BoundedSockSite",
+    "NotifyConfig",
     "RedactedAccessLogger",
+    "WebhookSender",
     "add_media",
+    "add_subscriptions",
     "create_app",
     "load_openapi",
+    "new_webhook_secret",
 ]

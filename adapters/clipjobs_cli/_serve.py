@@ -44,6 +44,8 @@ from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
 from clipjobs_suno import SunoApiClient
 
+from ._notify import add_webhook_routes, start_webhooks
+
 if TYPE_CHECKING:
     from clipjobs_suno.fake import FakeSuno
 
@@ -343,6 +345,7 @@ async def running_server(
             ),
         )
         app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
+        add_webhook_routes(app, store, settings)
         if settings.clip_render:
             # Before the media route, which serves media types only.
             app.router.add_get(
@@ -355,6 +358,7 @@ async def running_server(
         # Closed before the HTTP server drains: on SIGTERM no new Suno call starts,
         # only the calls in flight finish.
         stack.push_async_callback(workers.aclose)
+        await start_webhooks(stack, store, clock, workers.config.owner, settings)
         pipeline_log.info(
             "clipjobs serving on %s (store %s, Suno %s%s)",
             url,

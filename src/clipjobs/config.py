@@ -76,6 +76,16 @@ class Settings:
     max_connections: int = 1000
     #: How long a connection may go without a complete request head (idle keep-alive too).
     head_timeout_s: float = 15.0
+    #: Outgoing webhooks (SPEC 10.5): http and private/loopback targets allowed (tests, LANs).
+    notify_allow_private: bool = False
+    #: The first wait before a failed delivery is tried again; each later wait doubles.
+    notify_backoff_s: float = 5.0
+    #: Subscriptions one user may hold.
+    notify_max_subscriptions: int = 10
+    #: How long one delivery attempt may take before it counts as failed.
+    notify_timeout_s: float = 10.0
+    #: A delivery still failing this long after its event is given up.
+    notify_give_up_s: float = 86400.0
 
     @property
     def demo(self) -> bool:
@@ -203,6 +213,11 @@ class Settings:
             pg_schema=schema,
             max_connections=num("CLIPJOBS_MAX_CONNECTIONS", 1000, int, 1, 1_000_000),
             head_timeout_s=num("CLIPJOBS_HEAD_TIMEOUT_S", 15.0, float, 0.1, 3600),
+            notify_allow_private=flag("CLIPJOBS_NOTIFY_ALLOW_PRIVATE", False),
+            notify_backoff_s=num("CLIPJOBS_NOTIFY_BACKOFF_S", 5.0, float, 0.01, 3600),
+            notify_max_subscriptions=num("CLIPJOBS_NOTIFY_MAX_SUBSCRIPTIONS", 10, int, 1, 1000),
+            notify_timeout_s=num("CLIPJOBS_NOTIFY_TIMEOUT_S", 10.0, float, 0.1, 60),
+            notify_give_up_s=num("CLIPJOBS_NOTIFY_GIVE_UP_S", 86400.0, float, 1, 7 * 86400),
         )
 
 

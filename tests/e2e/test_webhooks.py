@@ -84,7 +84,7 @@ async def attempts(server: RunningServer, http: Any, sub_id: str) -> list[dict[s
 
 
 async def test_a_finished_job_reaches_a_receiver_that_is_up(tmp_path: Path) -> None:
-    """job.succeeded arrives signed, its data the job's GET body; the attempt is listed and in history."""
+    """job.succeeded arrives signed, data is the GET body; the attempt is listed and in history."""
     receiver = Receiver()
     async with serving(receiver) as hook, clipjobs(tmp_path) as (server, http):
         sub = await subscribe(server, http, hook)

@@ -108,6 +108,8 @@ async def test_a_version_1_database_is_migrated_with_its_jobs(tmp_path: Path) ->
         conn.executescript(
             "DROP TABLE workers; DROP TABLE turns; DROP INDEX jobs_active_by_user;"
             " DROP INDEX jobs_created_by_user; DELETE FROM clipjobs_schema WHERE version > 1;"
+            " DROP TABLE notify_subscriptions; DROP TABLE notify_deliveries;"
+            " DROP TABLE notify_attempts;"
         )
     assert _schema_versions(path) == [1]
     async with SQLiteEventStore(path) as store:

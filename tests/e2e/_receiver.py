@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +34,8 @@ class Receiver:
     #: Answers for the coming requests, first first; then ``default``.
     script: list[int | str] = field(factory=list)
     default: int = 200
+    #: When set, the answer for a webhook-id (instead of ``script``).
+    answer_for: Callable[[str], int | str] | None = None
     received: list[Received] = field(factory=list)
     unverified: list[str] = field(factory=list)
     arrived: asyncio.Event = field(factory=asyncio.Event)
@@ -51,7 +53,10 @@ class Receiver:
         if body is None:
             self.unverified.append(raw.decode(errors="replace"))
             return web.Response(status=400, text="bad signature")
-        answer = self.script.pop(0) if self.script else self.default
+        if self.answer_for is not None:
+            answer = self.answer_for(request.headers["webhook-id"])
+        else:
+            answer = self.script.pop(0) if self.script else self.default
         self.received.append(
             Received(
                 request.headers["webhook-id"],

@@ -77,7 +77,7 @@ def _events(body: dict[str, Any]) -> tuple[str, ...]:
     if unknown:
         raise _bad(
             "UNKNOWN_EVENT_TYPE",
-            f"Unknown event types: {', '.join(unknown)[:200]}. Known: {', '.join(EVENT_TYPES)}.",
+            f"Unknown event types (known: {', '.join(EVENT_TYPES)}): {', '.join(unknown)}",
             "events",
         )
     return tuple(e for e in EVENT_TYPES if e in given)

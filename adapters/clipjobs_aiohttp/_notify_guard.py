@@ -20,6 +20,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 __all__ = [
     "GuardedResolver",
+    "InwardAddress",
     "Resolve",
     "UrlRefused",
     "check_url",
@@ -32,6 +33,10 @@ __all__ = [
 Resolve = Callable[[str], Awaitable[list[str]]]
 
 MAX_URL_LENGTH = 2048
+
+
+class InwardAddress(OSError):
+    """The name resolves only to addresses webhooks may not be sent to."""
 
 
 class UrlRefused(Exception):
@@ -121,7 +126,7 @@ class GuardedResolver(AbstractResolver):
         if not self._allow_private:
             addresses = [a for a in addresses if is_public(a)]
         if not addresses:
-            raise OSError(f"{host} resolves to no address webhooks may be sent to")
+            raise InwardAddress(f"{host} resolves to no address webhooks may be sent to")
         results: list[ResolveResult] = []
         for address in addresses:
             ip = ipaddress.ip_address(address.split("%", 1)[0])

@@ -32,6 +32,7 @@ from standardwebhooks import Webhook
 
 from clipjobs.codec import format_ts
 from clipjobs.errors import StoreError
+from clipjobs.metrics import Metrics
 from clipjobs.notify import (
     Attempt,
     Delivery,
@@ -42,7 +43,13 @@ from clipjobs.notify import (
 )
 from clipjobs.ports import Clock, EventStore
 
-from ._notify_guard import GuardedResolver, Resolve, literal_refused, system_resolve
+from ._notify_guard import (
+    GuardedResolver,
+    InwardAddress,
+    Resolve,
+    literal_refused,
+    system_resolve,
+)
 from ._views import job_body
 
 __all__ = ["NotifyConfig", "WebhookSender"]
@@ -82,7 +89,9 @@ class WebhookSender:
         owner: str,
         config: NotifyConfig | None = None,
         resolve: Resolve | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._jobs = jobs
         self._clock = clock
@@ -152,6 +161,8 @@ class WebhookSender:
                     )
                 except StoreError as exc:
                     log.warning("webhooks: cannot read the outbox: %s", exc)
+                except Exception:  # a bug must not end delivery for the process's life
+                    log.exception("webhooks: claiming deliveries failed")
             for delivery, sub in claimed:
                 self._busy[sub.id] = self._busy.get(sub.id, 0) + 1
                 task = asyncio.create_task(self._deliver(delivery, sub))
@@ -217,6 +228,10 @@ class WebhookSender:
                 status = response.status
         except TimeoutError:
             return None, f"timed out after {config.timeout_s:g} s"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, InwardAddress):
+                return None, f"refused: {exc.os_error}"
+            return None, f"{type(exc).__name__}: {str(exc)[:200]}"
         except aiohttp.ClientError as exc:
             return None, f"{type(exc).__name__}: {str(exc)[:200]}"
         except OSError as exc:
@@ -264,6 +279,8 @@ class WebhookSender:
             error or f"delivered ({status_code})",
             extra={"job_id": delivery.job_id},
         )
+        if self._metrics is not None:
+            self._metrics.inc("clipjobs_webhook_attempts_total", outcome=outcome.value)
         try:
             await self._store.finish_attempt(attempt, owner=self._owner, status=outcome)
         except StoreError as exc:

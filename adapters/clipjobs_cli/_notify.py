@@ -8,6 +8,7 @@ from typing import cast
 from aiohttp import web
 
 from clipjobs.config import Settings
+from clipjobs.metrics import Metrics
 from clipjobs.notify import NotifyStore
 from clipjobs.ports import Clock, EventStore
 from clipjobs_aiohttp import NotifyConfig, WebhookSender, add_subscriptions
@@ -31,6 +32,7 @@ async def start_webhooks(
     clock: Clock,
     owner: str,
     settings: Settings,
+    metrics: Metrics | None = None,
 ) -> WebhookSender:
     """Start delivering the outbox; it stops when ``stack`` closes (before the store)."""
     config = NotifyConfig(
@@ -41,5 +43,7 @@ async def start_webhooks(
         stale_after_s=settings.stale_after_s,
         lease_s=max(settings.lease_s, settings.notify_timeout_s * 3),
     )
-    sender = WebhookSender(cast(NotifyStore, store), store, clock=clock, owner=owner, config=config)
+    sender = WebhookSender(
+        cast(NotifyStore, store), store, clock=clock, owner=owner, config=config, metrics=metrics
+    )
     return await stack.enter_async_context(sender)

@@ -358,7 +358,7 @@ async def running_server(
         # Closed before the HTTP server drains: on SIGTERM no new Suno call starts,
         # only the calls in flight finish.
         stack.push_async_callback(workers.aclose)
-        await start_webhooks(stack, store, clock, workers.config.owner, settings)
+        await start_webhooks(stack, store, clock, workers.config.owner, settings, metrics)
         pipeline_log.info(
             "clipjobs serving on %s (store %s, Suno %s%s)",
             url,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Collection, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -161,10 +161,6 @@ class Attempt:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def after(at: datetime, seconds: float) -> datetime:
-    return at + timedelta(seconds=seconds)
-
-
 @runtime_checkable
 class NotifyStore(Protocol):
     """Subscriptions and their outbox; the stores fill the outbox inside ``append``.
@@ -220,11 +216,3 @@ class NotifyStore(Protocol):
     ) -> list[Attempt]:
         """The latest attempts of a subscription or of a job, newest first."""
         ...
-
-
-def check_events(names: Collection[str]) -> tuple[str, ...]:
-    """The event types, de-duplicated in the documented order; InvalidRequest for others."""
-    unknown = sorted(set(names) - set(EVENT_TYPES))
-    if unknown:
-        raise InvalidRequest(f"Unknown event types: {', '.join(unknown)}", field="events")
-    return tuple(kind for kind in EVENT_TYPES if kind in names)

@@ -120,6 +120,38 @@ async def test_sigkill_after_the_commit_still_delivers_after_restart(tmp_path: P
     assert receiver.unverified == []
 
 
+async def test_sigkill_during_an_attempt_sends_it_again_with_the_same_webhook_id(
+    tmp_path: Path,
+) -> None:
+    """Killed while the receiver holds the first attempt: after a restart, once the dead
+    process's lease runs out (CLIPJOBS_LEASE_S, here its minimum 31 s), the delivery is
+    sent again with the same webhook-id and delivered: a duplicate, never a loss.
+    """
+    receiver = Receiver(script=["hang"])
+    async with (
+        running_fake_suno("127.0.0.1", 0, api_key=SUNO_KEY, **FAKE_DEFAULTS) as (fake_url, _),
+        aiohttp.ClientSession() as http,
+        serving(receiver) as hook,
+    ):
+        url = f"http://127.0.0.1:{free_port()}"
+        db_url = f"sqlite:///{tmp_path / 'c.db'}"
+        server = Server(env(url, fake_url, db_url, CLIPJOBS_LEASE_S="31"), tmp_path)
+        try:
+            await server.start()
+            sub = await subscribe(http, url, hook)
+            receiver.secrets.append(sub["secret"])
+            [job_id] = await start_jobs(http, [url], 1)
+            await receiver.wait(lambda: len(receiver.received) == 1)  # in flight, held
+            assert await server.kill() == -signal.SIGKILL
+            await server.start()
+            await receiver.wait(lambda: receiver.ok(), timeout=60)
+        finally:
+            await server.ensure_dead()
+    first, second = receiver.received[0], receiver.ok()[0]
+    assert first.webhook_id == second.webhook_id
+    assert second.body["data"]["jobId"] == job_id and second.body["type"] == "job.succeeded"
+
+
 @pytest.mark.skipif(not PG_DSN, reason="no PostgreSQL configured: set CLIPJOBS_TEST_PG_DSN")
 async def test_two_processes_on_postgres_never_send_one_delivery_at_once(tmp_path: Path) -> None:
     """Two servers on one schema share the outbox: no webhook-id is ever in flight twice,

@@ -130,7 +130,8 @@ class WebhookSender:
         self._loop_task = asyncio.create_task(self._run(), name="clipjobs-webhooks")
 
     async def aclose(self) -> None:
-        """Stop claiming and sending; a delivery cut short is sent again once its lease ends."""
+        """Stop claiming and sending; a delivery cut short is recorded as interrupted and
+        left due after the backoff (a killed process's waits for its lease to end instead)."""
         task, self._loop_task = self._loop_task, None
         if task is not None:
             task.cancel()
@@ -242,7 +243,14 @@ class WebhookSender:
 
     async def _deliver(self, delivery: Delivery, sub: Subscription) -> None:
         started, at = time.perf_counter(), self._clock.now()
-        status_code, error = await self._post(delivery, sub)
+        interrupted = False
+        try:
+            status_code, error = await self._post(delivery, sub)
+        except asyncio.CancelledError:
+            # Stopping: record the attempt and free the lease, so the next process
+            # sends it again after the backoff instead of after the lease.
+            interrupted = True
+            status_code, error = None, "interrupted: the sender stopped"
         duration_ms = (time.perf_counter() - started) * 1000
         self.attempts += 1
         number = delivery.attempts + 1
@@ -286,3 +294,5 @@ class WebhookSender:
         except StoreError as exc:
             # The lease runs out and the delivery is sent again, with the same webhook-id.
             log.warning("webhooks: cannot record attempt of %s: %s", delivery.id, exc)
+        if interrupted:
+            raise asyncio.CancelledError

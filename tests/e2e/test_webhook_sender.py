@@ -187,3 +187,31 @@ async def test_a_delivery_is_given_up_when_its_event_is_old_enough(tmp_path: Pat
         assert delivery.status is DeliveryStatus.FAILED and delivery.attempts == 1
         [attempt] = await store.attempts(subscription_id=sub.id)
         assert attempt.status_code == 503 and attempt.next_at is None
+
+
+async def test_a_stopped_sender_hands_an_attempt_in_flight_back(tmp_path: Path) -> None:
+    """Closing a sender mid-attempt records it as interrupted and frees the lease, so another
+    sender delivers it (same webhook-id) long before the 60 s lease would have run out.
+    """
+    receiver = Receiver(script=["hang"])
+    async with SQLiteEventStore(tmp_path / "c.db") as store, serving(receiver) as url:
+        sub = subscription(url)
+        receiver.secrets.append(sub.secret)
+        await store.add_subscription(sub, limit=10)
+        await fail_jobs(store, 1)
+        async with sender(store, lease_s=60.0, timeout_s=30.0):
+            await receiver.wait(lambda: len(receiver.received) == 1)
+        [interrupted] = await store.attempts(subscription_id=sub.id)
+        assert interrupted.error == "interrupted: the sender stopped"
+        assert interrupted.next_at is not None
+        async with WebhookSender(
+            store,
+            store,
+            clock=SystemClock(),
+            owner="another-process",
+            config=NotifyConfig(allow_private=True, backoff_s=0.05, poll_s=0.05),
+        ):
+            await receiver.wait(lambda: receiver.ok(), timeout=10)
+        [delivered] = await store.deliveries(sub.id)
+        assert delivered.status is DeliveryStatus.DELIVERED and delivered.attempts == 2
+    assert len({r.webhook_id for r in receiver.received}) == 1

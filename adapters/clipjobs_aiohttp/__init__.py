@@ -15,6 +15,8 @@ from ._config import ApiConfig
 from ._kept import KEPT_PREFIX, MediaUrlSigner, add_kept_media
 from ._keys import AUTHENTICATOR, CONFIG, METRICS, SERVICE
 from ._media import add_media
+from ._notify_http import add_subscriptions, new_webhook_secret
+from ._notify_send import NotifyConfig, WebhookSender
 from ._site import DEFAULT_HEAD_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, BoundedSockSite
 
 __all__ = [
@@ -28,9 +30,13 @@ __all__ = [
     "ApiConfig",
     "BoundedSockSite",
     "MediaUrlSigner",
+    "NotifyConfig",
     "RedactedAccessLogger",
+    "WebhookSender",
     "add_kept_media",
     "add_media",
+    "add_subscriptions",
     "create_app",
     "load_openapi",
+    "new_webhook_secret",
 ]

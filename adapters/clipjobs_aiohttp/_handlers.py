@@ -31,6 +31,7 @@ from ._input import (
 )
 from ._kept import MEDIA_URLS
 from ._keys import AUTHENTICATOR, CONFIG, LIFECYCLE, METRICS, OPENAPI, SERVICE
+from ._notify_views import webhook_lines
 from ._views import event_view, job_body, job_view
 
 __all__ = [
@@ -243,15 +244,17 @@ async def history(request: web.Request) -> web.Response:
     user = await _user(request)
     job_id = _job_id(request)
     events = await request.app[SERVICE].history(job_id, user)
-    return _json(
-        {
-            "success": True,
-            "ok": True,
-            "jobId": job_id,
-            "events": [event_view(e) for e in events],
-            "requestId": request_id(request),
-        }
-    )
+    body = {
+        "success": True,
+        "ok": True,
+        "jobId": job_id,
+        "events": [event_view(e) for e in events],
+        "requestId": request_id(request),
+    }
+    webhooks = await webhook_lines(request.app, job_id)  # attempts to tell subscribers
+    if webhooks is not None:
+        body["webhooks"] = webhooks
+    return _json(body)
 
 
 async def list_jobs(request: web.Request) -> web.Response:

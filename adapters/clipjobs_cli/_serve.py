@@ -46,6 +46,7 @@ from clipjobs_suno import SunoApiClient
 
 from ._compose import MEDIA_PREFIX, HttpLimits, bind, compose, url_of
 from ._keeping import kept_media_routes, make_media_dir, media_keeper, start_pruner
+from ._notify import add_webhook_routes, start_webhooks
 
 if TYPE_CHECKING:
     from clipjobs_suno.fake import FakeSuno
@@ -230,6 +231,13 @@ async def running_server(
         if keeper is not None:
             kept_routes, media_key = await kept_media_routes(store, settings, clock)
             redactor.add(media_key)
+
+        def own_routes(app: web.Application) -> None:
+            """Kept media and webhook subscriptions, before the /media catch-all."""
+            if kept_routes is not None:
+                kept_routes(app)
+            add_webhook_routes(app, store, settings)
+
         composed = await compose(
             stack,
             sock,
@@ -271,13 +279,14 @@ async def running_server(
             ),
             media_dir=settings.media_dir if settings.clip_render else None,
             media_keeper=keeper,
-            routes=kept_routes,
+            routes=own_routes,
             http=HttpLimits(
                 max_connections=settings.max_connections, head_timeout_s=settings.head_timeout_s
             ),
             url=url,
         )
         await start_pruner(stack, settings, store, clock)
+        await start_webhooks(stack, store, clock, composed.workers.config.owner, settings, metrics)
         pipeline_log.info(
             "clipjobs serving on %s (store %s, Suno %s%s)",
             url,

@@ -278,6 +278,55 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX jobs_media_due ON {s}.jobs (due_at, job_id) WHERE work = 'media'",
         "CREATE INDEX jobs_finished ON {s}.jobs (updated_at, job_id) WHERE done",
     ),
+    5: (
+        # Outgoing webhooks (SPEC 10.5). Deliveries are the outbox, filled by append.
+        """
+        CREATE TABLE {s}.notify_subscriptions (
+            id         text        NOT NULL CONSTRAINT notify_subscriptions_pkey PRIMARY KEY,
+            user_id    text        NOT NULL,
+            url        text        NOT NULL,
+            events     text[]      NOT NULL,
+            secret     text        NOT NULL,
+            created_at timestamptz NOT NULL
+        )
+        """,
+        "CREATE INDEX notify_subscriptions_user ON {s}.notify_subscriptions (user_id, created_at)",
+        """
+        CREATE TABLE {s}.notify_deliveries (
+            subscription_id text        NOT NULL,
+            job_id          text        NOT NULL,
+            version         integer     NOT NULL,
+            type            text        NOT NULL,
+            user_id         text        NOT NULL,
+            event_at        timestamptz NOT NULL,
+            status          text        NOT NULL,
+            attempts        integer     NOT NULL,
+            next_at         timestamptz,
+            lease_owner     text,
+            lease_until     timestamptz,
+            CONSTRAINT notify_deliveries_pkey PRIMARY KEY (subscription_id, job_id, version)
+        )
+        """,
+        "CREATE INDEX notify_deliveries_due ON {s}.notify_deliveries (next_at)"
+        " WHERE status = 'pending'",
+        """
+        CREATE TABLE {s}.notify_attempts (
+            id              bigserial   CONSTRAINT notify_attempts_pkey PRIMARY KEY,
+            subscription_id text        NOT NULL,
+            job_id          text        NOT NULL,
+            version         integer     NOT NULL,
+            type            text        NOT NULL,
+            number          integer     NOT NULL,
+            at              timestamptz NOT NULL,
+            status_code     integer,
+            duration_ms     double precision NOT NULL,
+            error           text,
+            next_at         timestamptz
+        )
+        """,
+        "CREATE INDEX notify_attempts_subscription ON {s}.notify_attempts (subscription_id, at)",
+        "CREATE INDEX notify_attempts_job ON {s}.notify_attempts (job_id, at)",
+    ),
 }
 
 LATEST_VERSION = max(MIGRATIONS)

@@ -40,6 +40,7 @@ from clipjobs.state import JobState
 
 from ._errors import edge
 from ._listener import ChangeListener
+from ._notify import PostgresNotify, enqueue
 from ._retention import PostgresRetention
 from ._schema import check_schema_name, migrate, render
 
@@ -203,7 +204,7 @@ def _storable(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd") if text is not None else None
 
 
-class PostgresEventStore(PostgresRetention):
+class PostgresEventStore(PostgresRetention, PostgresNotify):
     """An ``EventStore`` on PostgreSQL; several processes may share one schema.
 
     ``await PostgresEventStore.open(dsn)`` or ``async with PostgresEventStore(dsn)``.
@@ -397,6 +398,7 @@ class PostgresEventStore(PostgresRetention):
                 [payload for _, payload in encoded],
                 [event.at for event in commit.events],
             )
+            await enqueue(conn, commit, self._schema)  # the webhook outbox, same transaction
             await conn.execute("SELECT pg_notify($1, $2)", self._channel, job_id)
         self._changes.notify(job_id)
 

@@ -117,8 +117,63 @@ _V3 = (
     "CREATE INDEX jobs_finished ON jobs (updated_at, job_id) WHERE done = 1",
 )
 
+_V4 = (
+    # Outgoing webhooks (SPEC 10.5): ``events`` is ",job.failed,job.succeeded,"
+    # so one instr() finds a type. Deliveries are the outbox, filled by append.
+    """
+    CREATE TABLE notify_subscriptions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX notify_subscriptions_user ON notify_subscriptions (user_id, created_at)",
+    """
+    CREATE TABLE notify_deliveries (
+        subscription_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        event_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at TEXT,
+        lease_owner TEXT,
+        lease_until TEXT,
+        PRIMARY KEY (subscription_id, job_id, version)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX notify_deliveries_due ON notify_deliveries (next_at) WHERE status = 'pending'",
+    """
+    CREATE TABLE notify_attempts (
+        id INTEGER PRIMARY KEY,
+        subscription_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        status_code INTEGER,
+        duration_ms REAL NOT NULL,
+        error TEXT,
+        next_at TEXT
+    )
+    """,
+    "CREATE INDEX notify_attempts_subscription ON notify_attempts (subscription_id, at)",
+    "CREATE INDEX notify_attempts_job ON notify_attempts (job_id, at)",
+)
+
 #: ``(version, statements)`` in order; append, never edit a released one.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3))
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, _V1),
+    (2, _V2),
+    (3, _V3),
+    (4, _V4),
+)
 LATEST = MIGRATIONS[-1][0]
 
 

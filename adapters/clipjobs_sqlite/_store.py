@@ -47,6 +47,7 @@ from clipjobs.state import JobState
 
 from ._aio import Connection, connect, on_thread
 from ._errors import edge
+from ._notify import SQLiteNotify, enqueue
 from ._retention import SQLiteRetention
 from ._schema import migrate, ts
 from ._url import MEMORY, parse_sqlite_url
@@ -182,6 +183,7 @@ def _append(commit: Commit, job: _Row, events: list[_Row]) -> Callable[[sqlite3.
             if updated != 1:
                 raise ConcurrencyError(f"job {job_id} is not at version {expected} any more")
         conn.executemany(_INSERT_EVENT, events)
+        enqueue(conn, commit)  # the webhook outbox, in the same transaction
 
     return run
 
@@ -195,7 +197,7 @@ def _due_query(work: Work, at: str, limit: int) -> tuple[str, tuple[Any, ...]]:
     return _CLAIM_DUE, (work.value, at, work.value, at, limit)
 
 
-class SQLiteEventStore(SQLiteRetention):
+class SQLiteEventStore(SQLiteRetention, SQLiteNotify):
     """The ``EventStore`` in one SQLite file (or ``":memory:"``).
 
     ``await SQLiteEventStore.open(path)`` or ``async with SQLiteEventStore(path)``.

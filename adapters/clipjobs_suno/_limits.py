@@ -13,7 +13,7 @@ from typing import Any
 
 from attrs import frozen
 
-from clipjobs.events import GenerationParams
+from clipjobs.events import SUNO_MODELS, GenerationParams
 
 __all__ = [
     "MODELS",
@@ -49,8 +49,9 @@ _LIMITS: Mapping[str, Limits] = {
     "V5_5": _V4_5,
 }
 
-#: Every model name Suno accepts, in its spelling.
-MODELS: frozenset[str] = frozenset(_LIMITS)
+#: Every model name Suno accepts, in its spelling (named once, in the core).
+MODELS: frozenset[str] = frozenset(SUNO_MODELS)
+assert frozenset(_LIMITS) == MODELS, "every model Suno accepts has its limits here"
 
 #: In non-custom mode the prompt is a short description, whatever the model.
 NON_CUSTOM_PROMPT_MAX = 500

@@ -18,7 +18,7 @@ from attrs import field, frozen
 
 from .auth import parse_tokens
 from .errors import ConfigError
-from .events import JobPolicy
+from .events import SUNO_MODELS, JobPolicy
 
 __all__ = ["Settings"]
 
@@ -27,7 +27,6 @@ _T = TypeVar("_T")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 #: The shortest SUNO_API_KEY accepted, as for CLIPJOBS_TOKENS (real keys are 32).
 _MIN_KEY = 8
-_MODELS = ("V3_5", "V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5", "V5_5")
 _CLIP_STYLES = ("simple", "full")
 
 
@@ -80,6 +79,16 @@ class Settings:
     keep_media: bool = True
     #: Finished jobs older than this many days are pruned (log, projection, media); 0: never.
     retention_days: float = 0.0
+    #: Outgoing webhooks (SPEC 10.5): http and private/loopback targets allowed (tests, LANs).
+    notify_allow_private: bool = False
+    #: The first wait before a failed delivery is tried again; each later wait doubles.
+    notify_backoff_s: float = 5.0
+    #: Subscriptions one user may hold.
+    notify_max_subscriptions: int = 10
+    #: How long one delivery attempt may take before it counts as failed.
+    notify_timeout_s: float = 10.0
+    #: A delivery still failing this long after its event is given up.
+    notify_give_up_s: float = 86400.0
 
     @property
     def demo(self) -> bool:
@@ -138,8 +147,8 @@ class Settings:
         suno_base = (get("SUNO_BASE_URL") or d.suno_base_url).rstrip("/")
         _check_url("SUNO_BASE_URL", suno_base)
         model = get("SUNO_MODEL") or d.suno_model
-        if model not in _MODELS:
-            raise ConfigError(f"SUNO_MODEL={model!r} is not one of {', '.join(_MODELS)}")
+        if model not in SUNO_MODELS:
+            raise ConfigError(f"SUNO_MODEL={model!r} is not one of {', '.join(SUNO_MODELS)}")
         log_format = (get("CLIPJOBS_LOG_FORMAT") or d.log_format).lower()
         if log_format not in ("text", "json"):
             raise ConfigError(f"CLIPJOBS_LOG_FORMAT={log_format!r} must be text or json")
@@ -218,6 +227,17 @@ class Settings:
             head_timeout_s=num("CLIPJOBS_HEAD_TIMEOUT_S", d.head_timeout_s, float, 0.1, 3600),
             keep_media=flag("CLIPJOBS_KEEP_MEDIA", d.keep_media),
             retention_days=num("CLIPJOBS_RETENTION_DAYS", d.retention_days, float, 0, 36500),
+            notify_allow_private=flag("CLIPJOBS_NOTIFY_ALLOW_PRIVATE", d.notify_allow_private),
+            notify_backoff_s=num(
+                "CLIPJOBS_NOTIFY_BACKOFF_S", d.notify_backoff_s, float, 0.01, 3600
+            ),
+            notify_max_subscriptions=num(
+                "CLIPJOBS_NOTIFY_MAX_SUBSCRIPTIONS", d.notify_max_subscriptions, int, 1, 1000
+            ),
+            notify_timeout_s=num("CLIPJOBS_NOTIFY_TIMEOUT_S", d.notify_timeout_s, float, 0.1, 60),
+            notify_give_up_s=num(
+                "CLIPJOBS_NOTIFY_GIVE_UP_S", d.notify_give_up_s, float, 1, 7 * 86400
+            ),
         )
 
 

@@ -112,6 +112,10 @@ class Track:
     duration: float | None = None
 
 
+#: Every model name Suno accepts, in its spelling (the Suno adapter keeps each one's limits).
+SUNO_MODELS: tuple[str, ...] = ("V3_5", "V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5", "V5_5")
+
+
 @frozen
 class GenerationParams:
     """What is sent to Suno's generate endpoint (besides the callback URL)."""

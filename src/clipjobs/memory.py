@@ -14,6 +14,7 @@ from typing import Self
 import attrs
 
 from ._fair import fair_order
+from ._memory_notify import MemoryNotify
 from .changes import ChangeNotifier
 from .errors import (
     ChannelBusy,
@@ -32,7 +33,7 @@ __all__ = ["InMemoryEventStore"]
 _FAIR = frozenset({Work.SEND, Work.POLL})
 
 
-class InMemoryEventStore:
+class InMemoryEventStore(MemoryNotify):
     def __init__(self) -> None:
         self._logs: dict[str, list[RecordedEvent]] = {}
         self._jobs: dict[str, JobState] = {}
@@ -94,6 +95,7 @@ class InMemoryEventStore:
             self._locks.pop(current.channel_lock, None)
         if lock is not None:
             self._locks[lock] = job_id
+        self._enqueue_notifications(commit)
         self._changes.notify(job_id)
 
     async def load(self, job_id: str) -> JobState | None:

@@ -50,6 +50,10 @@ class Metrics:
         "clipjobs_callbacks_total": ("counter", "Suno callbacks received, by result."),
         "clipjobs_suno_calls_total": ("counter", "Calls to Suno, by endpoint and code."),
         "clipjobs_http_requests_total": ("counter", "HTTP requests, by route and status."),
+        "clipjobs_webhook_attempts_total": (
+            "counter",
+            "Webhook delivery attempts, by outcome (delivered, pending: retried later, failed).",
+        ),
     }
 
     def __init__(self) -> None:

@@ -60,6 +60,7 @@ class Server:
                 env=self.env,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
+                cwd=self.logs,  # relative defaults (./media) land in the test's directory
             )
         assert self.proc.stdout is not None
         async with asyncio.timeout(60):

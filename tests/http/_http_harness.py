@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import ClientResponse, web
@@ -110,6 +110,7 @@ async def running_api(
     prefix: str | None = None,
     server_kwargs: dict[str, Any] | None = None,
     store: InMemoryEventStore | None = None,
+    setup: Callable[[web.Application, InMemoryEventStore], None] | None = None,
 ) -> AsyncIterator[Api]:
     """Serve the API (mounted under ``prefix`` in a parent app when given)."""
     store = store or InMemoryEventStore()
@@ -125,6 +126,8 @@ async def running_api(
         config=service_config or ServiceConfig(callback_base_url=CALLBACK_BASE),
     )
     app = create_app(service, TokenAuthenticator(TOKENS), config or ApiConfig())
+    if setup is not None:  # more routes (subscriptions), before the app is frozen
+        setup(app, store)
     served = app
     if prefix is not None:
         served = web.Application()

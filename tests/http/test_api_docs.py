@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 from _http_harness import ALICE_TOKEN, BOB_TOKEN, Api, running_api
 from _openapi_check import check
+from aiohttp import web
 from attrs import define, field
 
-from clipjobs import ProviderStatus, ServiceConfig
+from clipjobs import InMemoryEventStore, ProviderStatus, ServiceConfig
 from clipjobs.testing import ScriptedSuno
+from clipjobs_aiohttp import NotifyConfig, WebhookSender, add_subscriptions
 
 pytestmark = pytest.mark.asyncio
 
@@ -58,6 +60,11 @@ class Normaliser:
 
         text = re.sub(r"job_(\d{13})_[a-z0-9]{10}", job, text)
         text = re.sub(r"req_(\d{13})_[a-z0-9]{8}", r"req_\1_def456", text)
+        text = re.sub(r"whsec_[A-Za-z0-9+/=]+", "whsec_<shown once>", text)
+        text = re.sub(r"sub_[0-9a-f]{24}", "sub_0123456789abcdef01234567", text)
+        text = re.sub(r"msg_[0-9a-f]{32}", "msg_0123456789abcdef0123456789abcdef", text)
+        text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:8000", text)
+        text = re.sub(r'"durationMs": [0-9.]+', '"durationMs": 3.1', text)
 
         def task(m: re.Match[str]) -> str:
             return self.tasks.setdefault(m.group(0), f"suno_task_{len(self.tasks) + 1}")
@@ -216,6 +223,16 @@ SECTIONS = {
     ),
     "GET /api/music-clips/channels/{channelId}/jobs": (
         "The caller's recent jobs on the channel, newest first (`?limit=`, 1–100, default 20)."
+    ),
+    "Subscriptions: webhooks to other systems": (
+        "`POST /api/music-clips/subscriptions {url, events}` answers 201 with the signing "
+        "`secret`, shown this once; `GET` lists without secrets; `DELETE …/{id}` removes; "
+        "`GET …/{id}/deliveries` lists the latest attempts, newest first. Events: "
+        "`job.succeeded`, `job.clip_ready`, `job.failed`, `job.timed_out`, `job.cancelled`. "
+        "The URL must be https to a public address (checked after DNS) unless the server "
+        "runs with `CLIPJOBS_NOTIFY_ALLOW_PRIVATE=on`, as this one does so the receiver can "
+        "be on 127.0.0.1; at most `CLIPJOBS_NOTIFY_MAX_SUBSCRIPTIONS` (10) per user. What is "
+        "sent, and how to verify it: [operations.md](operations.md#8-webhooks-to-other-systems)."
     ),
 }
 
@@ -471,6 +488,93 @@ async def _seed_flow(rec: Recorder) -> None:
             template="/api/music-clips/openapi.json",
             token=None,
         )
+
+    await _subscriptions_flow(rec)
+
+
+async def _resolve(host: str) -> list[str]:
+    if host != "hooks.example.org":
+        raise OSError(f"{host} does not resolve")
+    return ["93.184.215.14"]
+
+
+async def _subscriptions_flow(rec: Recorder) -> None:
+    """Subscribe a real receiver on 127.0.0.1, fail a job, let the sender try twice."""
+    answers = [500, 204]
+
+    async def receiver(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=answers.pop(0) if answers else 204)
+
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver)
+    runner = web.AppRunner(hook_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    hook = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+
+    def setup(app: web.Application, store: InMemoryEventStore) -> None:
+        add_subscriptions(app, store, allow_private=True, resolve=_resolve)
+
+    subs = "/api/music-clips/subscriptions"
+    try:
+        async with running_api(setup=setup) as api:
+            rec.section("Subscriptions: webhooks to other systems")
+            _, created, _ = await rec.call(
+                api,
+                "POST — 201, the secret shown once",
+                "POST",
+                subs,
+                template=subs,
+                json_body={"url": hook, "events": ["job.succeeded", "job.failed"]},
+            )
+            await rec.call(
+                api,
+                "POST — 400 for an unknown event type, nothing stored",
+                "POST",
+                subs,
+                template=subs,
+                json_body={"url": hook, "events": ["job.done"]},
+            )
+            await rec.call(api, "GET — the caller's subscriptions", "GET", subs, template=subs)
+            failing = await api.start("hooked")
+            await api.service.send(failing)
+            await api.callback(failing, ProviderStatus.GENERATE_AUDIO_FAILED)
+            # Backoff under a millisecond: the retry time shows without its jitter.
+            sender = WebhookSender(
+                api.store,
+                api.store,
+                clock=api.clock,
+                owner="docs",
+                config=NotifyConfig(allow_private=True, backoff_s=0.0001, poll_s=0.02),
+                resolve=_resolve,
+            )
+
+            async def attempts(n: int) -> None:
+                while len(await api.store.attempts(subscription_id=created["id"])) < n:
+                    await asyncio.sleep(0.02)
+
+            async with sender, asyncio.timeout(10):
+                await attempts(1)
+                await api.clock.advance(1)  # the retry comes due
+                await attempts(2)
+            deliveries = f"{subs}/{{subscriptionId}}/deliveries"
+            await rec.call(
+                api,
+                "GET …/deliveries — a 500, then delivered",
+                "GET",
+                f"{subs}/{created['id']}/deliveries",
+                template=deliveries,
+            )
+            await rec.call(
+                api,
+                "DELETE — removed with its deliveries",
+                "DELETE",
+                f"{subs}/{created['id']}",
+                template=f"{subs}/{{subscriptionId}}",
+            )
+    finally:
+        await runner.cleanup()
 
 
 async def _metrics_excerpt(api: Api) -> str:

@@ -15,7 +15,8 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ ")
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{job_id}", JOB).replace("{channel_id}", "c1").replace("{name}", "x")
+    path = path.replace("{job_id}", JOB).replace("{channel_id}", "c1").replace("{name}", "x")
+    return path.replace("{subscription_id}", "sub_" + "0" * 24)
 
 
 def _routes(running: Served) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ import yaml
 from clipjobs import ChannelDefaults, FakeClock, InMemoryEventStore, JobService, WebhookSigner
 from clipjobs.auth import TokenAuthenticator
 from clipjobs.testing import ScriptedSuno
-from clipjobs_aiohttp import create_app, load_openapi
+from clipjobs_aiohttp import add_subscriptions, create_app, load_openapi
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS_COPY = ROOT / "docs" / "openapi.yaml"
@@ -44,6 +44,7 @@ def test_every_route_is_documented_and_nothing_else() -> None:
         clock=FakeClock(),
     )
     app = create_app(service, TokenAuthenticator({"t" * 8: "u"}))
+    add_subscriptions(app, InMemoryEventStore())  # what clipjobs serve adds
     routes = set()
     for route in app.router.routes():
         if route.method == "HEAD" or route.resource is None:

@@ -34,6 +34,7 @@ from clipjobs_aiohttp import (
     DEFAULT_HEAD_TIMEOUT_S,
     ApiConfig,
     BoundedSockSite,
+    add_subscriptions,
     create_app,
     load_openapi,
 )
@@ -49,6 +50,10 @@ CHECKS = [
     st_checks.content_type_conformance,
     st_checks.response_schema_conformance,
 ]
+
+
+async def _nowhere(host: str) -> list[str]:
+    raise OSError(f"{host} does not resolve here")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +74,7 @@ def base_url() -> Iterator[str]:
         TokenAuthenticator(TOKENS),
         ApiConfig(long_poll_max_s=0.05, sse_keepalive_s=0.05),
     )
+    add_subscriptions(app, store, resolve=_nowhere)  # no DNS: every name is unknown
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=DEFAULT_HEAD_TIMEOUT_S)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

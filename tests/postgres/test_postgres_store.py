@@ -36,6 +36,7 @@ pytestmark = pytest.mark.asyncio
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TABLES = {"events", "jobs", "leases", "secrets", "orphans", "schema_version", "workers", "turns"}
 TABLES |= {"budget", "budget_calls", "budget_waiters"}
+TABLES |= {"notify_subscriptions", "notify_deliveries", "notify_attempts"}
 
 
 async def _tables(admin: asyncpg.Connection, schema: str) -> set[str]:
@@ -87,7 +88,8 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
         f" DROP INDEX {s}.jobs_created_by_user; DELETE FROM {s}.schema_version WHERE version > 1;"
         f" DROP TABLE {s}.budget, {s}.budget_calls, {s}.budget_waiters;"
         f" DROP FUNCTION {s}.budget_take, {s}.budget_limited, {s}.budget_slowdown;"
-        f" DROP INDEX {s}.jobs_media_due, {s}.jobs_finished"
+        f" DROP INDEX {s}.jobs_media_due, {s}.jobs_finished;"
+        f" DROP TABLE {s}.notify_subscriptions, {s}.notify_deliveries, {s}.notify_attempts"
     )
     assert await _versions(admin, schema) == [1]
     store = await stores()
@@ -113,6 +115,7 @@ async def test_a_version_3_schema_gains_the_media_and_pruner_indexes(
     s = f'"{schema}"'
     await admin.execute(
         f"DROP INDEX {s}.jobs_media_due, {s}.jobs_finished;"
+        f" DROP TABLE {s}.notify_subscriptions, {s}.notify_deliveries, {s}.notify_attempts;"
         f" DELETE FROM {s}.schema_version WHERE version > 3"
     )
     assert await _versions(admin, schema) == [1, 2, 3]

@@ -108,6 +108,8 @@ async def test_a_version_1_database_is_migrated_with_its_jobs(tmp_path: Path) ->
         conn.executescript(
             "DROP TABLE workers; DROP TABLE turns; DROP INDEX jobs_active_by_user;"
             " DROP INDEX jobs_created_by_user; DROP INDEX jobs_finished;"
+            " DROP TABLE notify_subscriptions; DROP TABLE notify_deliveries;"
+            " DROP TABLE notify_attempts;"
             " DELETE FROM clipjobs_schema WHERE version > 1;"
         )
     assert _schema_versions(path) == [1]
@@ -132,7 +134,9 @@ async def test_a_version_2_database_gains_the_finished_jobs_index_and_keeps_medi
         await store.append(commit)
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.executescript(
-            "DROP INDEX jobs_finished; DELETE FROM clipjobs_schema WHERE version > 2;"
+            "DROP INDEX jobs_finished; DROP TABLE notify_subscriptions;"
+            " DROP TABLE notify_deliveries; DROP TABLE notify_attempts;"
+            " DELETE FROM clipjobs_schema WHERE version > 2;"
         )
     assert _schema_versions(path) == [1, 2]
     async with SQLiteEventStore(path) as store:

@@ -582,3 +582,12 @@ async def test_python_api_configure_and_reuse() -> None:
         assert "success" in repr(fake)
         async with aiohttp.ClientSession() as session:
             assert await SunoApiClient(session, "k", base_url=url).credits() == 9
+
+
+async def test_every_model_the_core_names_has_its_limits() -> None:
+    """The core names Suno's models once (``SUNO_MODELS``, which SUNO_MODEL is checked
+    against); the adapter keeps each one's length limits, for exactly those models."""
+    from clipjobs.events import SUNO_MODELS
+    from clipjobs_suno._limits import _LIMITS, MODELS
+
+    assert MODELS == frozenset(SUNO_MODELS) == frozenset(_LIMITS)

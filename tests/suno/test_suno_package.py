@@ -31,6 +31,7 @@ def test_all_lists_exactly_the_public_names() -> None:
     }
     assert set(clipjobs_suno.fake.__all__) == {
         "SCENARIOS",
+        "Arrival",
         "FakeConfig",
         "FakeSuno",
         "running_fake_suno",

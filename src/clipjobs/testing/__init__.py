@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import strategies
 from ._budget_contract import BudgetContract, BudgetFactory
+from ._notify_contract import NotifyStoreContract
 from ._store_contract import EventStoreContract, new_job, step
 from ._suno_contract import SunoClientContract
 from .fakes import ScriptedSuno
@@ -15,6 +16,7 @@ __all__ = [
     "BudgetContract",
     "BudgetFactory",
     "EventStoreContract",
+    "NotifyStoreContract",
     "ScriptedSuno",
     "SunoClientContract",
     "new_job",

@@ -1,0 +1,59 @@
+"""The SQLite store passes the shared subscriptions-and-outbox contract."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from clipjobs.commands import FailJob
+from clipjobs.notify import Subscription
+from clipjobs.testing import NotifyStoreContract, new_job, step
+from clipjobs_sqlite import SQLiteEventStore
+from clipjobs_sqlite._schema import LATEST, migrate
+
+
+class TestSQLiteNotify(NotifyStoreContract):
+    @pytest_asyncio.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteEventStore]:
+        async with SQLiteEventStore(tmp_path / "clipjobs.db") as store:
+            yield store
+
+
+@pytest.mark.asyncio
+async def test_a_version_2_database_gains_the_outbox_and_keeps_its_jobs(tmp_path: Path) -> None:
+    """A file at schema 2 (before webhooks) migrates to 3; its jobs still fail into the outbox."""
+    path = tmp_path / "v2.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        assert migrate(conn, str(path), latest=2) == 0
+    created = new_job(user_id="old-user")
+    async with SQLiteEventStore(path) as store:
+        await store.append(created)
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # back to what version 2 left
+        conn.executescript(
+            "DROP TABLE notify_subscriptions; DROP TABLE notify_deliveries;"
+            " DROP TABLE notify_attempts; DROP INDEX jobs_finished;"
+            " DELETE FROM clipjobs_schema WHERE version > 2;"
+        )
+    async with SQLiteEventStore(path) as store:
+        assert await store.load(created.job_id) == created.state
+        sub = Subscription(
+            id="sub_" + "a" * 24,
+            user_id="old-user",
+            url="https://hooks.example.org/",
+            events=("job.failed",),
+            secret="whsec_x",
+            created_at=datetime.now(UTC),
+        )
+        await store.add_subscription(sub, limit=10)
+        await store.append(step(created.state, FailJob("E", "boom", datetime.now(UTC))))
+        [delivery] = await store.deliveries(sub.id)
+        assert delivery.job_id == created.job_id
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM clipjobs_schema ORDER BY 1")]
+    assert versions == list(range(1, LATEST + 1))

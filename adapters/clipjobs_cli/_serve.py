@@ -252,7 +252,7 @@ async def running_server(
     """
     say = announce or (lambda line: None)
     redactor = redactor or RedactingFilter()
-    for known in (settings.suno_api_key, *(settings.tokens or {})):
+    for known in (settings.suno_api_key, *(settings.tokens or {}), *(settings.admin_tokens or {})):
         if known:
             redactor.add(known)
     clock = SystemClock()
@@ -342,7 +342,8 @@ async def running_server(
                 }
             ),
         )
-        app = create_app(service, TokenAuthenticator(tokens), api_config, metrics=metrics)
+        authenticator = TokenAuthenticator(tokens, settings.admin_tokens)
+        app = create_app(service, authenticator, api_config, metrics=metrics)
         if settings.clip_render:
             # Before the media route, which serves media types only.
             app.router.add_get(

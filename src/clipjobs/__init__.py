@@ -56,6 +56,7 @@ from .events import (
     TimestampedLyrics,
     Track,
 )
+from .fleet import JobFilter, PageKey
 from .memory import InMemoryEventStore
 from .metrics import Metrics
 from .ports import (
@@ -67,6 +68,7 @@ from .ports import (
     Due,
     EventStore,
     GenerationParamsProvider,
+    Identity,
     Lease,
     OrphanCallback,
     ParamOverrides,
@@ -120,9 +122,11 @@ __all__ = [
     "GenerationParams",
     "GenerationParamsProvider",
     "Heartbeat",
+    "Identity",
     "InMemoryEventStore",
     "JobAccepted",
     "JobFailed",
+    "JobFilter",
     "JobPolicy",
     "JobRequest",
     "JobService",
@@ -137,6 +141,7 @@ __all__ = [
     "Observation",
     "ObservationRepeated",
     "OrphanCallback",
+    "PageKey",
     "ParamOverrides",
     "PostProcessor",
     "Priority",

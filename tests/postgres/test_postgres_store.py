@@ -25,6 +25,7 @@ from clipjobs.errors import (
     StoreError,
     StoreUnavailable,
 )
+from clipjobs.fleet import JobFilter
 from clipjobs.ports import OrphanCallback
 from clipjobs.stages import Stage, Work
 from clipjobs.testing import new_job, step
@@ -86,7 +87,7 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
         f" DROP INDEX {s}.jobs_active_by_user;"
         f" DROP INDEX {s}.jobs_created_by_user; DELETE FROM {s}.schema_version WHERE version > 1;"
         f" DROP TABLE {s}.budget, {s}.budget_calls, {s}.budget_waiters;"
-        f" DROP FUNCTION {s}.budget_take, {s}.budget_limited, {s}.budget_slowdown"
+        f" DROP FUNCTION {s}.budget_take, {s}.budget_limited, {s}.budget_slowdown;" + _drop_fleet(s)
     )
     assert await _versions(admin, schema) == [1]
     store = await stores()
@@ -97,6 +98,34 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
     assert [s.job_id for s in got] == [commit.job_id]
     assert await _versions(admin, schema) == list(range(1, LATEST_VERSION + 1))
     assert await _tables(admin, schema) == TABLES
+
+
+def _drop_fleet(s: str) -> str:
+    """What the fleet migration (SPEC 10.3) added: dropped to play an older schema."""
+    return (
+        f" DROP INDEX {s}.jobs_newest, {s}.jobs_user_newest, {s}.jobs_stage_newest,"
+        f" {s}.jobs_channel_newest, {s}.jobs_quiet"
+    )
+
+
+async def test_a_schema_before_the_fleet_gains_its_indexes(
+    admin: asyncpg.Connection, schema: str, stores: StoreFactory
+) -> None:
+    """A schema of the version before the fleet is migrated: its jobs list by the new filters."""
+    store = await stores()
+    commit = new_job()
+    await store.append(commit)
+    await store.aclose()
+    s = f'"{schema}"'
+    await admin.execute(f"DELETE FROM {s}.schema_version WHERE version > 3;" + _drop_fleet(s))
+    assert await _versions(admin, schema) == [1, 2, 3]
+    store = await stores()
+    where = JobFilter(user_id=commit.state.user_id, done=False)
+    assert await store.find_jobs(where) == [commit.state]
+    assert await store.count_jobs(where) == {commit.state.stage: 1}
+    assert await _versions(admin, schema) == list(range(1, LATEST_VERSION + 1))
+    names = await admin.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema)
+    assert {"jobs_newest", "jobs_stage_newest", "jobs_quiet"} <= {r[0] for r in names}
 
 
 async def test_processes_starting_together_migrate_once(

@@ -46,6 +46,8 @@ _STAGE_NAMES = ", ".join(s.value for s in Stage)
 #: What a cursor's signature is computed over, apart from webhook tokens.
 _CURSOR_DOMAIN = "fleet-cursor\x1f"
 _MAX_TEXT = 200
+#: Jobs whose last sent version a fleet stream remembers (the oldest are forgotten).
+_SENT_MEMORY = 10_000
 
 
 def _bad(message: str, field: str) -> ApiError:
@@ -365,6 +367,9 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
     where = parse_filter(_query(request, _FILTERS), identity, now=now, stale_after_s=stale_after)
     where = attrs.evolve(where, stale_before=None)
     lang = _lang(request)
+    #: The version last sent per job: a commit is announced locally and, on PostgreSQL,
+    #: again by the database; the second announcement of a version sends nothing.
+    sent: dict[str, int] = {}
     with service.store.changes() as feed:
         response = web.StreamResponse(
             headers={
@@ -390,6 +395,12 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
                     state = await service.store.load(job_id)
                     if state is None or not matches(where, state):
                         continue
+                    if sent.get(job_id, 0) >= state.version:
+                        continue
+                    sent.pop(job_id, None)
+                    sent[job_id] = state.version
+                    if len(sent) > _SENT_MEMORY:
+                        del sent[next(iter(sent))]
                     body = job_body(
                         state,
                         lang=lang,

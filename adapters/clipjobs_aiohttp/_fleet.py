@@ -20,9 +20,11 @@ from aiohttp import web
 
 from clipjobs.errors import ClipjobsError
 from clipjobs.fleet import BULK_LIMIT, MAX_PAGE, JobFilter, PageKey, matches, visible_to
+from clipjobs.i18n import Lang
 from clipjobs.ports import Identity
 from clipjobs.service import JobService
 from clipjobs.stages import Stage
+from clipjobs.state import JobState
 
 from ._errors import ApiError
 from ._handlers import (
@@ -197,6 +199,22 @@ def decode_cursor(service: JobService, cursor: str) -> PageKey:
 # --- the routes ---------------------------------------------------------------------
 
 
+async def _item(
+    request: web.Request, state: JobState, lang: Lang, now: datetime, stale: float, rid: str
+) -> dict[str, Any]:
+    """A job as the fleet shows it: its GET body, and whose job it is (for admins' tables)."""
+    body = job_body(
+        state,
+        lang=lang,
+        now=now,
+        stale_after_s=stale,
+        request_id=rid,
+        queue=await request.app[SERVICE].queue_position(state),
+    )
+    body["userId"] = state.user_id
+    return body
+
+
 async def list_fleet(request: web.Request) -> web.Response:
     """GET /api/music-clips/jobs — the jobs the caller may see, newest first, by keyset pages."""
     service = request.app[SERVICE]
@@ -212,17 +230,7 @@ async def list_fleet(request: web.Request) -> web.Response:
     page = found[:limit]
     next_cursor = encode_cursor(service, PageKey.of(page[-1])) if len(found) > limit else None
     lang, rid = _lang(request), request_id(request)
-    jobs = [
-        job_body(
-            state,
-            lang=lang,
-            now=now,
-            stale_after_s=stale,
-            request_id=rid,
-            queue=await service.queue_position(state),
-        )
-        for state in page
-    ]
+    jobs = [await _item(request, state, lang, now, stale, rid) for state in page]
     return _json(
         {"success": True, "ok": True, "jobs": jobs, "nextCursor": next_cursor, "requestId": rid},
         headers={"Cache-Control": "no-cache", "Vary": "Accept-Language"},
@@ -401,14 +409,8 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
                     sent[job_id] = state.version
                     if len(sent) > _SENT_MEMORY:
                         del sent[next(iter(sent))]
-                    body = job_body(
-                        state,
-                        lang=lang,
-                        now=service.clock.now(),
-                        stale_after_s=stale_after,
-                        request_id=request_id(request),
-                        queue=await service.queue_position(state),
-                    )
+                    now = service.clock.now()
+                    body = await _item(request, state, lang, now, stale_after, request_id(request))
                     data = _encode(body)
                     await response.write(
                         f"id: {state.job_id}:{state.version}\nevent: job\ndata: {data}\n\n".encode()

@@ -18,6 +18,7 @@ from clipjobs.config import Settings
 from clipjobs.errors import ClipjobsError, ConfigError
 
 from . import _client
+from ._client_fleet import register_jobs
 from ._exit import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from ._logging import configure_logging
 from ._serve import serve
@@ -125,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     fake_p.set_defaults(func=_fake_suno_command)
 
     _client.register(sub)
+    register_jobs(sub)
     return parser
 
 

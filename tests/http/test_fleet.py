@@ -51,7 +51,7 @@ async def fleet(store: EventStore) -> AsyncIterator[Fleet]:
 
 
 def _strip(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k != "requestId"}
+    return {k: v for k, v in body.items() if k not in ("requestId", "userId")}
 
 
 async def _jobs_by_name(fleet: Fleet) -> dict[str, JobState]:

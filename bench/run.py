@@ -43,6 +43,7 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("budget_pg", "bench_budget_pg.py", ["--quick"]),
     ("clip", "bench_clip.py", ["--quick"]),
     ("watchers", "bench_watchers.py", ["--quick"]),
+    ("fleet", "bench_fleet.py", ["--quick"]),
 ]
 #: Benches that need a server: run only when one of these variables names it.
 _PG = ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")

@@ -46,6 +46,7 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("fair", "bench_fair.py", ["--quick"]),
     ("prune", "bench_prune.py", ["--quick"]),
     ("webhooks", "bench_webhooks.py", ["--quick"]),
+    ("fleet", "bench_fleet.py", ["--quick"]),
 ]
 #: Benches that need a server: run only when one of these variables names it.
 _PG = ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")

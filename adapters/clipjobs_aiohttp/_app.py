@@ -25,6 +25,7 @@ from clipjobs.webhook import WEBHOOK_PATH
 from . import _handlers as h
 from ._config import ApiConfig
 from ._errors import ApiError, error_response, translate
+from ._fleet import add_fleet_routes
 from ._keys import AUTHENTICATOR, CONFIG, LIFECYCLE, METRICS, OPENAPI, SERVICE, Lifecycle
 from ._media import MediaFile
 from ._pages import add_pages
@@ -173,6 +174,7 @@ def create_app(
     router.add_get(f"{api}/jobs/{{job_id}}/events", h.job_events, allow_head=False)
     router.add_get(f"{api}/jobs/{{job_id}}/history", h.history)
     router.add_get(f"{api}/openapi.json", h.openapi)
+    add_fleet_routes(app, api)
     router.add_post(WEBHOOK_PATH, h.suno_webhook)
     router.add_get("/healthz", h.healthz)
     router.add_get("/readyz", h.readyz)

@@ -16,6 +16,7 @@ from clipjobs.i18n import Lang, accepted_message, pick_language
 from clipjobs.ids import JOB_ID_PATTERN, new_request_id
 from clipjobs.logs import current_request_id
 from clipjobs.metrics import histogram_text
+from clipjobs.ports import Identity
 from clipjobs.service import ErrorCode, JobRequest, Unauthorized
 from clipjobs.state import JobState
 
@@ -82,8 +83,8 @@ def _unauthorized() -> ApiError:
     )
 
 
-async def _user(request: web.Request) -> str:
-    """The caller's user id from the bearer token; ``x-user-id`` must agree.
+async def identify(request: web.Request) -> Identity:
+    """Who the bearer token belongs to; ``x-user-id`` must agree.
 
     Every authenticated route starts here, so what is refused here is refused
     everywhere: two ``Authorization`` headers (which one would count?), a token
@@ -97,15 +98,30 @@ async def _user(request: web.Request) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token or not _is_text(token):
         raise _unauthorized()
-    user = await request.app[AUTHENTICATOR].authenticate(token)
-    if user is None:
+    found = await request.app[AUTHENTICATOR].authenticate(token)
+    if found is None:
         raise _unauthorized()
+    identity = found if isinstance(found, Identity) else Identity(found)
     claimed = headers.getall("x-user-id", ())
     if len(claimed) > 1:
         raise ApiError(400, "INVALID_REQUEST", "Send x-user-id at most once.", field="x-user-id")
-    if claimed and claimed[0] != user:
+    if claimed and claimed[0] != identity.user_id:
         raise ApiError(403, "FORBIDDEN", "x-user-id does not match the token's user.")
-    return user
+    return identity
+
+
+async def _user(request: web.Request) -> str:
+    """The caller's user id (see :func:`identify`)."""
+    return (await identify(request)).user_id
+
+
+async def _reader(request: web.Request, identity: Identity, job_id: str) -> str:
+    """Whom to read ``job_id`` as: the caller, or for an admin the job's owner (SPEC 10.3)."""
+    if identity.admin:
+        state = await request.app[SERVICE].store.load(job_id)
+        if state is not None:
+            return state.user_id
+    return identity.user_id
 
 
 def _is_text(value: str) -> bool:
@@ -221,8 +237,9 @@ def _job_headers(request: web.Request, state: JobState) -> dict[str, str]:
 async def get_job(request: web.Request) -> web.StreamResponse:
     """GET /api/music-clips/jobs/{jobId} — with ETag, 304 and ``Prefer: wait=N``."""
     service, config = request.app[SERVICE], request.app[CONFIG]
-    user = await _user(request)
+    identity = await identify(request)
     job_id = _job_id(request)
+    user = await _reader(request, identity, job_id)
     state = await service.get(job_id, user)
     if_none_match = request.headers.get("If-None-Match")
     if etag_matches(if_none_match, state.version):
@@ -241,8 +258,9 @@ async def get_job(request: web.Request) -> web.StreamResponse:
 
 async def history(request: web.Request) -> web.Response:
     """GET /api/music-clips/jobs/{jobId}/history — the event log, owner only."""
-    user = await _user(request)
+    identity = await identify(request)
     job_id = _job_id(request)
+    user = await _reader(request, identity, job_id)
     events = await request.app[SERVICE].history(job_id, user)
     body = {
         "success": True,
@@ -297,8 +315,9 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     and sends the body again (same ``id``) when the place or the wait changed.
     """
     service, config = request.app[SERVICE], request.app[CONFIG]
-    user = await _user(request)
+    identity = await identify(request)
     job_id = _job_id(request)
+    user = await _reader(request, identity, job_id)
     lang = _lang(request)
     state = await service.get(job_id, user)
     sent = last_event_id(request.headers.get("Last-Event-ID"))

@@ -62,7 +62,7 @@ def _etag(body: bytes) -> str:
 def _load() -> tuple[dict[str, _File], dict[str, _File]]:
     """``(pages, assets)``, with the pages' asset URLs versioned by content."""
     assets: dict[str, _File] = {}
-    for name in ("clipjobs.js", "clipjobs.css"):
+    for name in ("clipjobs.js", "clipjobs.css", "admin.js", "admin.css"):
         body = _read(name)
         kind = _ASSET_TYPES[name[name.rindex(".") :]]
         assets[name] = _File(body, kind, _etag(body))
@@ -74,7 +74,7 @@ def _load() -> tuple[dict[str, _File], dict[str, _File]]:
         return f'{match["attr"]}{name}?v={assets[name].etag.strip(chr(34))}"'
 
     pages: dict[str, _File] = {}
-    for name in ("index.html", "job.html"):
+    for name in ("index.html", "job.html", "admin.html"):
         text = _ASSET_REF.sub(versioned, _read(name).decode("utf-8"))
         body = text.encode("utf-8")
         pages[name] = _File(body, "text/html", _etag(body))
@@ -122,3 +122,5 @@ def add_pages(app: web.Application) -> None:
     router.add_get("/", page("index.html"), name="clipjobs-index")
     router.add_get("/music-clips/jobs/{job_id}", page("job.html"), name="clipjobs-job-page")
     router.add_get(STATIC_PATH + "/{name}", asset, name="clipjobs-static")
+    # The fleet (SPEC 10.3): filters in the query string, the token in the fragment.
+    router.add_get("/music-clips/admin", page("admin.html"), name="clipjobs-admin-page")

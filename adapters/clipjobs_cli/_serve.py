@@ -175,7 +175,7 @@ async def running_server(
     """
     say = announce or (lambda line: None)
     redactor = redactor or RedactingFilter()
-    for known in (settings.suno_api_key, *(settings.tokens or {})):
+    for known in (settings.suno_api_key, *(settings.tokens or {}), *(settings.admin_tokens or {})):
         if known:
             redactor.add(known)
     clock = SystemClock()
@@ -244,7 +244,7 @@ async def running_server(
             store=store,
             suno=client,
             signer=WebhookSigner(secret),
-            authenticator=TokenAuthenticator(tokens),
+            authenticator=TokenAuthenticator(tokens, settings.admin_tokens),
             clock=clock,
             budget=budget,
             metrics=metrics,

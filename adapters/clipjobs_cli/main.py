@@ -18,6 +18,7 @@ from clipjobs.config import Settings
 from clipjobs.errors import ClipjobsError, ConfigError
 
 from . import _client, _retention_cmd
+from ._client_fleet import register_jobs
 from ._exit import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from ._logging import configure_logging
 from ._serve import serve
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _client.register(sub)
     _retention_cmd.register(sub)
+    register_jobs(sub)
     return parser
 
 

@@ -327,6 +327,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX notify_attempts_subscription ON {s}.notify_attempts (subscription_id, at)",
         "CREATE INDEX notify_attempts_job ON {s}.notify_attempts (job_id, at)",
     ),
+    6: (
+        # The fleet list (SPEC 10.3): newest first, alone or by one of the filters;
+        # each ends in (created_at, job_id) so a cursor page is one range scan.
+        "CREATE INDEX jobs_newest ON {s}.jobs (created_at DESC, job_id DESC)",
+        "CREATE INDEX jobs_user_newest ON {s}.jobs (user_id, created_at DESC, job_id DESC)",
+        "CREATE INDEX jobs_stage_newest ON {s}.jobs (stage, created_at DESC, job_id DESC)",
+        "CREATE INDEX jobs_channel_newest ON {s}.jobs (channel_id, created_at DESC, job_id DESC)",
+        # Stale jobs: undone, quiet since before a time.
+        "CREATE INDEX jobs_quiet ON {s}.jobs (updated_at) WHERE NOT done",
+    ),
 }
 
 LATEST_VERSION = max(MIGRATIONS)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 
-from clipjobs.changes import ChangeNotifier
+from clipjobs.changes import ChangeFeed, ChangeNotifier
 from clipjobs.codec import decode_event, decode_state, encode_event, encode_state
 from clipjobs.errors import (
     ChannelBusy,
@@ -34,11 +34,13 @@ from clipjobs.errors import (
     InvalidRequest,
     StoreUnavailable,
 )
+from clipjobs.fleet import JobFilter, PageKey
 from clipjobs.ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
-from clipjobs.stages import Work
+from clipjobs.stages import Stage, Work
 from clipjobs.state import JobState
 
 from ._errors import edge
+from ._fleet import count_sql, find_sql
 from ._listener import ChangeListener
 from ._notify import PostgresNotify, enqueue
 from ._retention import PostgresRetention
@@ -231,6 +233,7 @@ class PostgresEventStore(PostgresRetention, PostgresNotify):
         self._acquire_timeout_s = acquire_timeout_s
         self._command_timeout_s = command_timeout_s
         self._channel = f"{schema}_changes"
+        self._quoted = render("{s}", schema)
         self._changes = ChangeNotifier()
         self._listener = ChangeListener(
             self._connect_listener,
@@ -457,6 +460,28 @@ class PostgresEventStore(PostgresRetention, PostgresNotify):
         async with self._connection() as conn:
             rows = await conn.fetch(self._sql["list"], user_id, channel_id, max(0, limit))
         return [decode_state(r["state"]) for r in rows]
+
+    # --- the fleet ------------------------------------------------------------
+
+    async def find_jobs(
+        self, where: JobFilter, *, after: PageKey | None = None, limit: int = 50
+    ) -> list[JobState]:
+        sql, params = find_sql(self._quoted, where, after, limit)
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, *params)
+        return [decode_state(r["state"]) for r in rows]
+
+    async def count_jobs(self, where: JobFilter) -> dict[Stage, int]:
+        sql, params = count_sql(self._quoted, where)
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, *params)
+        return {Stage(r["stage"]): int(r["n"]) for r in rows}
+
+    def changes(self) -> ChangeFeed:
+        # Remote commits arrive through the LISTEN connection into the same notifier.
+        if self._closed:
+            raise StoreUnavailable("the PostgreSQL store is closed")
+        return self._changes.feed()
 
     # --- leases ---------------------------------------------------------------
 

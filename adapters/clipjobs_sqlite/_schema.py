@@ -167,12 +167,24 @@ _V4 = (
     "CREATE INDEX notify_attempts_job ON notify_attempts (job_id, at)",
 )
 
+_V5 = (
+    # The fleet list (SPEC 10.3): newest first, alone or by one of the filters;
+    # each ends in (created_at, job_id) so a cursor page is one range scan.
+    "CREATE INDEX jobs_newest ON jobs (created_at, job_id)",
+    "CREATE INDEX jobs_user_newest ON jobs (user_id, created_at, job_id)",
+    "CREATE INDEX jobs_stage_newest ON jobs (stage, created_at, job_id)",
+    "CREATE INDEX jobs_channel_newest ON jobs (channel_id, created_at, job_id)",
+    # Stale jobs: undone, quiet since before a time.
+    "CREATE INDEX jobs_quiet ON jobs (updated_at) WHERE done = 0",
+)
+
 #: ``(version, statements)`` in order; append, never edit a released one.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _V1),
     (2, _V2),
     (3, _V3),
     (4, _V4),
+    (5, _V5),
 )
 LATEST = MIGRATIONS[-1][0]
 

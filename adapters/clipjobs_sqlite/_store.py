@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
-from clipjobs.changes import ChangeNotifier
+from clipjobs.changes import ChangeFeed, ChangeNotifier
 from clipjobs.codec import decode_event, decode_state, encode_event, encode_state, parse_ts
 from clipjobs.errors import (
     ChannelBusy,
@@ -41,12 +41,14 @@ from clipjobs.errors import (
     InvalidRequest,
     StoreUnavailable,
 )
+from clipjobs.fleet import JobFilter, PageKey
 from clipjobs.ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
-from clipjobs.stages import Work
+from clipjobs.stages import Stage, Work
 from clipjobs.state import JobState
 
 from ._aio import Connection, connect, on_thread
 from ._errors import edge
+from ._fleet import count_sql, find_sql
 from ._notify import SQLiteNotify, enqueue
 from ._retention import SQLiteRetention
 from ._schema import migrate, ts
@@ -414,6 +416,21 @@ class SQLiteEventStore(SQLiteRetention, SQLiteNotify):
             (user_id, channel_id, max(0, limit)),
         )
         return [decode_state(r[0]) for r in rows]
+
+    async def find_jobs(
+        self, where: JobFilter, *, after: PageKey | None = None, limit: int = 50
+    ) -> list[JobState]:
+        rows = await self._fetch(*find_sql(where, after, limit))
+        return [decode_state(r[0]) for r in rows]
+
+    async def count_jobs(self, where: JobFilter) -> dict[Stage, int]:
+        rows = await self._fetch(*count_sql(where))
+        return {Stage(r[0]): int(r[1]) for r in rows}
+
+    def changes(self) -> ChangeFeed:
+        # Only this process's commits: SQLite tells no other process (docs/storage.md).
+        self._write()
+        return self._changes.feed()
 
     async def claim(
         self, work: Work, now: datetime, *, owner: str, limit: int, lease_s: float

@@ -61,6 +61,7 @@ from .events import (
     TimestampedLyrics,
     Track,
 )
+from .fleet import JobFilter, PageKey
 from .memory import InMemoryEventStore
 from .metrics import Metrics
 from .ports import (
@@ -72,6 +73,7 @@ from .ports import (
     Due,
     EventStore,
     GenerationParamsProvider,
+    Identity,
     Lease,
     OrphanCallback,
     ParamOverrides,
@@ -126,9 +128,11 @@ __all__ = [
     "GenerationParams",
     "GenerationParamsProvider",
     "Heartbeat",
+    "Identity",
     "InMemoryEventStore",
     "JobAccepted",
     "JobFailed",
+    "JobFilter",
     "JobPolicy",
     "JobRequest",
     "JobService",
@@ -147,6 +151,7 @@ __all__ = [
     "Observation",
     "ObservationRepeated",
     "OrphanCallback",
+    "PageKey",
     "ParamOverrides",
     "PostProcessor",
     "Priority",

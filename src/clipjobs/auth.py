@@ -9,13 +9,16 @@ from attrs import frozen
 
 from .errors import ConfigError
 from .events import GenerationParams
-from .ports import ParamOverrides
+from .ports import Identity, ParamOverrides
 
 __all__ = ["ChannelDefaults", "TokenAuthenticator", "parse_tokens"]
 
 
-def parse_tokens(spec: str) -> dict[str, str]:
-    """``CLIPJOBS_TOKENS``: ``token=user,token2=user2`` into ``{token: user}``."""
+def parse_tokens(spec: str, name: str = "CLIPJOBS_TOKENS") -> dict[str, str]:
+    """``CLIPJOBS_TOKENS``: ``token=user,token2=user2`` into ``{token: user}``.
+
+    ``name`` is the variable errors name (``CLIPJOBS_ADMIN_TOKENS`` reads alike).
+    """
     tokens: dict[str, str] = {}
     for index, item in enumerate(part.strip() for part in spec.split(",")):
         if not item:
@@ -23,34 +26,40 @@ def parse_tokens(spec: str) -> dict[str, str]:
         token, sep, user = item.partition("=")
         token, user = token.strip(), user.strip()
         if not sep or not token or not user:
-            raise ConfigError(
-                f"CLIPJOBS_TOKENS entry {index + 1} is not token=user (tokens stay unprinted)"
-            )
+            raise ConfigError(f"{name} entry {index + 1} is not token=user (tokens stay unprinted)")
         if len(token) < 8:
-            raise ConfigError(f"CLIPJOBS_TOKENS entry {index + 1}: tokens need 8+ characters")
+            raise ConfigError(f"{name} entry {index + 1}: tokens need 8+ characters")
         tokens[token] = user
     if not tokens:
-        raise ConfigError("CLIPJOBS_TOKENS is set but holds no token=user entry")
+        raise ConfigError(f"{name} is set but holds no token=user entry")
     return tokens
 
 
 class TokenAuthenticator:
-    """Bearer tokens from a fixed mapping, compared in constant time."""
+    """Bearer tokens from fixed mappings, compared in constant time.
 
-    def __init__(self, tokens: Mapping[str, str]) -> None:
-        self._tokens = dict(tokens)
+    ``admin_tokens`` (``CLIPJOBS_ADMIN_TOKENS``) name admins: they see and
+    act on every job. A token in both mappings is an admin's.
+    """
+
+    def __init__(
+        self, tokens: Mapping[str, str], admin_tokens: Mapping[str, str] | None = None
+    ) -> None:
+        self._tokens: dict[str, str | Identity] = dict(tokens)
+        for token, name in (admin_tokens or {}).items():
+            self._tokens[token] = Identity(name, admin=True)
 
     def __repr__(self) -> str:
         return f"TokenAuthenticator(<{len(self._tokens)} tokens>)"
 
-    async def authenticate(self, token: str) -> str | None:
+    async def authenticate(self, token: str) -> str | Identity | None:
         try:
             # Header bytes that are not UTF-8 arrive as lone surrogates: no token of
             # ours (they come from the environment, as text) can be spelled that way.
             candidate = token.encode()
         except UnicodeEncodeError:
             return None
-        found = None
+        found: str | Identity | None = None
         for known, user in self._tokens.items():
             if hmac.compare_digest(known.encode(), candidate):
                 found = user

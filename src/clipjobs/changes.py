@@ -11,23 +11,87 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-__all__ = ["ChangeNotifier"]
+__all__ = ["ChangeFeed", "ChangeNotifier"]
+
+
+class ChangeFeed:
+    """Every job id changed since the feed was opened: what fleet-wide streams read.
+
+    Ids collect in a set until :meth:`next` takes them (a job that changed
+    three times is read once, as it is now). When more than ``limit`` pile up,
+    or the store's own feed may have missed changes (a reconnect), they are
+    dropped and ``missed`` is reported instead: the reader looks again at
+    everything it shows. Close it (or use ``with``) when done.
+    """
+
+    def __init__(self, owner: ChangeNotifier, limit: int = 10_000) -> None:
+        self._owner = owner
+        self._limit = limit
+        self._ids: dict[str, None] = {}
+        self._missed = False
+        self._ready = asyncio.Event()
+
+    def __enter__(self) -> ChangeFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._owner._feeds.discard(self)
+        self._ready.set()
+
+    def _push(self, job_id: str) -> None:
+        if len(self._ids) >= self._limit:
+            self._lost()
+            return
+        self._ids[job_id] = None
+        self._ready.set()
+
+    def _lost(self) -> None:
+        self._ids.clear()
+        self._missed = True
+        self._ready.set()
+
+    async def next(self, timeout: float) -> tuple[list[str], bool]:
+        """``(job ids, missed)`` once something changed, or ``([], False)`` after ``timeout``."""
+        if not self._ready.is_set():
+            try:
+                await asyncio.wait_for(self._ready.wait(), max(0.0, timeout))
+            except TimeoutError:
+                return [], False
+        ids, missed = list(self._ids), self._missed
+        self._ids.clear()
+        self._missed = False
+        self._ready.clear()
+        return ids, missed
 
 
 class ChangeNotifier:
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._feeds: set[ChangeFeed] = set()
 
     def notify(self, job_id: str) -> None:
-        """Wake everyone waiting on ``job_id``."""
+        """Wake everyone waiting on ``job_id``, and tell every open feed."""
+        for feed in self._feeds:
+            feed._push(job_id)
         for fut in self._waiters.pop(job_id, ()):
             if not fut.done():
                 fut.set_result(None)
 
     def notify_all(self) -> None:
         """Wake every waiter (after a reconnect, when changes may have been missed)."""
+        for feed in self._feeds:
+            feed._lost()
         for job_id in list(self._waiters):
             self.notify(job_id)
+
+    def feed(self) -> ChangeFeed:
+        """A new :class:`ChangeFeed` of every job changed from now on."""
+        feed = ChangeFeed(self)
+        self._feeds.add(feed)
+        return feed
 
     @property
     def waiting(self) -> int:

@@ -42,6 +42,8 @@ class Settings:
     suno_model: str = "V4_5"
     public_base_url: str | None = None
     tokens: dict[str, str] | None = field(default=None, repr=False)
+    #: ``CLIPJOBS_ADMIN_TOKENS``: tokens of admins, who see and act on every job.
+    admin_tokens: dict[str, str] | None = field(default=None, repr=False)
     stale_after_s: float = 60.0
     job_timeout_s: int = 600
     poll_after_s: float = 30.0
@@ -164,6 +166,17 @@ class Settings:
                 " the value is not shown)"
             )
         tokens_spec = get("CLIPJOBS_TOKENS")
+        admin_spec = get("CLIPJOBS_ADMIN_TOKENS")
+        admin_tokens = (
+            parse_tokens(admin_spec, "CLIPJOBS_ADMIN_TOKENS") if admin_spec is not None else None
+        )
+        tokens = parse_tokens(tokens_spec) if tokens_spec is not None else None
+        if admin_tokens and tokens and set(admin_tokens) & set(tokens):
+            # Which role would it have? Refuse rather than pick one.
+            raise ConfigError(
+                "a token is in both CLIPJOBS_TOKENS and CLIPJOBS_ADMIN_TOKENS (not shown):"
+                " give the admin a token of its own"
+            )
         hosts = tuple(
             h.strip().lower() for h in (get("CLIPJOBS_CLIP_HOSTS") or "").split(",") if h.strip()
         )
@@ -191,7 +204,8 @@ class Settings:
             suno_base_url=suno_base,
             suno_model=model,
             public_base_url=public,
-            tokens=parse_tokens(tokens_spec) if tokens_spec is not None else None,
+            tokens=tokens,
+            admin_tokens=admin_tokens,
             stale_after_s=num("CLIPJOBS_STALE_AFTER_S", d.stale_after_s, float, 1, 86400),
             job_timeout_s=num("CLIPJOBS_JOB_TIMEOUT_S", d.job_timeout_s, int, 1, 7 * 86400),
             poll_after_s=num("CLIPJOBS_POLL_AFTER_S", d.poll_after_s, float, 0.01, 86400),

@@ -15,7 +15,7 @@ import attrs
 
 from ._fair import fair_order
 from ._memory_notify import MemoryNotify
-from .changes import ChangeNotifier
+from .changes import ChangeFeed, ChangeNotifier
 from .errors import (
     ChannelBusy,
     ConcurrencyError,
@@ -23,8 +23,9 @@ from .errors import (
     InvalidRequest,
     StoreUnavailable,
 )
+from .fleet import JobFilter, PageKey, before, matches
 from .ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
-from .stages import Work
+from .stages import Stage, Work
 from .state import JobState
 
 __all__ = ["InMemoryEventStore"]
@@ -128,6 +129,26 @@ class InMemoryEventStore(MemoryNotify):
         ]
         mine.sort(key=lambda s: (s.created_at, s.job_id), reverse=True)
         return mine[:limit]
+
+    async def find_jobs(
+        self, where: JobFilter, *, after: PageKey | None = None, limit: int = 50
+    ) -> list[JobState]:
+        self._check_open()
+        found = [s for s in self._jobs.values() if matches(where, s) and before(after, s)]
+        found.sort(key=lambda s: (s.created_at, s.job_id), reverse=True)
+        return found[: max(0, limit)]
+
+    async def count_jobs(self, where: JobFilter) -> dict[Stage, int]:
+        self._check_open()
+        counts: dict[Stage, int] = {}
+        for state in self._jobs.values():
+            if matches(where, state):
+                counts[state.stage] = counts.get(state.stage, 0) + 1
+        return counts
+
+    def changes(self) -> ChangeFeed:
+        self._check_open()
+        return self._changes.feed()
 
     async def claim(
         self, work: Work, now: datetime, *, owner: str, limit: int, lease_s: float

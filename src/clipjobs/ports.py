@@ -17,8 +17,10 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from attrs import frozen
 
+from .changes import ChangeFeed
 from .events import ClipStep, Event, GenerationParams, Observation, TimestampedLyrics
-from .stages import Work
+from .fleet import JobFilter, PageKey
+from .stages import Stage, Work
 from .state import JobState
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "Due",
     "EventStore",
     "GenerationParamsProvider",
+    "Identity",
     "Lease",
     "OrphanCallback",
     "ParamOverrides",
@@ -148,6 +151,24 @@ class EventStore(Protocol):
 
     async def list_jobs(self, user_id: str, channel_id: str, limit: int = 20) -> list[JobState]:
         """The user's jobs on a channel, newest first."""
+        ...
+
+    async def find_jobs(
+        self, where: JobFilter, *, after: PageKey | None = None, limit: int = 50
+    ) -> list[JobState]:
+        """Jobs ``where`` selects, newest first (``created_at``, then ``job_id``, descending).
+
+        ``after`` continues a list: only jobs strictly older than that key.
+        Backed by indexes, so a deep page costs what the first one does.
+        """
+        ...
+
+    async def count_jobs(self, where: JobFilter) -> dict[Stage, int]:
+        """How many jobs ``where`` selects, by stage (stages with none are left out)."""
+        ...
+
+    def changes(self) -> ChangeFeed:
+        """A feed of every job changed from now on, by any process sharing the store."""
         ...
 
     async def claim(
@@ -376,9 +397,21 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+@frozen
+class Identity:
+    """Who a token belongs to; an admin sees and acts on every job (SPEC 10.3)."""
+
+    user_id: str
+    admin: bool = False
+
+
 class Authenticator(Protocol):
-    async def authenticate(self, token: str) -> str | None:
-        """The user id a bearer token belongs to, or None."""
+    async def authenticate(self, token: str) -> str | Identity | None:
+        """Who a bearer token belongs to, or None.
+
+        A bare user id is a user who sees their own jobs; return an
+        :class:`Identity` with ``admin=True`` for one who sees every job.
+        """
         ...
 
 

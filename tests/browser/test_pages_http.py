@@ -120,6 +120,9 @@ def test_the_static_files_are_inside_the_package() -> None:
     """The files ship inside clipjobs_aiohttp (hatch packages the whole directory)."""
     assert STATIC.is_relative_to(ROOT / "adapters" / "clipjobs_aiohttp")
     assert sorted(p.name for p in STATIC.iterdir()) == [
+        "admin.css",
+        "admin.html",
+        "admin.js",
         "clipjobs.css",
         "clipjobs.js",
         "index.html",

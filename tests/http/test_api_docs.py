@@ -58,6 +58,8 @@ class Normaliser:
                 f"job_{m.group(1)}_{'abc123' if not self.jobs else f'abc12{len(self.jobs) + 3}'}",
             )
 
+        # Cursors carry a job id and a signature: both differ every run.
+        text = re.sub(r"\b[A-Za-z0-9_-]{20,}\.[0-9a-f]{32}\b", "<cursor>", text)
         text = re.sub(r"job_(\d{13})_[a-z0-9]{10}", job, text)
         text = re.sub(r"req_(\d{13})_[a-z0-9]{8}", r"req_\1_def456", text)
         text = re.sub(r"whsec_[A-Za-z0-9+/=]+", "whsec_<shown once>", text)
@@ -233,6 +235,34 @@ SECTIONS = {
         "runs with `CLIPJOBS_NOTIFY_ALLOW_PRIVATE=on`, as this one does so the receiver can "
         "be on 127.0.0.1; at most `CLIPJOBS_NOTIFY_MAX_SUBSCRIPTIONS` (10) per user. What is "
         "sent, and how to verify it: [operations.md](operations.md#8-webhooks-to-other-systems)."
+    ),
+    "GET /api/music-clips/jobs": (
+        "The fleet (SPEC 10.3): every job the caller may see, newest first, each its GET "
+        "body. Users see their own jobs; admins (`CLIPJOBS_ADMIN_TOKENS`) everyone's. "
+        "Filters: `stage` (repeatable), `channelId`, `userId` (admins; a user naming "
+        "anyone else gets 403), `stale=true`, `done=true|false`, `createdAfter` "
+        "(inclusive), `createdBefore` (exclusive; ISO 8601 with a zone); `limit` 1–200 "
+        "(default 50); `cursor`: the `nextCursor` of the page before (signed: an edited "
+        "one is 400). Unknown parameters are 400."
+    ),
+    "GET /api/music-clips/stats": (
+        "Counts over what the caller may see (the list's filters narrow them): `byStage` "
+        "(every stage, 0 included), `active` (not finished), `stale`, `usersWaiting` "
+        "(users with jobs waiting for a Suno call slot; for a user 0 or 1)."
+    ),
+    "POST /api/music-clips/jobs/cancel": (
+        "The list's filters in the body (at least one), `dryRun`, `reason`. A dry run "
+        "answers how many unfinished jobs match; a real run cancels them one by one "
+        "through the service (each its own `JobCancelled`), at most 1,000 a call, with "
+        "`more: true` when more matched. Without cancel support (SPEC 10.2) a real run "
+        "is 501 `CANCEL_NOT_AVAILABLE`."
+    ),
+    "GET /api/music-clips/events": (
+        "Server-Sent Events of every change to a job the caller may see, for live "
+        "tables: `event: job`, `id: <jobId>:<version>`, `data:` the GET body. The list's "
+        "filters narrow it (`stale` aside). `event: resync` means changes may have been "
+        "missed (the database reconnected): list again. On PostgreSQL it follows the jobs "
+        "of every process."
     ),
 }
 
@@ -461,6 +491,8 @@ async def _seed_flow(rec: Recorder) -> None:
             api, "STAGE_99_TIMEOUT", "GET", f"/api/music-clips/jobs/{late}", template=tpl_job
         )
 
+        await _fleet_examples(rec, api)
+
         rec.text("## Operations\n\nNo token needed.")
         await rec.call(
             api,
@@ -575,6 +607,50 @@ async def _subscriptions_flow(rec: Recorder) -> None:
             )
     finally:
         await runner.cleanup()
+
+
+async def _fleet_examples(rec: Recorder, api: Api) -> None:
+    jobs = "/api/music-clips/jobs"
+    # A job of its own second: the newest job, whatever order ties take.
+    await api.clock.advance(1)
+    await api.start("fleet")
+    rec.section("GET /api/music-clips/jobs")
+    await rec.call(
+        api,
+        "200 — unfinished jobs, one a page",
+        "GET",
+        jobs,
+        template=jobs,
+        params={"done": "false", "limit": "1", "lang": "en"},
+    )
+    await rec.call(
+        api,
+        "400 INVALID_REQUEST — an unknown stage",
+        "GET",
+        jobs,
+        template=jobs,
+        params={"stage": "STAGE_55_MAYBE"},
+    )
+    await rec.call(
+        api,
+        "403 FORBIDDEN — a user asking for another's jobs",
+        "GET",
+        jobs,
+        template=jobs,
+        params={"userId": "bob"},
+    )
+    rec.section("GET /api/music-clips/stats")
+    await rec.call(api, "200", "GET", "/api/music-clips/stats", template="/api/music-clips/stats")
+    rec.section("POST /api/music-clips/jobs/cancel")
+    await rec.call(
+        api,
+        "200 — a dry run counts what would be cancelled",
+        "POST",
+        f"{jobs}/cancel",
+        template=f"{jobs}/cancel",
+        json_body={"stage": ["STAGE_20_SUNO_REQUEST_SENT"], "dryRun": True},
+    )
+    rec.section("GET /api/music-clips/events")
 
 
 async def _metrics_excerpt(api: Api) -> str:

@@ -35,7 +35,9 @@ async def test_a_version_3_schema_gains_the_outbox_and_keeps_its_jobs(
     await admin.execute(
         f'DROP TABLE "{schema}".notify_subscriptions, "{schema}".notify_deliveries,'
         f' "{schema}".notify_attempts;'
-        f' DROP INDEX "{schema}".jobs_media_due, "{schema}".jobs_finished;'
+        f' DROP INDEX "{schema}".jobs_media_due, "{schema}".jobs_finished,'
+        f' "{schema}".jobs_newest, "{schema}".jobs_user_newest, "{schema}".jobs_stage_newest,'
+        f' "{schema}".jobs_channel_newest, "{schema}".jobs_quiet;'
         f' DELETE FROM "{schema}".schema_version WHERE version > 3'
     )
     store = await stores()

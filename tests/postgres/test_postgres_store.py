@@ -25,6 +25,7 @@ from clipjobs.errors import (
     StoreError,
     StoreUnavailable,
 )
+from clipjobs.fleet import JobFilter
 from clipjobs.ports import OrphanCallback
 from clipjobs.stages import Stage, Work
 from clipjobs.testing import new_job, step
@@ -89,7 +90,8 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
         f" DROP TABLE {s}.budget, {s}.budget_calls, {s}.budget_waiters;"
         f" DROP FUNCTION {s}.budget_take, {s}.budget_limited, {s}.budget_slowdown;"
         f" DROP INDEX {s}.jobs_media_due, {s}.jobs_finished;"
-        f" DROP TABLE {s}.notify_subscriptions, {s}.notify_deliveries, {s}.notify_attempts"
+        f" DROP TABLE {s}.notify_subscriptions, {s}.notify_deliveries, {s}.notify_attempts;"
+        + _drop_fleet(s)
     )
     assert await _versions(admin, schema) == [1]
     store = await stores()
@@ -102,11 +104,19 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
     assert await _tables(admin, schema) == TABLES
 
 
-async def test_a_version_3_schema_gains_the_media_and_pruner_indexes(
+def _drop_fleet(s: str) -> str:
+    """What the fleet migration (SPEC 10.3) added: dropped to play an older schema."""
+    return (
+        f" DROP INDEX {s}.jobs_newest, {s}.jobs_user_newest, {s}.jobs_stage_newest,"
+        f" {s}.jobs_channel_newest, {s}.jobs_quiet"
+    )
+
+
+async def test_a_version_3_schema_gains_media_webhook_and_fleet_objects(
     admin: asyncpg.Connection, schema: str, stores: StoreFactory
 ) -> None:
-    """A schema of version 3 migrates to 4 (media work after done, the pruner's index); a
-    finished job's media work is then claimable.
+    """A schema of version 3 migrates to the latest: the media and pruner indexes (4), the
+    webhook outbox (5) and the fleet's indexes (6); its jobs load and list by the new filters.
     """
     store = await stores()
     commit = new_job()
@@ -116,17 +126,19 @@ async def test_a_version_3_schema_gains_the_media_and_pruner_indexes(
     await admin.execute(
         f"DROP INDEX {s}.jobs_media_due, {s}.jobs_finished;"
         f" DROP TABLE {s}.notify_subscriptions, {s}.notify_deliveries, {s}.notify_attempts;"
-        f" DELETE FROM {s}.schema_version WHERE version > 3"
+        f" DELETE FROM {s}.schema_version WHERE version > 3;" + _drop_fleet(s)
     )
     assert await _versions(admin, schema) == [1, 2, 3]
     store = await stores()
     assert await store.load(commit.job_id) == commit.state
+    where = JobFilter(user_id=commit.state.user_id, done=False)
+    assert await store.find_jobs(where) == [commit.state]
+    assert await store.count_jobs(where) == {commit.state.stage: 1}
     assert await _versions(admin, schema) == list(range(1, LATEST_VERSION + 1))
-    indexes = {
-        r["indexname"]
-        for r in await admin.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema)
-    }
-    assert {"jobs_media_due", "jobs_finished"} <= indexes
+    names = await admin.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema)
+    wanted = {"jobs_media_due", "jobs_finished", "jobs_newest", "jobs_stage_newest", "jobs_quiet"}
+    assert wanted <= {r[0] for r in names}
+    assert await _tables(admin, schema) == TABLES
 
 
 async def test_processes_starting_together_migrate_once(

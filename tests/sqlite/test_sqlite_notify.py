@@ -38,6 +38,8 @@ async def test_a_version_2_database_gains_the_outbox_and_keeps_its_jobs(tmp_path
         conn.executescript(
             "DROP TABLE notify_subscriptions; DROP TABLE notify_deliveries;"
             " DROP TABLE notify_attempts; DROP INDEX jobs_finished;"
+            " DROP INDEX jobs_newest; DROP INDEX jobs_user_newest; DROP INDEX jobs_stage_newest;"
+            " DROP INDEX jobs_channel_newest; DROP INDEX jobs_quiet;"
             " DELETE FROM clipjobs_schema WHERE version > 2;"
         )
     async with SQLiteEventStore(path) as store:

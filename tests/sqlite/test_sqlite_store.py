@@ -27,6 +27,7 @@ from clipjobs.errors import (
     StoreUnavailable,
 )
 from clipjobs.events import GenerationParams
+from clipjobs.fleet import JobFilter
 from clipjobs.ports import Commit
 from clipjobs.stages import Work
 from clipjobs.testing import EventStoreContract, new_job, step
@@ -110,7 +111,7 @@ async def test_a_version_1_database_is_migrated_with_its_jobs(tmp_path: Path) ->
             " DROP INDEX jobs_created_by_user; DROP INDEX jobs_finished;"
             " DROP TABLE notify_subscriptions; DROP TABLE notify_deliveries;"
             " DROP TABLE notify_attempts;"
-            " DELETE FROM clipjobs_schema WHERE version > 1;"
+            " DELETE FROM clipjobs_schema WHERE version > 1;" + _DROP_FLEET
         )
     assert _schema_versions(path) == [1]
     async with SQLiteEventStore(path) as store:
@@ -123,6 +124,42 @@ async def test_a_version_1_database_is_migrated_with_its_jobs(tmp_path: Path) ->
     assert {"workers", "turns"} <= _tables(path)
 
 
+#: What the fleet migration (SPEC 10.3) added: dropped to play an older database.
+_DROP_FLEET = (
+    " DROP INDEX jobs_newest; DROP INDEX jobs_user_newest; DROP INDEX jobs_stage_newest;"
+    " DROP INDEX jobs_channel_newest; DROP INDEX jobs_quiet;"
+)
+#: Everything after version 2 (the pruner's index, the webhook outbox, the fleet's indexes).
+DROP_AFTER_V2 = (
+    "DROP INDEX jobs_finished; DROP TABLE notify_subscriptions;"
+    " DROP TABLE notify_deliveries; DROP TABLE notify_attempts;"
+    " DELETE FROM clipjobs_schema WHERE version > 2;" + _DROP_FLEET
+)
+
+
+@pytest.mark.asyncio
+async def test_a_version_2_database_gains_the_fleet_indexes(tmp_path: Path) -> None:
+    """A file of the schema before the fleet is migrated: its jobs list by the new filters."""
+    path = tmp_path / "v2.db"
+    commit = new_job()
+    async with SQLiteEventStore(path) as store:
+        await store.append(commit)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(DROP_AFTER_V2)
+    assert _schema_versions(path) == [1, 2]
+    async with SQLiteEventStore(path) as store:
+        where = JobFilter(user_id=commit.state.user_id, done=False)
+        assert await store.find_jobs(where) == [commit.state]
+        assert await store.count_jobs(where) == {commit.state.stage: 1}
+    assert _schema_versions(path) == list(range(1, LATEST + 1))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT state FROM jobs WHERE stage = 'x'"
+            " ORDER BY created_at DESC, job_id DESC LIMIT 5"
+        ).fetchall()
+    assert "jobs_stage_newest" in str(plan)
+
+
 @pytest.mark.asyncio
 async def test_a_version_2_database_gains_the_finished_jobs_index_and_keeps_media_work(
     tmp_path: Path,
@@ -133,11 +170,7 @@ async def test_a_version_2_database_gains_the_finished_jobs_index_and_keeps_medi
     async with SQLiteEventStore(path) as store:
         await store.append(commit)
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.executescript(
-            "DROP INDEX jobs_finished; DROP TABLE notify_subscriptions;"
-            " DROP TABLE notify_deliveries; DROP TABLE notify_attempts;"
-            " DELETE FROM clipjobs_schema WHERE version > 2;"
-        )
+        conn.executescript(DROP_AFTER_V2)
     assert _schema_versions(path) == [1, 2]
     async with SQLiteEventStore(path) as store:
         assert await store.load(commit.job_id) == commit.state

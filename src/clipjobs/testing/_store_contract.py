@@ -47,6 +47,7 @@ from ..ports import Commit, Due, EventStore, OrphanCallback, WorkerInfo
 from ..stages import Stage, Work
 from ..state import JobState
 from . import strategies
+from ._fleet_contract import FleetContract
 
 __all__ = ["EventStoreContract", "new_job", "step"]
 
@@ -100,7 +101,7 @@ def _ancient() -> datetime:
     return _BASE - timedelta(days=3650 + int.from_bytes(secrets.token_bytes(2), "big"))
 
 
-class EventStoreContract:
+class EventStoreContract(FleetContract):
     """Behaviour every EventStore guarantees. Override the ``store`` fixture.
 
     The override is a ``pytest_asyncio.fixture`` yielding an open store.

@@ -10,9 +10,10 @@ from datetime import datetime
 
 from attrs import field, frozen
 
-from .events import ClipStep, GenerationParams, JobPolicy, Observation, Source
+from .events import ClipStep, GenerationParams, JobPolicy, Observation, Source, Track
 
 __all__ = [
+    "CancelJob",
     "Command",
     "FailJob",
     "FinishClip",
@@ -20,6 +21,7 @@ __all__ = [
     "MarkRequestUncertain",
     "RecordClipStep",
     "RecordObservation",
+    "RecordRetry",
     "RecordTaskCreated",
     "ScheduleRetry",
     "StartClip",
@@ -40,6 +42,10 @@ class StartJob:
     fingerprint: str = ""
     policy: JobPolicy = field(factory=JobPolicy)
     exclusive: bool = True
+    #: The job this one retries.
+    retry_of: str | None = None
+    #: A re-render: the parent's tracks, recorded as a success at once (no Suno call).
+    reused_tracks: tuple[Track, ...] = ()
 
 
 @frozen
@@ -112,6 +118,24 @@ class FinishClip:
     note: str | None = None
 
 
+@frozen
+class CancelJob:
+    """Stop the job: ``by`` who (a user id, an admin's name), and why if they said."""
+
+    by: str
+    reason: str | None
+    at: datetime
+
+
+@frozen
+class RecordRetry:
+    """A job retrying this finished one was started (``mode``: ``start`` or ``clip``)."""
+
+    retry_job_id: str
+    mode: str
+    at: datetime
+
+
 Command = (
     StartJob
     | MarkRequestSent
@@ -124,4 +148,6 @@ Command = (
     | StartClip
     | RecordClipStep
     | FinishClip
+    | CancelJob
+    | RecordRetry
 )

@@ -44,7 +44,11 @@ class Settings:
     public_base_url: str | None = None
     tokens: dict[str, str] | None = field(default=None, repr=False)
     stale_after_s: float = 60.0
+    #: A job still generating times out after this long without progress (a stage change
+    #: or news from Suno) ...
     job_timeout_s: int = 600
+    #: ... or this long after it was accepted, whatever its progress.
+    job_max_s: int = 1800
     poll_after_s: float = 30.0
     poll_interval_s: float = 15.0
     suno_max_rps: float = 2.0
@@ -85,6 +89,7 @@ class Settings:
     def policy(self) -> JobPolicy:
         return JobPolicy(
             timeout_s=self.job_timeout_s,
+            max_s=self.job_max_s,
             poll_after_s=self.poll_after_s,
             poll_interval_s=self.poll_interval_s,
             clip_render=self.clip_render,
@@ -158,6 +163,13 @@ class Settings:
                 f"CLIPJOBS_WORKER_HEARTBEAT_S={heartbeat_s:g} must not be longer than"
                 f" CLIPJOBS_LEASE_S ({lease_s:g})"
             )
+        job_timeout_s = num("CLIPJOBS_JOB_TIMEOUT_S", 600, int, 1, 7 * 86400)
+        job_max_s = num("CLIPJOBS_JOB_MAX_S", max(1800, job_timeout_s), int, 1, 30 * 86400)
+        if job_max_s < job_timeout_s:
+            raise ConfigError(
+                f"CLIPJOBS_JOB_MAX_S={job_max_s} must not be shorter than"
+                f" CLIPJOBS_JOB_TIMEOUT_S ({job_timeout_s})"
+            )
         clip_style = (get("CLIPJOBS_CLIP_STYLE") or "full").lower()
         if clip_style not in _CLIP_STYLES:
             raise ConfigError(f"CLIPJOBS_CLIP_STYLE={clip_style!r} must be simple or full")
@@ -177,7 +189,8 @@ class Settings:
             public_base_url=public,
             tokens=parse_tokens(tokens_spec) if tokens_spec is not None else None,
             stale_after_s=num("CLIPJOBS_STALE_AFTER_S", 60.0, float, 1, 86400),
-            job_timeout_s=num("CLIPJOBS_JOB_TIMEOUT_S", 600, int, 1, 7 * 86400),
+            job_timeout_s=job_timeout_s,
+            job_max_s=job_max_s,
             poll_after_s=num("CLIPJOBS_POLL_AFTER_S", 30.0, float, 0.01, 86400),
             poll_interval_s=num("CLIPJOBS_POLL_INTERVAL_S", 15.0, float, 0.01, 86400),
             suno_max_rps=num("CLIPJOBS_SUNO_MAX_RPS", 2.0, float, 0.01, 1000),

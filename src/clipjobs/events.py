@@ -22,8 +22,10 @@ __all__ = [
     "Event",
     "GenerationParams",
     "JobAccepted",
+    "JobCancelled",
     "JobFailed",
     "JobPolicy",
+    "JobRetried",
     "JobTimedOut",
     "LateObservation",
     "Observation",
@@ -36,6 +38,7 @@ __all__ = [
     "SunoRequestUncertain",
     "SunoSucceeded",
     "SunoTaskCreated",
+    "TimeoutLimit",
     "TimestampedLyrics",
     "Track",
 ]
@@ -81,6 +84,8 @@ class Source(StrEnum):
     CALLBACK = "callback"
     POLL = "poll"
     GENERATE = "generate"
+    #: The tracks of the job this one retries (a re-render: no Suno call).
+    REUSED = "reused"
 
 
 class ClipStep(StrEnum):
@@ -130,6 +135,10 @@ class JobPolicy:
     #: An uncertain send is sent once more after this long without a callback
     #: naming the job (``CLIPJOBS_RESEND_UNCERTAIN_AFTER_S``); 0: never.
     resend_uncertain_after_s: float = 120.0
+    #: ``CLIPJOBS_JOB_MAX_S``: a job still generating this long after it was
+    #: accepted times out however much progress it makes (``timeout_s`` counts
+    #: from the last progress).
+    max_s: int = 1800
 
 
 @frozen
@@ -190,6 +199,8 @@ class JobAccepted:
     policy: JobPolicy = field(factory=JobPolicy)
     #: Whether this job holds its channel until it ends (JOB_ALREADY_RUNNING).
     exclusive: bool = True
+    #: The job this one retries (``POST .../retry``); absent from logs written before.
+    retry_of: str | None = None
 
 
 @frozen
@@ -265,11 +276,48 @@ class JobFailed:
     at: datetime
 
 
+class TimeoutLimit(StrEnum):
+    """Which limit timed a job out."""
+
+    #: No progress (a stage change, or news from Suno) for ``timeout_s``.
+    PROGRESS = "progress"
+    #: Older than ``max_s`` while still generating.
+    AGE = "age"
+
+
 @frozen
 class JobTimedOut:
-    """No result within the job's timeout."""
+    """No result within the job's limits.
+
+    ``limit``: which one fired; ``timeout_s`` is that limit's length. Logs
+    written before there were two limits carry none (the timeout then
+    counted from the job's creation).
+    """
 
     timeout_s: int
+    at: datetime
+    limit: TimeoutLimit | None = None
+
+
+@frozen
+class JobCancelled:
+    """Someone stopped the job (STAGE_98): nothing is sent, polled or rendered after it."""
+
+    by: str
+    reason: str | None
+    at: datetime
+
+
+@frozen
+class JobRetried:
+    """A new job was started to retry this finished one; it changes no stage.
+
+    ``mode``: ``start`` (the whole job again) or ``clip`` (the parent's tracks,
+    post-processing only).
+    """
+
+    retry_job_id: str
+    mode: str
     at: datetime
 
 
@@ -349,6 +397,8 @@ Event = (
     | SunoSucceeded
     | JobFailed
     | JobTimedOut
+    | JobCancelled
+    | JobRetried
     | LateObservation
     | ObservationRepeated
     | ClipProcessingStarted

@@ -12,6 +12,7 @@ __all__ = [
     "LANGUAGES",
     "Lang",
     "accepted_message",
+    "cancelled_message",
     "clip_step_text",
     "pick_language",
     "progress_text",
@@ -43,6 +44,7 @@ _PROGRESS: dict[Stage, tuple[str, str]] = {
     Stage.CLIP_PROCESSING: ("Обрабатываем аудио и видео...", "Processing audio and video..."),
     Stage.CLIP_READY: ("Клип готов!", "Clip ready!"),
     Stage.FAILED: ("Ошибка при генерации", "Generation failed"),
+    Stage.CANCELLED: ("Отменено", "Cancelled"),
     Stage.TIMEOUT: ("Превышено время ожидания", "Timed out"),
 }
 
@@ -95,21 +97,50 @@ _UNCERTAIN = (
 )
 
 
-def timeout_message(timeout_s: int, lang: Lang = "ru", *, uncertain: bool = False) -> str:
-    """The error text of a timed-out job, N minutes from its timeout.
+def timeout_message(
+    timeout_s: int,
+    lang: Lang = "ru",
+    *,
+    uncertain: bool = False,
+    idle: bool = False,
+    age: bool = False,
+) -> str:
+    """The error text of a timed-out job, N minutes from the limit that fired.
 
-    ``uncertain``: the generate call may have reached Suno without an answer;
-    the text says so, since that is why nothing moved.
+    ``idle``: no progress for that long; ``age``: the job ran that long in
+    all (neither: a log from before there were two limits). ``uncertain``:
+    the generate call may have reached Suno without an answer; the text says
+    so, since that is why nothing moved.
     """
     n = _minutes(timeout_s)
     if lang == "en":
-        text = f"Generation timed out ({n} minutes). Check the task in Suno or try again."
+        why = (
+            f"no progress for {n} minutes"
+            if idle
+            else f"still not done after {n} minutes in all"
+            if age
+            else f"{n} minutes"
+        )
+        text = f"Generation timed out ({why}). Check the task in Suno or try again."
     else:
+        why = (
+            f"нет прогресса {n} минут"
+            if idle
+            else f"не готово за {n} минут в целом"
+            if age
+            else f"{n} минут"
+        )
         text = (
-            f"Превышено время ожидания генерации ({n} минут). "
+            f"Превышено время ожидания генерации ({why}). "
             "Проверьте статус в Suno или попробуйте снова."
         )
     return text + _pick(_UNCERTAIN, lang) if uncertain else text
+
+
+def cancelled_message(reason: str | None, lang: Lang = "ru") -> str:
+    """The error text of a cancelled job, with the reason given, if any."""
+    text = "Job cancelled" if lang == "en" else "Задача отменена"
+    return f"{text}: {reason}" if reason else text
 
 
 def pick_language(accept_language: str | None, query: str | None = None) -> Lang:

@@ -65,6 +65,10 @@ def job_view(
         "clipUrl": state.clip_url,
         "clipStep": state.clip_step.value if state.clip_step is not None else None,
         "captionsUrl": state.captions_url,
+        "retryable": state.retryable,
+        "canRerender": state.can_rerender,
+        "retryOf": state.retry_of,
+        "retriedBy": state.retried_by,
         "queue": (
             None
             if queue is None

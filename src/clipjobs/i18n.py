@@ -97,6 +97,16 @@ _UNCERTAIN = (
 )
 
 
+_WHY_IDLE = (
+    " Suno не сообщал о прогрессе {n} минут.",
+    " Suno reported no progress for {n} minutes.",
+)
+_WHY_AGE = (
+    " Задача выполнялась дольше {n} минут в целом.",
+    " The job ran longer than {n} minutes in all.",
+)
+
+
 def timeout_message(
     timeout_s: int,
     lang: Lang = "ru",
@@ -105,7 +115,8 @@ def timeout_message(
     idle: bool = False,
     age: bool = False,
 ) -> str:
-    """The error text of a timed-out job, N minutes from the limit that fired.
+    """The error text of a timed-out job: the seed's text with N minutes of the limit that
+    fired, then which limit it was.
 
     ``idle``: no progress for that long; ``age``: the job ran that long in
     all (neither: a log from before there were two limits). ``uncertain``:
@@ -114,26 +125,16 @@ def timeout_message(
     """
     n = _minutes(timeout_s)
     if lang == "en":
-        why = (
-            f"no progress for {n} minutes"
-            if idle
-            else f"still not done after {n} minutes in all"
-            if age
-            else f"{n} minutes"
-        )
-        text = f"Generation timed out ({why}). Check the task in Suno or try again."
+        text = f"Generation timed out ({n} minutes). Check the task in Suno or try again."
     else:
-        why = (
-            f"нет прогресса {n} минут"
-            if idle
-            else f"не готово за {n} минут в целом"
-            if age
-            else f"{n} минут"
-        )
         text = (
-            f"Превышено время ожидания генерации ({why}). "
+            f"Превышено время ожидания генерации ({n} минут). "
             "Проверьте статус в Suno или попробуйте снова."
         )
+    if idle:
+        text += _pick(_WHY_IDLE, lang).format(n=n)
+    elif age:
+        text += _pick(_WHY_AGE, lang).format(n=n)
     return text + _pick(_UNCERTAIN, lang) if uncertain else text
 
 

@@ -270,8 +270,8 @@ async def test_a_job_making_progress_outlives_its_timeout() -> None:
     await clock.advance(151)
     timed_out = await service.sweep(job.job_id)
     assert timed_out.stage is Stage.TIMEOUT and timed_out.timeout_limit is TimeoutLimit.PROGRESS
-    assert "no progress for 2.5 minutes" in (timed_out.error_text("en") or "")
-    assert "нет прогресса" in (timed_out.error_text("ru") or "")
+    assert (timed_out.error_text("en") or "").endswith("no progress for 2.5 minutes.")
+    assert "не сообщал о прогрессе 2.5 минут" in (timed_out.error_text("ru") or "")
     log = await _log(store, job.job_id)
     assert isinstance(log[-1], JobTimedOut) and log[-1].timeout_s == 150
 

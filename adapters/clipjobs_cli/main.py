@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from clipjobs.config import Settings
 from clipjobs.errors import ClipjobsError, ConfigError
 
-from . import _client
+from . import _client, _client_acting
 from ._exit import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from ._logging import configure_logging
 from ._serve import serve
@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     fake_p.set_defaults(func=_fake_suno_command)
 
     _client.register(sub)
+    _client_acting.register_acting(sub)
     return parser
 
 

@@ -136,7 +136,7 @@ def _stale_after(request: web.Request) -> float:
 
 async def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, Any]:
     service = request.app[SERVICE]
-    return job_body(
+    body = job_body(
         state,
         lang=lang,
         now=service.clock.now(),
@@ -144,6 +144,8 @@ async def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, 
         request_id=request_id(request),
         queue=await service.queue_position(state),
     )
+    body["retryable"] = service.retryable(state)  # no while Suno still has 0 credits
+    return body
 
 
 async def _unless_closing(request: web.Request, work: Awaitable[T]) -> tuple[bool, T | None]:

@@ -33,6 +33,7 @@ from clipjobs.errors import (
     JobNotFound,
     JobNotRetryable,
     PostProcessError,
+    TooManyJobs,
 )
 from clipjobs.events import Source, TimeoutLimit
 from clipjobs.ports import StepReporter
@@ -322,3 +323,27 @@ async def test_late_observation_after_cancel_is_kept() -> None:
     await _callback(service, suno, job, ProviderStatus.SUCCESS)
     log = await _log(store, job.job_id)
     assert isinstance(log[-1], LateObservation) and log[-1].reason == "after_terminal"
+
+
+async def test_retry_follows_the_caps_and_no_credits_is_not_retryable_while_at_zero() -> None:
+    store = InMemoryEventStore()
+    suno = ScriptedSuno(credits=0)
+    clock = FakeClock()
+    service = JobService(
+        store,
+        suno,
+        ChannelDefaults(),
+        WebhookSigner("secret-for-tests"),
+        clock=clock,
+        config=ServiceConfig(callback_base_url="https://clips.example", max_active_per_user=1),
+    )
+    broke = (await service.start_job(JobRequest("ch", "u1"))).job
+    assert broke.error_code == "SUNO_NO_CREDITS" and broke.retryable
+    assert service.retryable(broke) is False  # Suno said 0 credits a moment ago
+    suno.credits_left = 5
+    await clock.advance(60)
+    await service.start_job(JobRequest("other", "u1"))  # asks Suno again: credits now
+    assert service.retryable(broke) is True
+    with pytest.raises(TooManyJobs):  # the running job on "other" fills the cap of 1
+        await service.retry(broke.job_id, "u1")
+    assert (await service.get(broke.job_id, "u1")).retried_by is None

@@ -22,6 +22,7 @@ from clipjobs.ports import Authenticator
 from clipjobs.service import JobService
 from clipjobs.webhook import WEBHOOK_PATH
 
+from . import _acting as acting
 from . import _handlers as h
 from ._config import ApiConfig
 from ._errors import ApiError, error_response, translate
@@ -173,6 +174,8 @@ def create_app(
     router.add_get(f"{api}/jobs/{{job_id}}", h.get_job, name=h.JOB_ROUTE)
     router.add_get(f"{api}/jobs/{{job_id}}/events", h.job_events, allow_head=False)
     router.add_get(f"{api}/jobs/{{job_id}}/history", h.history)
+    router.add_post(f"{api}/jobs/{{job_id}}/cancel", acting.cancel_job)
+    router.add_post(f"{api}/jobs/{{job_id}}/retry", acting.retry_job)
     router.add_get(f"{api}/openapi.json", h.openapi)
     add_fleet_routes(app, api)
     router.add_post(WEBHOOK_PATH, h.suno_webhook)

@@ -17,8 +17,10 @@ from clipjobs.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidRequest,
+    JobAlreadyFinished,
     JobAlreadyRunning,
     JobNotFound,
+    JobNotRetryable,
     StoreUnavailable,
     TooManyJobs,
 )
@@ -73,6 +75,10 @@ def translate(exc: BaseException, retry_after_s: int) -> ApiError | None:
         return ApiError(404, "JOB_NOT_FOUND", str(exc))
     if isinstance(exc, JobAlreadyRunning):
         return ApiError(409, "JOB_ALREADY_RUNNING", str(exc), jobId=exc.job_id)
+    if isinstance(exc, JobAlreadyFinished):
+        return ApiError(409, "JOB_ALREADY_FINISHED", str(exc), stage=exc.stage)
+    if isinstance(exc, JobNotRetryable):
+        return ApiError(409, "JOB_NOT_RETRYABLE", str(exc))
     if isinstance(exc, TooManyJobs):
         return ApiError(
             429,

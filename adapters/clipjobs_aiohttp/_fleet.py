@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from clipjobs.errors import ClipjobsError
+from clipjobs.errors import ClipjobsError, JobAlreadyFinished, JobNotFound
 from clipjobs.fleet import BULK_LIMIT, MAX_PAGE, JobFilter, PageKey, matches, visible_to
 from clipjobs.i18n import Lang
 from clipjobs.ports import Identity
@@ -273,23 +273,14 @@ async def _cancel_each(
     service: JobService, job_ids: Sequence[str], by: str, reason: str | None
 ) -> tuple[int, int]:
     """Cancel job by job through the service, each with its own ``JobCancelled``:
-    ``(cancelled, skipped)``; a job that finished meanwhile is skipped.
-
-    The service's ``cancel`` comes with SPEC 10.2; until then a real run
-    answers 501 and changes nothing.
+    ``(cancelled, skipped)``; a job that finished (or went) meanwhile is skipped.
+    A store that stops answering stops the run (503): what was cancelled stays so.
     """
-    cancel = getattr(service, "cancel", None)
-    if cancel is None:
-        raise ApiError(
-            501,
-            "CANCEL_NOT_AVAILABLE",
-            "This server cannot cancel jobs yet; dryRun still counts them.",
-        )
     cancelled = skipped = 0
     for job_id in job_ids:
         try:
-            await cancel(job_id, by=by, reason=reason)
-        except ClipjobsError:
+            await service.cancel(job_id, by=by, reason=reason)
+        except (JobAlreadyFinished, JobNotFound):
             skipped += 1
         else:
             cancelled += 1

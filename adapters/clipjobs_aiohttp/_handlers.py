@@ -154,7 +154,7 @@ def _stale_after(request: web.Request) -> float:
 
 async def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, Any]:
     service = request.app[SERVICE]
-    return job_body(
+    body = job_body(
         state,
         lang=lang,
         now=service.clock.now(),
@@ -163,6 +163,8 @@ async def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, 
         queue=await service.queue_position(state),
         media_url=request.app.get(MEDIA_URLS),
     )
+    body["retryable"] = service.retryable(state)  # no while Suno still has 0 credits
+    return body
 
 
 async def _unless_closing(request: web.Request, work: Awaitable[T]) -> tuple[bool, T | None]:

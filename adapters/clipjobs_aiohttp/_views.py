@@ -81,6 +81,10 @@ def job_view(
             if state.media_error_code is None
             else {"code": state.media_error_code, "message": state.media_error}
         ),
+        "retryable": state.retryable,
+        "canRerender": state.can_rerender,
+        "retryOf": state.retry_of,
+        "retriedBy": state.retried_by,
         "queue": (
             None
             if queue is None

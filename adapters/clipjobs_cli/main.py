@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from clipjobs.config import Settings
 from clipjobs.errors import ClipjobsError, ConfigError
 
-from . import _client, _retention_cmd
+from . import _client, _client_acting, _retention_cmd
 from ._client_fleet import register_jobs
 from ._exit import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from ._logging import configure_logging
@@ -128,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     _client.register(sub)
     _retention_cmd.register(sub)
     register_jobs(sub)
+    _client_acting.register_acting(sub)
     return parser
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ._machine import next_stage
 from .commands import (
+    CancelJob,
     Command,
     FailJob,
     FailMediaCopy,
@@ -24,6 +25,7 @@ from .commands import (
     MarkRequestUncertain,
     RecordClipStep,
     RecordObservation,
+    RecordRetry,
     RecordTaskCreated,
     ScheduleRetry,
     StartClip,
@@ -36,7 +38,9 @@ from .events import (
     ClipStepReached,
     Event,
     JobAccepted,
+    JobCancelled,
     JobFailed,
+    JobRetried,
     JobTimedOut,
     LateObservation,
     MediaCopyFailed,
@@ -50,11 +54,15 @@ from .events import (
     SunoRequestUncertain,
     SunoSucceeded,
     SunoTaskCreated,
+    TimeoutLimit,
 )
 from .stages import Stage
 from .state import JobState, SendState
 
-__all__ = ["LATE_OBSERVATIONS_KEPT", "REPEATS_COUNTED", "decide"]
+__all__ = ["LATE_OBSERVATIONS_KEPT", "REPEATS_COUNTED", "RETRYABLE_STAGES", "decide"]
+
+#: The stages a job can be retried from (SPEC 10.2).
+RETRYABLE_STAGES = frozenset({Stage.FAILED, Stage.CANCELLED, Stage.TIMEOUT})
 
 #: Late observations kept per job; later ones are only counted (in metrics).
 LATE_OBSERVATIONS_KEPT = 50
@@ -65,7 +73,13 @@ REPEATS_COUNTED = 100
 def decide(command: Command, state: JobState | None) -> list[Event]:
     """The events ``command`` produces in ``state`` (``None``: no such job yet)."""
     if isinstance(command, StartJob):
-        return [] if state is not None else [_accepted(command)]
+        if state is not None:
+            return []
+        accepted = _accepted(command)
+        if command.reused_tracks and command.policy.clip_render:
+            # A re-render: the parent's song is this job's Suno result; no call is made.
+            return [accepted, SunoSucceeded(Source.REUSED, command.reused_tracks, command.at)]
+        return [accepted]
     if state is None:
         return []
     match command:
@@ -89,10 +103,17 @@ def decide(command: Command, state: JobState | None) -> list[Event]:
         case FailJob(error_code=code, message=message, at=at):
             return [JobFailed(code, message, at)] if _can(state, JobFailed) else []
         case TimeOut(at=at):
-            deadline = state.deadline_at
-            if deadline is None or at < deadline or not _can(state, JobTimedOut):
+            limit = state.timeout_limit_at(at)
+            if limit is None or not _can(state, JobTimedOut):
                 return []
-            return [JobTimedOut(state.policy.timeout_s, at)]
+            length = state.policy.max_s if limit is TimeoutLimit.AGE else state.policy.timeout_s
+            return [JobTimedOut(length, at, limit)]
+        case CancelJob(by=by, reason=reason, at=at):
+            return [JobCancelled(by, reason, at)] if _can(state, JobCancelled) else []
+        case RecordRetry(retry_job_id=child, mode=mode, at=at):
+            if state.stage not in RETRYABLE_STAGES or state.retried_by == child:
+                return []
+            return [JobRetried(child, mode, at)]
         case StartClip(at=at):
             return [ClipProcessingStarted(at)] if _can(state, ClipProcessingStarted) else []
         case RecordClipStep(step=step, at=at):
@@ -141,6 +162,7 @@ def _accepted(c: StartJob) -> JobAccepted:
         fingerprint=c.fingerprint,
         policy=c.policy,
         exclusive=c.exclusive,
+        retry_of=c.retry_of,
     )
 
 

@@ -23,7 +23,9 @@ from .events import (
     ClipStepReached,
     Event,
     JobAccepted,
+    JobCancelled,
     JobFailed,
+    JobRetried,
     JobTimedOut,
     LateObservation,
     MediaCopyFailed,
@@ -38,7 +40,7 @@ from .events import (
     SunoTaskCreated,
 )
 from .stages import Stage
-from .state import TIMEOUT_ERROR_CODE, JobState, SendState
+from .state import CANCELLED_ERROR_CODE, TIMEOUT_ERROR_CODE, JobState, SendState
 
 __all__ = ["evolve", "fold"]
 
@@ -76,6 +78,9 @@ def fold(events: Iterable[Event], state: JobState | None = None) -> JobState:
             )
         changes = _changes(job, event)
         at = event.at
+        if dest is not job.stage or _news(job, changes):
+            # Progress: what the timeout counts from (never backwards with a skewed clock).
+            job.progress_at = max(job.progress_at or job.created_at, at)
         if dest is not job.stage:
             job.stage, job.stage_since = dest, at
         job.version += 1
@@ -105,7 +110,16 @@ def _accepted(e: JobAccepted) -> JobState:
         created_at=e.at,
         updated_at=e.at,
         stage_since=e.at,
+        progress_at=e.at,
+        retry_of=e.retry_of,
     )
+
+
+def _news(s: Any, changes: dict[str, Any]) -> bool:
+    """Suno told something new: another status, or other tracks."""
+    status = changes.get("provider_status", s.provider_status)
+    tracks = changes.get("tracks", s.tracks)
+    return bool(status is not s.provider_status or tracks != s.tracks)
 
 
 def _changes(s: Any, event: Event) -> dict[str, Any]:
@@ -156,8 +170,17 @@ def _changes(s: Any, event: Event) -> dict[str, Any]:
             return {"repeated_observations": s.repeated_observations + 1}
         case JobFailed(error_code=code, message=message):
             return {"error_code": code, "error_message": message}
-        case JobTimedOut():
-            return {"error_code": TIMEOUT_ERROR_CODE, "error_message": None}
+        case JobTimedOut(limit=limit):
+            return {"error_code": TIMEOUT_ERROR_CODE, "error_message": None, "timeout_limit": limit}
+        case JobCancelled(by=by, reason=reason):
+            return {
+                "error_code": CANCELLED_ERROR_CODE,
+                "error_message": reason,
+                "cancelled_by": by,
+                "clip_step": None,
+            }
+        case JobRetried(retry_job_id=child):
+            return {"retried_by": child}
         case ClipStepReached(step=step):
             return {"clip_step": step}
         case ClipReady(clip_url=url, captions_url=captions):

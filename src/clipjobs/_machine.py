@@ -21,7 +21,9 @@ from .events import (
     ClipProcessingStarted,
     ClipReady,
     ClipStepReached,
+    JobCancelled,
     JobFailed,
+    JobRetried,
     JobTimedOut,
     LateObservation,
     MediaCopyFailed,
@@ -64,6 +66,13 @@ _TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "create_task", "source": _SENDING, "dest": S.SUNO_TASK_CREATED},
     {"trigger": "observe_progress", "source": _AT_SUNO, "dest": S.SUNO_PENDING},
     {"trigger": "succeed", "source": _AT_SUNO, "dest": S.SUNO_SUCCESS},
+    # A re-render (retry from the clip): the parent's tracks, no Suno call.
+    {
+        "trigger": "succeed",
+        "source": S.REQUEST_ACCEPTED,
+        "dest": S.SUNO_SUCCESS,
+        "conditions": "clip_render",
+    },
     {"trigger": "fail", "source": _GENERATING, "dest": S.FAILED},
     {"trigger": "fail", "source": S.SUNO_SUCCESS, "dest": S.FAILED, "conditions": "clip_render"},
     {"trigger": "fail", "source": S.CLIP_PROCESSING, "dest": S.FAILED},
@@ -76,8 +85,17 @@ _TRANSITIONS: list[dict[str, Any]] = [
     },
     {"trigger": "clip_step", "source": S.CLIP_PROCESSING, "dest": S.CLIP_PROCESSING},
     {"trigger": "clip_ready", "source": S.CLIP_PROCESSING, "dest": S.CLIP_READY},
+    # Someone stops the job: from any stage that still has work.
+    {"trigger": "cancel", "source": [*_GENERATING, S.CLIP_PROCESSING], "dest": S.CANCELLED},
+    {
+        "trigger": "cancel",
+        "source": S.SUNO_SUCCESS,
+        "dest": S.CANCELLED,
+        "conditions": "clip_render",
+    },
     # Recorded in any stage, changing none: what Suno says that can no longer
-    # count, and the copies of what was made (they may follow a terminal stage).
+    # count, a retry started from a finished job, and the copies of what was made
+    # (they may follow a terminal stage).
     {"trigger": "note", "source": "*", "dest": "="},
 ]
 
@@ -95,6 +113,8 @@ TRIGGERS: Mapping[type[Any], str] = MappingProxyType(
         ClipProcessingStarted: "start_clip",
         ClipStepReached: "clip_step",
         ClipReady: "clip_ready",
+        JobCancelled: "cancel",
+        JobRetried: "note",
         LateObservation: "note",
         ObservationRepeated: "note",
         MediaStored: "note",

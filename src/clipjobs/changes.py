@@ -125,6 +125,11 @@ class ChangeNotifier:
                     await asyncio.wait_for(asyncio.shield(fut), remaining)
                 except TimeoutError:
                     return False
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Python 3.11's wait_for drops a cancel that lands as the change
+                    # does: without this the caller would wait on, cancelled in vain.
+                    raise asyncio.CancelledError
             finally:
                 waiters = self._waiters.get(job_id)
                 if waiters is not None:

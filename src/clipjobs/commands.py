@@ -10,9 +10,18 @@ from datetime import datetime
 
 from attrs import field, frozen
 
-from .events import ClipStep, GenerationParams, JobPolicy, MediaKind, Observation, Source
+from .events import (
+    ClipStep,
+    GenerationParams,
+    JobPolicy,
+    MediaKind,
+    Observation,
+    Source,
+    Track,
+)
 
 __all__ = [
+    "CancelJob",
     "Command",
     "FailJob",
     "FailMediaCopy",
@@ -22,6 +31,7 @@ __all__ = [
     "MarkRequestUncertain",
     "RecordClipStep",
     "RecordObservation",
+    "RecordRetry",
     "RecordTaskCreated",
     "ScheduleRetry",
     "StartClip",
@@ -42,6 +52,10 @@ class StartJob:
     fingerprint: str = ""
     policy: JobPolicy = field(factory=JobPolicy)
     exclusive: bool = True
+    #: The job this one retries.
+    retry_of: str | None = None
+    #: A re-render: the parent's tracks, recorded as a success at once (no Suno call).
+    reused_tracks: tuple[Track, ...] = ()
 
 
 @frozen
@@ -127,6 +141,15 @@ class KeepMedia:
 
 
 @frozen
+class CancelJob:
+    """Stop the job: ``by`` who (a user id, an admin's name), and why if they said."""
+
+    by: str
+    reason: str | None
+    at: datetime
+
+
+@frozen
 class FailMediaCopy:
     """Copying a track's file failed; try again at ``retry_at`` (None: give it up)."""
 
@@ -136,6 +159,15 @@ class FailMediaCopy:
     message: str
     at: datetime
     retry_at: datetime | None = None
+
+
+@frozen
+class RecordRetry:
+    """A job retrying this finished one was started (``mode``: ``start`` or ``clip``)."""
+
+    retry_job_id: str
+    mode: str
+    at: datetime
 
 
 Command = (
@@ -152,4 +184,6 @@ Command = (
     | FinishClip
     | KeepMedia
     | FailMediaCopy
+    | CancelJob
+    | RecordRetry
 )

@@ -45,7 +45,11 @@ class Settings:
     #: ``CLIPJOBS_ADMIN_TOKENS``: tokens of admins, who see and act on every job.
     admin_tokens: dict[str, str] | None = field(default=None, repr=False)
     stale_after_s: float = 60.0
+    #: A job still generating times out after this long without progress (a stage change
+    #: or news from Suno) ...
     job_timeout_s: int = 600
+    #: ... or this long after it was accepted, whatever its progress.
+    job_max_s: int = 1800
     poll_after_s: float = 30.0
     poll_interval_s: float = 15.0
     suno_max_rps: float = 2.0
@@ -100,6 +104,7 @@ class Settings:
     def policy(self) -> JobPolicy:
         return JobPolicy(
             timeout_s=self.job_timeout_s,
+            max_s=self.job_max_s,
             poll_after_s=self.poll_after_s,
             poll_interval_s=self.poll_interval_s,
             clip_render=self.clip_render,
@@ -187,6 +192,13 @@ class Settings:
                 f"CLIPJOBS_WORKER_HEARTBEAT_S={heartbeat_s:g} must not be longer than"
                 f" CLIPJOBS_LEASE_S ({lease_s:g})"
             )
+        job_timeout_s = num("CLIPJOBS_JOB_TIMEOUT_S", d.job_timeout_s, int, 1, 7 * 86400)
+        job_max_s = num("CLIPJOBS_JOB_MAX_S", max(d.job_max_s, job_timeout_s), int, 1, 30 * 86400)
+        if job_max_s < job_timeout_s:
+            raise ConfigError(
+                f"CLIPJOBS_JOB_MAX_S={job_max_s} must not be shorter than"
+                f" CLIPJOBS_JOB_TIMEOUT_S ({job_timeout_s})"
+            )
         clip_style = (get("CLIPJOBS_CLIP_STYLE") or d.clip_style).lower()
         if clip_style not in _CLIP_STYLES:
             raise ConfigError(f"CLIPJOBS_CLIP_STYLE={clip_style!r} must be simple or full")
@@ -207,7 +219,8 @@ class Settings:
             tokens=tokens,
             admin_tokens=admin_tokens,
             stale_after_s=num("CLIPJOBS_STALE_AFTER_S", d.stale_after_s, float, 1, 86400),
-            job_timeout_s=num("CLIPJOBS_JOB_TIMEOUT_S", d.job_timeout_s, int, 1, 7 * 86400),
+            job_timeout_s=job_timeout_s,
+            job_max_s=job_max_s,
             poll_after_s=num("CLIPJOBS_POLL_AFTER_S", d.poll_after_s, float, 0.01, 86400),
             poll_interval_s=num("CLIPJOBS_POLL_INTERVAL_S", d.poll_interval_s, float, 0.01, 86400),
             suno_max_rps=num("CLIPJOBS_SUNO_MAX_RPS", d.suno_max_rps, float, 0.01, 1000),

@@ -6,6 +6,8 @@
     ├── InvalidRequest            bad input from a caller; ``field`` names what is wrong
     ├── JobNotFound               no such job, or not the caller's
     ├── JobAlreadyRunning         the channel has a non-terminal job (``job_id``)
+    ├── JobAlreadyFinished        a cancel of a job that ended otherwise (``stage``)
+    ├── JobNotRetryable           a retry of a job that cannot be retried (``reason``)
     ├── IdempotencyKeyReused      same key, different request (``job_id``)
     ├── TooManyJobs               the user's cap of running (or hourly) jobs is reached
     ├── IdempotencyKeyInUse       same key, same request, still being made (``job_id``)
@@ -40,8 +42,10 @@ __all__ = [
     "IdempotencyKeyReused",
     "InvalidRequest",
     "InvalidTransition",
+    "JobAlreadyFinished",
     "JobAlreadyRunning",
     "JobNotFound",
+    "JobNotRetryable",
     "PostProcessError",
     "StoreCorrupt",
     "StoreError",
@@ -82,6 +86,24 @@ class JobAlreadyRunning(ClipjobsError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"Job {job_id} is still running for this channel")
         self.job_id = job_id
+
+
+class JobAlreadyFinished(ClipjobsError):
+    """The job ended (other than cancelled) before it could be cancelled."""
+
+    def __init__(self, job_id: str, stage: str) -> None:
+        super().__init__(f"Job {job_id} already finished ({stage}); nothing to cancel")
+        self.job_id = job_id
+        self.stage = stage
+
+
+class JobNotRetryable(ClipjobsError):
+    """The job cannot be retried (still running, or nothing to re-render)."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"Job {job_id} cannot be retried: {reason}")
+        self.job_id = job_id
+        self.reason = reason
 
 
 class IdempotencyKeyReused(ClipjobsError):

@@ -22,8 +22,10 @@ __all__ = [
     "Event",
     "GenerationParams",
     "JobAccepted",
+    "JobCancelled",
     "JobFailed",
     "JobPolicy",
+    "JobRetried",
     "JobTimedOut",
     "LateObservation",
     "MediaCopyFailed",
@@ -39,6 +41,7 @@ __all__ = [
     "SunoRequestUncertain",
     "SunoSucceeded",
     "SunoTaskCreated",
+    "TimeoutLimit",
     "TimestampedLyrics",
     "Track",
 ]
@@ -84,6 +87,8 @@ class Source(StrEnum):
     CALLBACK = "callback"
     POLL = "poll"
     GENERATE = "generate"
+    #: The tracks of the job this one retries (a re-render: no Suno call).
+    REUSED = "reused"
 
 
 class ClipStep(StrEnum):
@@ -147,6 +152,10 @@ class JobPolicy:
     #: Copy each track's audio and cover into media storage after success
     #: (SPEC 10.4); off in logs written before it existed.
     keep_media: bool = False
+    #: ``CLIPJOBS_JOB_MAX_S``: a job still generating this long after it was
+    #: accepted times out however much progress it makes (``timeout_s`` counts
+    #: from the last progress).
+    max_s: int = 1800
 
 
 @frozen
@@ -207,6 +216,8 @@ class JobAccepted:
     policy: JobPolicy = field(factory=JobPolicy)
     #: Whether this job holds its channel until it ends (JOB_ALREADY_RUNNING).
     exclusive: bool = True
+    #: The job this one retries (``POST .../retry``); absent from logs written before.
+    retry_of: str | None = None
 
 
 @frozen
@@ -282,11 +293,48 @@ class JobFailed:
     at: datetime
 
 
+class TimeoutLimit(StrEnum):
+    """Which limit timed a job out."""
+
+    #: No progress (a stage change, or news from Suno) for ``timeout_s``.
+    PROGRESS = "progress"
+    #: Older than ``max_s`` while still generating.
+    AGE = "age"
+
+
 @frozen
 class JobTimedOut:
-    """No result within the job's timeout."""
+    """No result within the job's limits.
+
+    ``limit``: which one fired; ``timeout_s`` is that limit's length. Logs
+    written before there were two limits carry none (the timeout then
+    counted from the job's creation).
+    """
 
     timeout_s: int
+    at: datetime
+    limit: TimeoutLimit | None = None
+
+
+@frozen
+class JobCancelled:
+    """Someone stopped the job (STAGE_98): nothing is sent, polled or rendered after it."""
+
+    by: str
+    reason: str | None
+    at: datetime
+
+
+@frozen
+class JobRetried:
+    """A new job was started to retry this finished one; it changes no stage.
+
+    ``mode``: ``start`` (the whole job again) or ``clip`` (the parent's tracks,
+    post-processing only).
+    """
+
+    retry_job_id: str
+    mode: str
     at: datetime
 
 
@@ -398,6 +446,8 @@ Event = (
     | SunoSucceeded
     | JobFailed
     | JobTimedOut
+    | JobCancelled
+    | JobRetried
     | LateObservation
     | ObservationRepeated
     | ClipProcessingStarted

@@ -12,6 +12,7 @@ __all__ = [
     "LANGUAGES",
     "Lang",
     "accepted_message",
+    "cancelled_message",
     "clip_step_text",
     "pick_language",
     "progress_text",
@@ -43,6 +44,7 @@ _PROGRESS: dict[Stage, tuple[str, str]] = {
     Stage.CLIP_PROCESSING: ("Обрабатываем аудио и видео...", "Processing audio and video..."),
     Stage.CLIP_READY: ("Клип готов!", "Clip ready!"),
     Stage.FAILED: ("Ошибка при генерации", "Generation failed"),
+    Stage.CANCELLED: ("Отменено", "Cancelled"),
     Stage.TIMEOUT: ("Превышено время ожидания", "Timed out"),
 }
 
@@ -95,11 +97,31 @@ _UNCERTAIN = (
 )
 
 
-def timeout_message(timeout_s: int, lang: Lang = "ru", *, uncertain: bool = False) -> str:
-    """The error text of a timed-out job, N minutes from its timeout.
+_WHY_IDLE = (
+    " Suno не сообщал о прогрессе {n} минут.",
+    " Suno reported no progress for {n} minutes.",
+)
+_WHY_AGE = (
+    " Задача выполнялась дольше {n} минут в целом.",
+    " The job ran longer than {n} minutes in all.",
+)
 
-    ``uncertain``: the generate call may have reached Suno without an answer;
-    the text says so, since that is why nothing moved.
+
+def timeout_message(
+    timeout_s: int,
+    lang: Lang = "ru",
+    *,
+    uncertain: bool = False,
+    idle: bool = False,
+    age: bool = False,
+) -> str:
+    """The error text of a timed-out job: the seed's text with N minutes of the limit that
+    fired, then which limit it was.
+
+    ``idle``: no progress for that long; ``age``: the job ran that long in
+    all (neither: a log from before there were two limits). ``uncertain``:
+    the generate call may have reached Suno without an answer; the text says
+    so, since that is why nothing moved.
     """
     n = _minutes(timeout_s)
     if lang == "en":
@@ -109,7 +131,17 @@ def timeout_message(timeout_s: int, lang: Lang = "ru", *, uncertain: bool = Fals
             f"Превышено время ожидания генерации ({n} минут). "
             "Проверьте статус в Suno или попробуйте снова."
         )
+    if idle:
+        text += _pick(_WHY_IDLE, lang).format(n=n)
+    elif age:
+        text += _pick(_WHY_AGE, lang).format(n=n)
     return text + _pick(_UNCERTAIN, lang) if uncertain else text
+
+
+def cancelled_message(reason: str | None, lang: Lang = "ru") -> str:
+    """The error text of a cancelled job, with the reason given, if any."""
+    text = "Job cancelled" if lang == "en" else "Задача отменена"
+    return f"{text}: {reason}" if reason else text
 
 
 def pick_language(accept_language: str | None, query: str | None = None) -> Lang:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 from attrs import asdict, field, frozen
 
+from . import _acting
 from ._decide import decide
 from ._fold import fold
 from .budget import BudgetedSuno, SunoBudget, run_in_slot
@@ -65,6 +66,8 @@ from .events import (
     LateObservation,
     ObservationRepeated,
     Source,
+    SunoSucceeded,
+    Track,
 )
 from .ids import new_job_id, new_request_id
 from .keeping import KeepConfig, MediaKeeper, keep_media
@@ -428,7 +431,15 @@ class JobService:
         async with self._per_user(request.user_id):
             return await self._start(request, params, fingerprint)
 
-    async def _start(self, request: JobRequest, params: Any, fingerprint: str) -> StartOutcome:
+    async def _start(
+        self,
+        request: JobRequest,
+        params: Any,
+        fingerprint: str,
+        *,
+        retry_of: str | None = None,
+        reused: tuple[Track, ...] = (),
+    ) -> StartOutcome:
         key = request.idempotency_key
         exclusive = self.config.one_job_per_channel
         if exclusive:
@@ -438,7 +449,9 @@ class JobService:
         await self._check_caps(request.user_id)
 
         failure: ErrorCode | None = None
-        if not self.config.callback_base_url:
+        if reused:
+            pass  # a re-render calls no Suno
+        elif not self.config.callback_base_url:
             failure = ErrorCode.CALLBACK_URL_NOT_CONFIGURED
         elif await self._out_of_credits():
             failure = ErrorCode.SUNO_NO_CREDITS
@@ -450,6 +463,8 @@ class JobService:
         if not self.config.callback_base_url:
             # An uncertain send is resent only when a callback could have named it.
             policy = attrs.evolve(policy, resend_uncertain_after_s=0.0)
+        if reused:
+            policy = attrs.evolve(policy, clip_render=True)
         events: list[Event] = [
             JobAccepted(
                 job_id=job_id,
@@ -462,8 +477,11 @@ class JobService:
                 fingerprint=fingerprint,
                 policy=policy,
                 exclusive=exclusive,
+                retry_of=retry_of,
             )
         ]
+        if reused:
+            events.append(SunoSucceeded(Source.REUSED, reused, now))
         if failure is not None:
             events.append(JobFailed(failure.value, _MESSAGES[failure], now))
         state = fold(events)
@@ -481,6 +499,64 @@ class JobService:
             raise _busy(existing, key, fingerprint) from None
         self._after_commit(None, state, events)
         return StartOutcome(state, created=True)
+
+    async def start_child(
+        self, request: JobRequest, parent: JobState, fingerprint: str, reused: tuple[Track, ...]
+    ) -> StartOutcome:
+        """Start a job retrying ``parent`` with its parameters (``reused``: its tracks, for a
+        re-render); the same channel rules, caps and idempotency as :meth:`start_job`.
+        """
+        key = request.idempotency_key
+        if key is not None and not _IDEMPOTENCY_KEY.match(key):
+            raise InvalidRequest(
+                "Idempotency-Key must be 1-255 printable ASCII characters", field="Idempotency-Key"
+            )
+        if key is not None:
+            existing = await self.store.find_by_idempotency_key(request.user_id, key)
+            if existing is not None:
+                return self._same_request(existing, fingerprint)
+        async with self._per_user(request.user_id):
+            return await self._start(
+                request, parent.params, fingerprint, retry_of=parent.job_id, reused=reused
+            )
+
+    # --- acting on a job (SPEC 10.2; the logic is in _acting) ---------------
+
+    async def cancel(self, job_id: str, *, by: str, reason: str | None = None) -> JobState:
+        """Cancel the job (nothing is sent, polled or rendered after it); the cancelled job.
+
+        A job already cancelled comes back as it is; JobNotFound, or
+        JobAlreadyFinished when it ended otherwise. Who may cancel is the
+        caller's business (the HTTP layer checks the owner).
+        """
+        return await _acting.cancel(self, job_id, by=by, reason=reason)
+
+    async def retry(
+        self,
+        job_id: str,
+        user_id: str,
+        *,
+        mode: str = "start",
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> StartOutcome:
+        """Start a job retrying the user's finished job: ``start`` again, or only the ``clip``."""
+        return await _acting.retry(
+            self,
+            job_id,
+            user_id,
+            mode=mode,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
+        )
+
+    def retryable(self, state: JobState) -> bool | None:
+        """GET's ``retryable``: the state's answer, and no while Suno still has 0 credits."""
+        answer = state.retryable
+        if answer and state.error_code == ErrorCode.SUNO_NO_CREDITS.value:
+            cached = self._credits
+            return not (cached is not None and cached.count <= 0)
+        return answer
 
     @contextlib.asynccontextmanager
     async def _per_user(self, user_id: str) -> AsyncIterator[None]:
@@ -765,7 +841,10 @@ class JobService:
 
         try:
             async with asyncio.timeout(self.config.render_timeout_s):
-                made = await processor.process(state, report)
+                made = await _render_unless_cancelled(self, processor.process(state, report), state)
+        except _RenderCancelled:
+            pipeline_log.info("[%s] render stopped: the job was cancelled", job_id)
+            return await self._load(job_id)
         except PostProcessError as exc:
             code, message = exc.code, str(exc)
             return await self._do(job_id, lambda at: FailJob(code, message, at))
@@ -798,6 +877,30 @@ class JobService:
     async def _do(self, job_id: str, command: Callable[[datetime], Command]) -> JobState:
         state, _ = await self.execute(job_id, command)
         return state
+
+
+class _RenderCancelled(Exception):
+    """The job was cancelled while it rendered: the render was stopped."""
+
+
+async def _render_unless_cancelled(
+    service: JobService, render: Awaitable[str | RenderedClip], state: JobState
+) -> str | RenderedClip:
+    """Run the render, stopping it (the processor kills ffmpeg, removes its partial files)
+    as soon as the job is cancelled.
+    """
+    task = asyncio.ensure_future(render)
+    watch = asyncio.ensure_future(_acting.watch_for_cancel(service, state))
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (task, watch):
+            if not fut.done():
+                fut.cancel()
+        await asyncio.gather(task, watch, return_exceptions=True)
+    if not task.cancelled():
+        return task.result()  # done (or raised) before any cancel was seen
+    raise _RenderCancelled
 
 
 def _busy(holder: JobState, key: str | None, fingerprint: str) -> ClipjobsError:

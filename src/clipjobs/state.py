@@ -17,9 +17,10 @@ from .events import (
     MediaStored,
     ProviderStatus,
     Source,
+    TimeoutLimit,
     Track,
 )
-from .i18n import Lang, clip_step_text, progress_text, timeout_message
+from .i18n import Lang, cancelled_message, clip_step_text, progress_text, timeout_message
 from .stages import Stage, Work
 
 __all__ = ["Heartbeat", "JobState", "SendState"]
@@ -27,6 +28,19 @@ __all__ = ["Heartbeat", "JobState", "SendState"]
 #: Polls are spread by up to this fraction of their interval either way.
 POLL_JITTER = 0.2
 TIMEOUT_ERROR_CODE = "JOB_TIMEOUT"
+CANCELLED_ERROR_CODE = "JOB_CANCELLED"
+
+
+#: Error codes a retry cannot help with: Suno would say the same again.
+NOT_RETRYABLE = frozenset(
+    {
+        "SENSITIVE_WORD_ERROR",
+        "SUNO_REJECTED",
+        "SUNO_CONTENT_REJECTED",
+        "SUNO_INVALID_PARAMETERS",
+        "CALLBACK_URL_NOT_CONFIGURED",
+    }
+)
 
 
 class SendState(StrEnum):
@@ -104,6 +118,16 @@ class JobState:
     #: unless a file was given up.
     media_error_code: str | None = None
     media_error: str | None = None
+    #: The last progress: a stage change or news from Suno (the timeout counts from it).
+    #: None only in projections written before it existed (then: ``created_at``).
+    progress_at: datetime | None = None
+    #: Which limit timed the job out (None before there were two).
+    timeout_limit: TimeoutLimit | None = None
+    #: Who cancelled the job (STAGE_98); the reason is its ``error_message``.
+    cancelled_by: str | None = None
+    #: The job this one retries, and the latest job that retried this one.
+    retry_of: str | None = None
+    retried_by: str | None = None
 
     # --- what people see ---------------------------------------------------
 
@@ -130,7 +154,16 @@ class JobState:
         """The error for people: the timeout text in their language, else as recorded."""
         if self.stage is Stage.TIMEOUT:
             uncertain = self.send_state is SendState.UNCERTAIN
-            return timeout_message(self.policy.timeout_s, lang, uncertain=uncertain)
+            if self.timeout_limit is TimeoutLimit.AGE:
+                return timeout_message(self.policy.max_s, lang, uncertain=uncertain, age=True)
+            return timeout_message(
+                self.policy.timeout_s,
+                lang,
+                uncertain=uncertain,
+                idle=self.timeout_limit is TimeoutLimit.PROGRESS,
+            )
+        if self.stage is Stage.CANCELLED:
+            return cancelled_message(self.error_message, lang)
         return self.error_message
 
     def heartbeat(self, now: datetime, stale_after_s: float) -> Heartbeat:
@@ -224,10 +257,54 @@ class JobState:
 
     @property
     def deadline_at(self) -> datetime | None:
-        """When the sweeper times the job out; only while Suno is still generating."""
+        """When the sweeper times the job out; only while Suno is still generating.
+
+        The earlier of two limits: ``timeout_s`` after the last progress, and
+        ``max_s`` after the job was accepted.
+        """
         if self.done or self.stage.number >= Stage.SUNO_SUCCESS.number:
             return None
-        return self.created_at + timedelta(seconds=self.policy.timeout_s)
+        return min(self._idle_deadline, self._age_deadline)
+
+    @property
+    def _idle_deadline(self) -> datetime:
+        since = self.progress_at or self.created_at
+        return since + timedelta(seconds=self.policy.timeout_s)
+
+    @property
+    def _age_deadline(self) -> datetime:
+        return self.created_at + timedelta(seconds=max(self.policy.max_s, self.policy.timeout_s))
+
+    def timeout_limit_at(self, now: datetime) -> TimeoutLimit | None:
+        """Which limit has passed at ``now`` (the age first), if any."""
+        if self.deadline_at is None:
+            return None
+        if now >= self._age_deadline:
+            return TimeoutLimit.AGE
+        if now >= self._idle_deadline:
+            return TimeoutLimit.PROGRESS
+        return None
+
+    @property
+    def retryable(self) -> bool | None:
+        """Whether a retry can help a finished job (None while it is not finished as a failure).
+
+        False when Suno turned the content or the parameters down (it would
+        again), true for passing trouble, timeouts and cancels.
+        """
+        if self.stage in (Stage.TIMEOUT, Stage.CANCELLED):
+            return True
+        if self.stage is not Stage.FAILED:
+            return None
+        return self.error_code not in NOT_RETRYABLE
+
+    @property
+    def can_rerender(self) -> bool:
+        """A retry from the clip is possible: the job ended without a clip but has its song."""
+        return (
+            self.stage in (Stage.FAILED, Stage.CANCELLED, Stage.TIMEOUT)
+            and self.audio_url is not None
+        )
 
     @property
     def channel_lock(self) -> str | None:

@@ -41,6 +41,7 @@ def test_values_are_read() -> None:
             "PUBLIC_BASE_URL": "https://clips.example/",
             "CLIPJOBS_TOKENS": "tok-aaaaaaaa=alice, tok-bbbbbbbb=bob",
             "CLIPJOBS_JOB_TIMEOUT_S": "120",
+            "CLIPJOBS_JOB_MAX_S": "900",
             "CLIPJOBS_CLIP_RENDER": "on",
             "CLIPJOBS_LOG_FORMAT": "JSON",
         }
@@ -49,6 +50,7 @@ def test_values_are_read() -> None:
     assert s.public_base_url == "https://clips.example"
     assert s.tokens == {"tok-aaaaaaaa": "alice", "tok-bbbbbbbb": "bob"}
     assert s.policy().timeout_s == 120
+    assert s.policy().max_s == 900
     assert s.policy().clip_render
     assert s.log_format == "json"
     assert not s.demo
@@ -66,6 +68,8 @@ def test_values_are_read() -> None:
         ({"CLIPJOBS_TOKENS": "no-equals-sign"}, "CLIPJOBS_TOKENS"),
         ({"CLIPJOBS_TOKENS": "short=bob"}, "8+"),
         ({"CLIPJOBS_CLIP_RENDER": "maybe"}, "on or off"),
+        ({"CLIPJOBS_JOB_TIMEOUT_S": "600", "CLIPJOBS_JOB_MAX_S": "300"}, "not be shorter"),
+        ({"CLIPJOBS_JOB_MAX_S": "0"}, "CLIPJOBS_JOB_MAX_S"),
         ({"CLIPJOBS_CLIP_STYLE": "fancy"}, "simple or full"),
         ({"CLIPJOBS_CLIP_CAPTIONS": "karaoke"}, "CLIPJOBS_CLIP_CAPTIONS"),
         ({"CLIPJOBS_STALE_AFTER_S": "nan"}, "CLIPJOBS_STALE_AFTER_S"),
@@ -109,3 +113,9 @@ def test_clip_style_and_captions() -> None:
     assert (default.clip_style, default.clip_captions) == ("full", True)
     chosen = Settings.from_env({"CLIPJOBS_CLIP_STYLE": "Simple", "CLIPJOBS_CLIP_CAPTIONS": "off"})
     assert (chosen.clip_style, chosen.clip_captions) == ("simple", False)
+
+
+def test_the_age_limit_defaults_to_30_minutes_or_the_timeout() -> None:
+    """CLIPJOBS_JOB_MAX_S is 1800 unless the progress timeout is longer."""
+    assert Settings.from_env({}).policy().max_s == 1800
+    assert Settings.from_env({"CLIPJOBS_JOB_TIMEOUT_S": "3600"}).policy().max_s == 3600

@@ -94,7 +94,7 @@ def test_task_id_twice_decides_nothing() -> None:
 
 def test_success_after_timeout_is_recorded_late() -> None:
     """A success after the timeout is kept as a LateObservation and changes no stage."""
-    state = run(MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)), TimeOut(at(601)))
+    state = run(MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)), TimeOut(at(602)))
     assert state.stage is Stage.TIMEOUT
     events = decide(observe(ProviderStatus.SUCCESS, 700), state)
     assert len(events) == 1
@@ -106,8 +106,8 @@ def test_success_after_timeout_is_recorded_late() -> None:
 def test_timeout_before_deadline_decides_nothing() -> None:
     """The sweeper's early or repeated TimeOut does nothing."""
     state = run(MarkRequestSent(at(1)))
-    assert decide(TimeOut(at(599)), state) == []
-    timed_out = run(MarkRequestSent(at(1)), TimeOut(at(600)))
+    assert decide(TimeOut(at(600)), state) == []  # 600 s after the last progress (at 1 s)
+    timed_out = run(MarkRequestSent(at(1)), TimeOut(at(601)))
     assert timed_out.stage is Stage.TIMEOUT
     assert decide(TimeOut(at(900)), timed_out) == []
 
@@ -117,14 +117,14 @@ def test_racing_success_and_timeout_one_wins() -> None:
     a = run(
         MarkRequestSent(at(1)),
         RecordTaskCreated("t1", at(2)),
-        observe(ProviderStatus.SUCCESS, 600),
-        TimeOut(at(600)),
+        observe(ProviderStatus.SUCCESS, 602),
+        TimeOut(at(602)),
     )
     b = run(
         MarkRequestSent(at(1)),
         RecordTaskCreated("t1", at(2)),
-        TimeOut(at(600)),
-        observe(ProviderStatus.SUCCESS, 600),
+        TimeOut(at(602)),
+        observe(ProviderStatus.SUCCESS, 602),
     )
     assert a.stage is Stage.SUNO_SUCCESS
     assert b.stage is Stage.TIMEOUT
@@ -203,7 +203,7 @@ def test_retry_and_uncertain_send_states() -> None:
     never = JobPolicy(resend_uncertain_after_s=0)
     uncertain = run(MarkRequestSent(at(1)), MarkRequestUncertain("no answer", at(31)), policy=never)
     assert uncertain.work is None
-    assert uncertain.deadline_at == at(600)
+    assert uncertain.deadline_at == at(601)  # 600 s after the last progress (sent at 1 s)
     assert decide(MarkRequestSent(at(40)), uncertain) == []
 
 

@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from clipjobs import (
     Event,
     JobAccepted,
+    JobCancelled,
     JobFailed,
+    JobRetried,
     JobTimedOut,
     LateObservation,
     ObservationRepeated,
@@ -45,7 +47,7 @@ from clipjobs.commands import (
 from clipjobs.events import MediaCopyFailed, MediaStored, Source
 from clipjobs.testing import strategies
 
-TERMINAL_EVENTS = (JobFailed, JobTimedOut)
+TERMINAL_EVENTS = (JobFailed, JobTimedOut, JobCancelled)
 
 
 def _report(found: Reach) -> None:
@@ -100,13 +102,18 @@ def test_terminal_stage_is_never_left(commands: list[Command]) -> None:
             if was_done:
                 assert state.stage is before
                 assert isinstance(
-                    new, LateObservation | ObservationRepeated | MediaStored | MediaCopyFailed
+                    new,
+                    LateObservation
+                    | ObservationRepeated
+                    | MediaStored
+                    | MediaCopyFailed
+                    | JobRetried,
                 )
 
 
 @given(strategies.commands())
 def test_at_most_one_terminal_event_and_one_success(commands: list[Command]) -> None:
-    """A log has at most one JobFailed/JobTimedOut and at most one SunoSucceeded."""
+    """A log has at most one JobFailed/JobTimedOut/JobCancelled and at most one SunoSucceeded."""
     log, _, found = reach(commands)
     _report(found)
     assert sum(isinstance(e, TERMINAL_EVENTS) for e in log) <= 1

@@ -17,14 +17,15 @@ SPEC_STAGES = [
     "STAGE_60_CLIP_PROCESSING",
     "STAGE_70_CLIP_READY",
     "STAGE_90_FAILED",
+    "STAGE_98_CANCELLED",
     "STAGE_99_TIMEOUT",
 ]
 
 
 def test_stage_strings_are_the_contract() -> None:
-    """The stage enum holds exactly SPEC section 2's strings, in order."""
+    """The stage enum holds exactly SPEC section 2's strings (and 10.2's), in order."""
     assert [s.value for s in Stage] == SPEC_STAGES
-    assert [s.number for s in Stage] == [10, 20, 30, 40, 50, 60, 70, 90, 99]
+    assert [s.number for s in Stage] == [10, 20, 30, 40, 50, 60, 70, 90, 98, 99]
 
 
 def test_table_is_compiled_from_the_machine() -> None:
@@ -42,7 +43,7 @@ def test_table_is_compiled_from_the_machine() -> None:
 
 
 def test_numbers_never_go_down_and_terminals_absorb() -> None:
-    """No edge lowers the stage number; 70, 90 and 99 have no way out (only the note that
+    """No edge lowers the stage number; 70, 90, 98 and 99 have no way out (only the note that
     records late observations loops on them).
     """
     for (source, _), steps in TABLE.items():
@@ -53,7 +54,7 @@ def test_numbers_never_go_down_and_terminals_absorb() -> None:
     assert {(s, t) for (s, t) in TABLE if s in TERMINAL_STAGES} == {
         (s, "note") for s in TERMINAL_STAGES
     }
-    assert {Stage.CLIP_READY, Stage.FAILED, Stage.TIMEOUT} == TERMINAL_STAGES
+    assert {Stage.CLIP_READY, Stage.FAILED, Stage.CANCELLED, Stage.TIMEOUT} == TERMINAL_STAGES
 
 
 def test_post_processing_edges_need_the_condition() -> None:

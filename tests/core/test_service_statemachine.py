@@ -131,7 +131,7 @@ class JobLifecycle(RuleBasedStateMachine):
                     callback_base_url="https://clips.example",
                     one_job_per_channel=False,
                     max_active_per_user=0,
-                    policy=JobPolicy(timeout_s=TIMEOUT_S, clip_render=clip),
+                    policy=JobPolicy(timeout_s=TIMEOUT_S, max_s=TIMEOUT_S, clip_render=clip),
                 ),
                 post_processor=self.renderer,
                 # The rules call Suno far more than 20 times per fake 10 s:

@@ -254,8 +254,7 @@ SECTIONS = {
         "The list's filters in the body (at least one), `dryRun`, `reason`. A dry run "
         "answers how many unfinished jobs match; a real run cancels them one by one "
         "through the service (each its own `JobCancelled`), at most 1,000 a call, with "
-        "`more: true` when more matched. Without cancel support (SPEC 10.2) a real run "
-        "is 501 `CANCEL_NOT_AVAILABLE`."
+        "`more: true` when more matched; a job that finished meanwhile is `skipped`."
     ),
     "GET /api/music-clips/events": (
         "Server-Sent Events of every change to a job the caller may see, for live "

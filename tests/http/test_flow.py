@@ -171,10 +171,12 @@ async def test_timed_out_job_shows_the_timeout_text_in_both_languages(api: Api) 
     assert body["error"] == (
         "Превышено время ожидания генерации (10 минут). "
         "Проверьте статус в Suno или попробуйте снова."
+        " Suno не сообщал о прогрессе 10 минут."
     )
     response = await api.get(job_id, params={"lang": "en"})
     assert (await response.json())["error"] == (
         "Generation timed out (10 minutes). Check the task in Suno or try again."
+        " Suno reported no progress for 10 minutes."
     )
 
 

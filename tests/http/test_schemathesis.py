@@ -123,11 +123,4 @@ def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, base_url:
     response = case.call(
         base_url=base_url, headers={"Authorization": f"Bearer {ALICE_TOKEN}"}, timeout=10
     )
-    checks = CHECKS
-    if case.operation.path == "/api/music-clips/jobs/cancel" and response.status_code == 501:
-        # A real bulk cancel is 501 CANCEL_NOT_AVAILABLE by design until the service can
-        # cancel (SPEC 10.2): documented, so every other check still applies. Drop this
-        # branch once JobService.cancel exists.
-        assert response.json()["error"] == "CANCEL_NOT_AVAILABLE"
-        checks = [c for c in CHECKS if c is not st_checks.not_a_server_error]
-    case.validate_response(response, checks=checks)
+    case.validate_response(response, checks=CHECKS)

@@ -137,7 +137,7 @@ async def test_stuck_job_times_out_exactly_once(store: InMemoryEventStore) -> No
         timed_out = await wait_for_stage(store, job.job_id, Stage.TIMEOUT)
         await asyncio.sleep(0.2)  # the sweeper keeps running: nothing more may happen
     # The seed's text (N is the job's timeout in minutes, formatted by clipjobs.i18n).
-    assert timed_out.error_text("ru") == timeout_message(1, "ru")
+    assert timed_out.error_text("ru") == timeout_message(1, "ru", idle=True)
     assert (timed_out.error_text("ru") or "").startswith("Превышено время ожидания генерации (")
     assert timed_out.error_code == "JOB_TIMEOUT"
     assert timed_out.task_id is not None

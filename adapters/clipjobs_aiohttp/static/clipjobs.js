@@ -24,7 +24,10 @@
       noToken: "Нужен токен доступа: откройте ссылку, которую напечатал clipjobs serve, или введите токен на стартовой странице.",
       unauthorized: "Токен не подошёл: откройте ссылку с токеном ещё раз.",
       starting: "Запускаем…", failedStart: "Не удалось запустить", notFound: "Задача не найдена",
-      historyFailed: "Не удалось загрузить историю", errorLabel: "Ошибка"
+      historyFailed: "Не удалось загрузить историю", errorLabel: "Ошибка",
+      cancel: "Отменить", retry: "Повторить", rerender: "Пересобрать клип",
+      confirmCancel: "Отменить задачу? Suno больше не будет опрашиваться, клип не будет собран.",
+      actionFailed: "Не удалось"
     },
     en: {
       title: "Music Clips", channel: "Channel", token: "Access token", run: "Run Music Clips",
@@ -39,7 +42,10 @@
       noToken: "An access token is needed: open the link clipjobs serve printed, or enter the token on the start page.",
       unauthorized: "The token was refused: open the link with the token again.",
       starting: "Starting…", failedStart: "Could not start", notFound: "Job not found",
-      historyFailed: "Could not load the history", errorLabel: "Error"
+      historyFailed: "Could not load the history", errorLabel: "Error",
+      cancel: "Cancel", retry: "Retry", rerender: "Re-render the clip",
+      confirmCancel: "Cancel this job? Suno will not be asked again and no clip will be made.",
+      actionFailed: "Could not"
     }
   };
   var POLL_MS = 3000;
@@ -181,7 +187,10 @@
       $("copy-task-id").disabled = !body.sunoTaskId;
       var card = $("job");
       card.classList.toggle("done-ok", body.done && (number === 50 || number === 70));
-      card.classList.toggle("done-bad", body.done && (number === 90 || number === 99));
+      card.classList.toggle("done-bad", body.done && (number === 90 || number === 98 || number === 99));
+      show($("cancel"), !body.done);
+      show($("retry"), body.retryable === true);
+      show($("rerender"), body.canRerender === true);
       var error = body.error ? body.error + (body.errorCode ? " [" + body.errorCode + "]" : "") : "";
       showError(error);
       $("details-error").textContent = error ? t("errorLabel") + ": " + error : "";
@@ -357,6 +366,35 @@
           show($("details-error"), true);
         });
     }
+
+    function act(action, payload) {
+      // POST cancel or retry; a retry's answer names the new job, which the page then follows.
+      ["cancel", "retry", "rerender"].forEach(function (id) { $(id).disabled = true; });
+      return fetch(api("jobs/" + encodeURIComponent(jobId) + "/" + action), {
+        method: "POST", headers: headers({ "Content-Type": "application/json" }),
+        body: JSON.stringify(payload || {})
+      }).then(function (res) {
+        return res.json().then(function (body) { return { status: res.status, body: body }; },
+                               function () { return { status: res.status, body: {} }; });
+      }).then(function (r) {
+        if (action === "retry" && r.status === 202 && r.body.jobId) {
+          location.href = root + "music-clips/jobs/" + encodeURIComponent(r.body.jobId);
+          return;
+        }
+        if (r.status === 200) render(r.body);
+        else showError(t("actionFailed") + ": " + (r.body.message || r.body.error || ("HTTP " + r.status)));
+      }).catch(function (err) {
+        showError(t("actionFailed") + ": " + err.message);
+      }).then(function () {
+        ["cancel", "retry", "rerender"].forEach(function (id) { $(id).disabled = false; });
+      });
+    }
+
+    $("cancel").addEventListener("click", function () {
+      if (window.confirm(t("confirmCancel"))) act("cancel");
+    });
+    $("retry").addEventListener("click", function () { act("retry", { from: "start" }); });
+    $("rerender").addEventListener("click", function () { act("retry", { from: "clip" }); });
 
     $("details-toggle").addEventListener("click", function () {
       state.detailsOpen = !state.detailsOpen;

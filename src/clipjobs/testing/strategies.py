@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from .._decide import decide
 from .._fold import fold
 from ..commands import (
+    CancelJob,
     Command,
     FailJob,
     FailMediaCopy,
@@ -26,6 +27,7 @@ from ..commands import (
     MarkRequestUncertain,
     RecordClipStep,
     RecordObservation,
+    RecordRetry,
     RecordTaskCreated,
     ScheduleRetry,
     StartClip,
@@ -40,8 +42,10 @@ from ..events import (
     Event,
     GenerationParams,
     JobAccepted,
+    JobCancelled,
     JobFailed,
     JobPolicy,
+    JobRetried,
     JobTimedOut,
     LateObservation,
     MediaCopyFailed,
@@ -56,6 +60,7 @@ from ..events import (
     SunoRequestUncertain,
     SunoSucceeded,
     SunoTaskCreated,
+    TimeoutLimit,
     Track,
 )
 from ..state import JobState
@@ -118,6 +123,7 @@ def policies() -> st.SearchStrategy[JobPolicy]:
     return st.builds(
         JobPolicy,
         timeout_s=st.integers(60, 3600),
+        max_s=st.integers(60, 7200),
         poll_after_s=st.floats(1, 120),
         poll_interval_s=st.floats(1, 120),
         clip_render=st.booleans(),
@@ -154,6 +160,7 @@ def events() -> st.SearchStrategy[Event]:
             fingerprint=_ident,
             policy=policies(),
             exclusive=st.booleans(),
+            retry_of=st.none() | job_ids(),
         ),
         st.builds(SunoRequestSent, attempt=st.integers(1, 9), at=ts),
         st.builds(
@@ -174,7 +181,16 @@ def events() -> st.SearchStrategy[Event]:
         ),
         st.builds(SunoSucceeded, source=st.sampled_from(Source), tracks=track_tuples, at=ts),
         st.builds(JobFailed, error_code=_ident, message=_text, at=ts),
-        st.builds(JobTimedOut, timeout_s=st.integers(1, 10_000), at=ts),
+        st.builds(
+            JobTimedOut,
+            timeout_s=st.integers(1, 10_000),
+            at=ts,
+            limit=st.none() | st.sampled_from(TimeoutLimit),
+        ),
+        st.builds(JobCancelled, by=_ident, reason=st.none() | _text, at=ts),
+        st.builds(
+            JobRetried, retry_job_id=job_ids(), mode=st.sampled_from(["start", "clip"]), at=ts
+        ),
         st.builds(
             LateObservation,
             reason=st.sampled_from(["after_terminal", "duplicate", "stale", "task_mismatch"]),
@@ -245,6 +261,16 @@ def _media(draw: Any, track_id: str) -> _Make:
     return lambda at: FailMediaCopy(track_id, kind, "CLIP_HOST_NOT_ALLOWED", "refused", at)
 
 
+def _cancel(draw: Any) -> _Make:
+    by, reason = draw(_ident), draw(st.none() | _text)
+    return lambda at: CancelJob(by, reason, at)
+
+
+def _retried(draw: Any) -> _Make:
+    child, mode = draw(job_ids()), draw(st.sampled_from(["start", "clip"]))
+    return lambda at: RecordRetry(child, mode, at)
+
+
 def _random_command(draw: Any, task_ids: list[str]) -> _Make:
     """Any command, with any arguments: the odd cases a plausible story never has."""
     kind = draw(
@@ -263,6 +289,8 @@ def _random_command(draw: Any, task_ids: list[str]) -> _Make:
                 "clip_step",
                 "clip_done",
                 "media",
+                "cancel",
+                "retried",
             ]
         )
     )
@@ -290,6 +318,10 @@ def _random_command(draw: Any, task_ids: list[str]) -> _Make:
         return StartClip
     if kind == "clip_step":
         return _clip_step(draw(st.sampled_from(ClipStep)))
+    if kind == "cancel":
+        return _cancel(draw)
+    if kind == "retried":
+        return _retried(draw)
     captions = draw(st.sampled_from([None, "/media/clip.srt"]))
     note = draw(st.none() | _text)
     return lambda at: FinishClip("/media/clip.mp4", at, captions, note)
@@ -393,6 +425,10 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
     task, other_task = task_ids
     # Post-processing more often than not: it is where most of the graph's edges are.
     policy = evolve(draw(policies()), clip_render=_chance(draw, 80))
+    # A retry of a finished job; a re-render (retry from the clip) reuses its tracks.
+    retry_of = draw(job_ids()) if _chance(draw, 15) else None
+    rerender = retry_of is not None and policy.clip_render and _chance(draw, 50)
+    reused = _finished_tracks(task, draw(st.lists(tracks(), max_size=2).map(tuple)))
     job = StartJob(
         job_id=draw(job_ids()),
         channel_id=draw(_ident),
@@ -402,13 +438,17 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
         at=at,
         idempotency_key=draw(st.none() | _ident),
         policy=policy,
+        retry_of=retry_of,
+        reused_tracks=reused if rerender else (),
     )
 
     # The generate call. ``marks``: where each phase of the job's life begins in ``items``.
     items: list[tuple[str, _Make]] = []
     marks = {"accepted": 0}
     send = draw(st.sampled_from(["ok"] * 4 + ["retry"] * 2 + ["crash"] * 3 + ["early"]))
-    if send != "early":
+    if rerender:
+        send = "none"  # Suno's part is the parent's: nothing is sent
+    if send not in ("early", "none"):
         items.append(("send", MarkRequestSent))
     for _ in range(draw(st.integers(1, 2)) if send == "retry" else 0):
         error, delay = draw(_text), timedelta(seconds=draw(st.integers(1, 60)))
@@ -422,9 +462,9 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
     # What Suno says: the generate answer (lost in a crash), then its reports.
     suno: list[tuple[str, _Make]] = []
     answer: tuple[str, _Make] = ("suno", lambda at: RecordTaskCreated(task, at))
-    if send != "crash":
+    if send not in ("crash", "none"):
         suno.append(answer)
-    reports = draw(task_reports(task))
+    reports = [] if rerender else draw(task_reports(task))
     made = [t.id for obs in reports if obs.status is ProviderStatus.SUCCESS for t in obs.tracks]
     for obs in reports:
         polled = send != "crash" and _chance(draw, 30)
@@ -475,6 +515,9 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
     if _chance(draw, 25):
         phase = draw(st.sampled_from(["accepted", "sent", "task", "generating"]))
         steps_in.append((marks[phase], ("deadline", TimeOut)))
+    if _chance(draw, 20):  # someone cancels the job, in any phase (STAGE_30 is brief: more often)
+        phase = draw(st.sampled_from([*sorted(marks), "task", "task", "task"]))
+        steps_in.append((marks[phase], ("cancel", _cancel(draw))))
     if _chance(draw, 20):  # a callback about another task (one of ours, or a forged one)
         obs = draw(observations(st.just(other_task)))
         phase = draw(st.sampled_from(sorted(marks)))
@@ -493,20 +536,27 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
         _insert(draw, items, ("other", TimeOut), 0)  # before its deadline: nothing happens
     for _ in range(draw(st.integers(1, 3)) if _chance(draw, 30) else 0):
         _insert(draw, items, ("other", _random_command(draw, task_ids)), 0)
+    if _chance(draw, 15):  # the job is retried (only a finished one records it)
+        items.append(("other", _retried(draw)))
     if items and _chance(draw, 10):  # cut short: the job is still running
         del items[_index(draw, 0, len(items) - 1) :]
     del items[max_size:]
 
-    # Time: forward a little, sometimes backwards, past the deadline when a timeout is placed.
-    deadline = at + timedelta(seconds=policy.timeout_s)
+    # Time: forward a little, sometimes backwards, past a limit when a timeout is placed
+    # (without progress for timeout_s, or past the job's age limit).
+    age_limit = at + timedelta(seconds=max(policy.max_s, policy.timeout_s))
+    latest = at
     out: list[Command] = [job]
     for kind, make in items:
         if kind == "deadline":
-            at = max(at, deadline) + timedelta(seconds=draw(st.integers(0, 60)))
+            idle = latest + timedelta(seconds=policy.timeout_s)
+            past = min(idle, age_limit) if _chance(draw, 50) else idle
+            at = max(latest, past) + timedelta(seconds=draw(st.integers(0, 60)))
         elif _chance(draw, 15):
             at -= timedelta(seconds=draw(st.integers(1, 120)))
         else:
             at += timedelta(seconds=draw(st.integers(0, 30)))
+        latest = max(latest, at)
         out.append(make(at))
     return out
 

@@ -123,7 +123,7 @@ class _Job:
         self.idempotency_key, self.fingerprint = e.idempotency_key, e.fingerprint
         self.exclusive = e.exclusive
         self.version = 1
-        self.created_at = self.updated_at = self.stage_since = e.at
+        self.created_at = self.updated_at = self.stage_since = self.progress_at = e.at
         self.task_id: str | None = None
         self.provider_status: ProviderStatus | None = None
         self.tracks: tuple[Track, ...] = ()
@@ -195,6 +195,7 @@ class _Job:
             retry_at=self.retry_at,
             clip_step=self.clip_step_,
             clip_url=self.clip_url,
+            progress_at=self.progress_at,
         )
 
 
@@ -214,7 +215,10 @@ def machine_per_job(events: list[Any]) -> JobState:
         at = event.at
         if job.state != before:
             job.stage_since = at
+        news = job.provider_status, job.tracks
         job.apply(event)
+        if job.state != before or news != (job.provider_status, job.tracks):
+            job.progress_at = max(job.progress_at, at)  # what the timeout counts from
         job.version += 1
         if at > job.updated_at:
             job.updated_at = at
@@ -244,7 +248,10 @@ def shared_machine(events: list[Any]) -> JobState:
             at = event.at
             if job.state != before:
                 job.stage_since = at
+            news = job.provider_status, job.tracks
             job.apply(event)
+            if job.state != before or news != (job.provider_status, job.tracks):
+                job.progress_at = max(job.progress_at, at)  # what the timeout counts from
             job.version += 1
             if at > job.updated_at:
                 job.updated_at = at

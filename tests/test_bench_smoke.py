@@ -52,7 +52,7 @@ def test_quick_run_records_the_machine_and_every_bench(
     for name, bench in record["benches"].items():
         assert bench["exit_code"] == 0, (name, bench["errors"])
         assert f"## {name}" in md
-    assert "goal >= 100x" in record["benches"]["fold"]["output"]
+    assert "the former >= 100x goal is retired" in record["benches"]["fold"]["output"]
     assert "shared Machine" in record["benches"]["fold"]["output"]
     assert "appends/s" in record["benches"]["sqlite"]["output"]
     sqlite = record["benches"]["sqlite"]["figures"]

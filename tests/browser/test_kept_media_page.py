@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ async def test_the_status_page_plays_the_kept_copy_of_the_song(
         tokens={TOKEN: "alice"},
         media_dir=tmp_path / "media",
     )
-    logging.getLogger("clipjobs").setLevel(logging.WARNING)
     async with running_server(settings) as server:
         assert server.fake_suno is not None
         server.fake_suno.configure(text_after_s=0.1, first_after_s=0.2, complete_after_s=0.3)

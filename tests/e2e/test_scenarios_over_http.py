@@ -206,7 +206,7 @@ async def test_stuck_job_goes_stale_then_times_out_once_and_a_late_success_chang
     assert stale["version"] == created["version"]
     assert stale["heartbeat"]["secondsSinceUpdate"] >= 1
     assert timed_out["errorCode"] == "JOB_TIMEOUT"
-    assert timed_out["error"] == timeout_message(3, "ru")
+    assert timed_out["error"] == timeout_message(3, "ru", idle=True)
     assert timed_out["error"].startswith("Превышено время ожидания генерации (")
     assert timed_out["heartbeat"]["isStale"] is False and timed_out["done"] is True
     assert event_types(before_late).count("JobTimedOut") == 1
@@ -235,7 +235,10 @@ async def test_stuck_job_polled_keeps_a_fresh_heartbeat_and_times_out_once(
     """
     clock = FakeClock()
     # Polls 8-12 s apart (10 s, jitter 20 %): two before the 30 s deadline, the third not due.
-    polled = JobPolicy(timeout_s=30, poll_after_s=10, poll_interval_s=10)
+    # The age limit (max_s) is the deadline here: polls of an unchanged PENDING are no
+    # progress, but the first one moved the job to STAGE_40, which would push an idle
+    # timeout past the third poll.
+    polled = JobPolicy(timeout_s=30, poll_after_s=10, poll_interval_s=10, max_s=30)
     async with running_stack(
         tmp_path,
         backend=backend,
@@ -272,7 +275,7 @@ async def test_stuck_job_polled_keeps_a_fresh_heartbeat_and_times_out_once(
 
     assert [b["heartbeat"]["isStale"] for b in seen] == [False] * len(seen)
     assert [b["heartbeat"]["secondsSinceUpdate"] for b in seen[:-1]] == [0, 12, 0, 12, 0]
-    assert seen[-1]["error"] == timeout_message(30, "ru")
+    assert seen[-1]["error"] == timeout_message(30, "ru", age=True)
     assert types[3:] == ["SunoProgressObserved", "SunoProgressObserved", "JobTimedOut"]
     assert polls == Counter({200: 3})  # two for the stuck job, one for the other
 

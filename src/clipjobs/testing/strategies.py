@@ -516,7 +516,7 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
         phase = draw(st.sampled_from(["accepted", "sent", "task", "generating"]))
         steps_in.append((marks[phase], ("deadline", TimeOut)))
     if _chance(draw, 20):  # someone cancels the job, in any phase (STAGE_30 is brief: more often)
-        phase = draw(st.sampled_from([*sorted(marks), "task", "task", "task"]))
+        phase = draw(st.sampled_from([*sorted(marks), "sent", "sent", "task", "task", "task"]))
         steps_in.append((marks[phase], ("cancel", _cancel(draw))))
     if _chance(draw, 20):  # a callback about another task (one of ours, or a forged one)
         obs = draw(observations(st.just(other_task)))

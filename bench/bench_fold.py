@@ -209,6 +209,11 @@ def machine_per_job(events: list[Any]) -> JobState:
         initial=Stage.REQUEST_ACCEPTED.value,
         auto_transitions=False,
     )
+    return _play(job, events)
+
+
+def _play(job: _Job, events: list[Any]) -> JobState:
+    """Fire one trigger per event after the first and apply its changes, as the fold does."""
     for event in events[1:]:
         before = job.state
         getattr(job, TRIGGERS[type(event)])()
@@ -242,20 +247,7 @@ def shared_machine(events: list[Any]) -> JobState:
     job = _Job(events[0])
     SHARED.add_model(job)
     try:
-        for event in events[1:]:
-            before = job.state
-            getattr(job, TRIGGERS[type(event)])()
-            at = event.at
-            if job.state != before:
-                job.stage_since = at
-            news = job.provider_status, job.tracks
-            job.apply(event)
-            if job.state != before or news != (job.provider_status, job.tracks):
-                job.progress_at = max(job.progress_at, at)  # what the timeout counts from
-            job.version += 1
-            if at > job.updated_at:
-                job.updated_at = at
-        return job.to_state()
+        return _play(job, events)
     finally:
         SHARED.remove_model(job)
 

@@ -58,10 +58,10 @@ from clipjobs import (
     WorkerConfig,
     fold,
 )
-from clipjobs.budget import busiest
-from clipjobs.config import Settings
-from clipjobs.events import Event
-from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner
+from clipjobs.app.budget import busiest
+from clipjobs.app.config import Settings
+from clipjobs.app.webhook import WEBHOOK_SECRET_NAME, WebhookSigner
+from clipjobs.domain.events import Event
 from clipjobs_cli._compose import HttpLimits, bind, compose, url_of
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno import SunoApiClient

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _loadgen import cpu_seconds, percentile
 from _server import task_id
 
-from clipjobs.webhook import WebhookSigner
+from clipjobs.app.webhook import WebhookSigner
 from clipjobs_suno._fake_state import FakeTask, callback_payload
 
 

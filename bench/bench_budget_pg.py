@@ -45,7 +45,7 @@ from _budget_fleet import SUNO_LIMIT, FleetRun, run_fleet  # noqa: E402 -- after
 from _common import machine, table  # noqa: E402
 
 from clipjobs import Priority, SunoBudget, SystemClock  # noqa: E402
-from clipjobs.ports import CallBudget, Slot  # noqa: E402
+from clipjobs.app.ports import CallBudget, Slot  # noqa: E402
 from clipjobs_postgres import PostgresCallBudget  # noqa: E402
 
 

@@ -39,8 +39,8 @@ sys.path.insert(0, str(HERE))
 from _common import machine, table  # noqa: E402 -- after the path insert
 
 from clipjobs import InMemoryEventStore, fair_order  # noqa: E402
-from clipjobs.ports import Due  # noqa: E402
-from clipjobs.stages import Work  # noqa: E402
+from clipjobs.app.ports import Due  # noqa: E402
+from clipjobs.domain.stages import Work  # noqa: E402
 from clipjobs.testing import new_job  # noqa: E402
 
 #: The default budget: 20 calls per 10 s, paced.

@@ -50,7 +50,7 @@ from clipjobs import (
     TokenAuthenticator,
     WebhookSigner,
 )
-from clipjobs.commands import FailJob
+from clipjobs.domain.commands import FailJob
 from clipjobs.testing import ScriptedSuno, new_job, step
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_aiohttp._fleet import encode_cursor

@@ -56,9 +56,9 @@ from clipjobs import (
     Track,
     fold,
 )
-from clipjobs._machine import _TRANSITIONS
-from clipjobs.stages import Stage
-from clipjobs.state import SendState
+from clipjobs.domain._machine import _TRANSITIONS
+from clipjobs.domain.stages import Stage
+from clipjobs.domain.state import SendState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

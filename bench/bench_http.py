@@ -41,7 +41,7 @@ from _common import machine, table
 from _loadgen import get_json, load, percentile, start
 from _server import TOKEN, WEBHOOK_SECRET, task_id
 
-from clipjobs.webhook import WebhookSigner
+from clipjobs.app.webhook import WebhookSigner
 from clipjobs_suno._fake_state import FakeTask, callback_payload
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -35,7 +35,7 @@ from _common import machine, table
 from bench_sqlite import APPENDS_PER_JOB, JOBS, chain
 
 from clipjobs import Commit
-from clipjobs.ports import EventStore
+from clipjobs.app.ports import EventStore
 from clipjobs_postgres import PostgresEventStore
 from clipjobs_sqlite import SQLiteEventStore
 

@@ -33,8 +33,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, table
 
-from clipjobs.commands import FailJob
-from clipjobs.config import Settings
+from clipjobs.app.config import Settings
+from clipjobs.domain.commands import FailJob
 from clipjobs.testing import new_job, step
 from clipjobs_cli import running_server
 from clipjobs_sqlite import SQLiteEventStore

@@ -46,8 +46,8 @@ from clipjobs import (
     SunoTaskCreated,
     fold,
 )
-from clipjobs.codec import encode_event
-from clipjobs.events import Event
+from clipjobs.domain.codec import encode_event
+from clipjobs.domain.events import Event
 from clipjobs_sqlite import SQLiteEventStore, Synchronous
 
 JOBS = 100

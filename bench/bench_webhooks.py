@@ -43,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, table
 
 from clipjobs import decide, fold
-from clipjobs.commands import MarkRequestSent, RecordObservation, RecordTaskCreated, StartJob
-from clipjobs.config import Settings
-from clipjobs.events import GenerationParams, Observation, ProviderStatus, Source, Track
-from clipjobs.ids import new_job_id, new_request_id
-from clipjobs.ports import Commit, EventStore
-from clipjobs.state import JobState
+from clipjobs.app.config import Settings
+from clipjobs.app.ids import new_job_id, new_request_id
+from clipjobs.app.ports import Commit, EventStore
+from clipjobs.domain.commands import MarkRequestSent, RecordObservation, RecordTaskCreated, StartJob
+from clipjobs.domain.events import GenerationParams, Observation, ProviderStatus, Source, Track
+from clipjobs.domain.state import JobState
 from clipjobs_cli._serve import running_server
 
 TOKEN = "bench-webhooks-token-1"

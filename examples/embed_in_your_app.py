@@ -22,8 +22,8 @@ from clipjobs import (
     TokenAuthenticator,
     WebhookSigner,
 )
+from clipjobs.app.webhook import new_secret
 from clipjobs.testing import ScriptedSuno
-from clipjobs.webhook import new_secret
 from clipjobs_aiohttp import ApiConfig, RedactedAccessLogger, create_app
 
 TOKEN = "example-token-123"  # noqa: S105  (a demo token for a loopback server)

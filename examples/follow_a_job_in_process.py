@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from clipjobs import JobRequest
-from clipjobs.config import Settings
+from clipjobs.app.config import Settings
 from clipjobs_cli import running_server
 
 

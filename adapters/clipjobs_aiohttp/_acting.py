@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from clipjobs.codec import format_ts
-from clipjobs.i18n import accepted_message
-from clipjobs.service import ErrorCode
+from clipjobs.app.service import ErrorCode
+from clipjobs.domain.codec import format_ts
+from clipjobs.domain.i18n import accepted_message
 
 from ._errors import ApiError
 from ._handlers import JOB_ROUTE, _body, _job_id, _json, _lang, _user, request_id

@@ -15,12 +15,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
-from clipjobs.ids import new_request_id
-from clipjobs.logs import RedactingFilter, current_request_id, pipeline_log
-from clipjobs.metrics import Metrics
-from clipjobs.ports import Authenticator
-from clipjobs.service import JobService
-from clipjobs.webhook import WEBHOOK_PATH
+from clipjobs.app.ids import new_request_id
+from clipjobs.app.logs import RedactingFilter, current_request_id, pipeline_log
+from clipjobs.app.metrics import Metrics
+from clipjobs.app.ports import Authenticator
+from clipjobs.app.service import JobService
+from clipjobs.app.webhook import WEBHOOK_PATH
 
 from . import _acting as acting
 from . import _handlers as h

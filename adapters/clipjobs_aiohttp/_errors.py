@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from clipjobs.errors import (
+from clipjobs.domain.errors import (
     ConcurrencyError,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,

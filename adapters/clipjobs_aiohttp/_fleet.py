@@ -2,7 +2,7 @@
 and cancelling many at once.
 
 Admins (``Identity.admin``) see every job; anyone else sees their own, whatever
-they ask: the filter is pinned to them by :func:`clipjobs.fleet.visible_to`.
+they ask: the filter is pinned to them by :func:`clipjobs.domain.fleet.visible_to`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from clipjobs.errors import ClipjobsError, JobAlreadyFinished, JobNotFound
-from clipjobs.fleet import BULK_LIMIT, MAX_PAGE, JobFilter, PageKey, matches, visible_to
-from clipjobs.i18n import Lang
-from clipjobs.ports import Identity
-from clipjobs.service import JobService
-from clipjobs.stages import Stage
-from clipjobs.state import JobState
+from clipjobs.app.ports import Identity
+from clipjobs.app.service import JobService
+from clipjobs.domain.errors import ClipjobsError, JobAlreadyFinished, JobNotFound
+from clipjobs.domain.fleet import BULK_LIMIT, MAX_PAGE, JobFilter, PageKey, matches, visible_to
+from clipjobs.domain.i18n import Lang
+from clipjobs.domain.stages import Stage
+from clipjobs.domain.state import JobState
 
 from ._errors import ApiError
 from ._handlers import (

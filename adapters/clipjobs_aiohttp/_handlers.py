@@ -10,15 +10,15 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from clipjobs.codec import format_ts
-from clipjobs.errors import ClipjobsError, StoreError
-from clipjobs.i18n import Lang, accepted_message, pick_language
-from clipjobs.ids import JOB_ID_PATTERN, new_request_id
-from clipjobs.logs import current_request_id
-from clipjobs.metrics import histogram_text
-from clipjobs.ports import Identity
-from clipjobs.service import ErrorCode, JobRequest, Unauthorized
-from clipjobs.state import JobState
+from clipjobs.app.ids import JOB_ID_PATTERN, new_request_id
+from clipjobs.app.logs import current_request_id
+from clipjobs.app.metrics import histogram_text
+from clipjobs.app.ports import Identity
+from clipjobs.app.service import ErrorCode, JobRequest, Unauthorized
+from clipjobs.domain.codec import format_ts
+from clipjobs.domain.errors import ClipjobsError, StoreError
+from clipjobs.domain.i18n import Lang, accepted_message, pick_language
+from clipjobs.domain.state import JobState
 
 from ._errors import ApiError, translate
 from ._input import (

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from clipjobs.ports import ParamOverrides
+from clipjobs.app.ports import ParamOverrides
 
 from ._errors import ApiError
 

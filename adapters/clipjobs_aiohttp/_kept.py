@@ -24,8 +24,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from clipjobs.events import MediaStored
-from clipjobs.keeping import KEPT_SUFFIXES, kept_name
+from clipjobs.app.keeping import KEPT_SUFFIXES, kept_name
+from clipjobs.domain.events import MediaStored
 
 from ._media import _IMMUTABLE, MediaFile
 

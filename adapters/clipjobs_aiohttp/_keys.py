@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from clipjobs.metrics import Metrics
-from clipjobs.ports import Authenticator
-from clipjobs.service import JobService
+from clipjobs.app.metrics import Metrics
+from clipjobs.app.ports import Authenticator
+from clipjobs.app.service import JobService
 
 from ._config import ApiConfig
 

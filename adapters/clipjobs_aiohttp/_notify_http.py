@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from clipjobs.codec import format_ts
-from clipjobs.notify import EVENT_TYPES, NotifyStore, Subscription, TooManySubscriptions
+from clipjobs.app.notify import EVENT_TYPES, NotifyStore, Subscription, TooManySubscriptions
+from clipjobs.domain.codec import format_ts
 
 from ._errors import ApiError
 from ._handlers import _json, _user, request_id

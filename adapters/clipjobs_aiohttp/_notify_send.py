@@ -30,10 +30,8 @@ import aiohttp
 from attrs import frozen
 from standardwebhooks import Webhook
 
-from clipjobs.codec import format_ts
-from clipjobs.errors import StoreError
-from clipjobs.metrics import Metrics
-from clipjobs.notify import (
+from clipjobs.app.metrics import Metrics
+from clipjobs.app.notify import (
     Attempt,
     Delivery,
     DeliveryStatus,
@@ -41,7 +39,9 @@ from clipjobs.notify import (
     Subscription,
     backoff_s,
 )
-from clipjobs.ports import Clock, EventStore
+from clipjobs.app.ports import Clock, EventStore
+from clipjobs.domain.codec import format_ts
+from clipjobs.domain.errors import StoreError
 
 from ._notify_guard import (
     GuardedResolver,

@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 from attrs import frozen
 
-from clipjobs.codec import format_ts
-from clipjobs.notify import Attempt, NotifyStore
+from clipjobs.app.notify import Attempt, NotifyStore
+from clipjobs.domain.codec import format_ts
 
 from ._notify_guard import Resolve
 

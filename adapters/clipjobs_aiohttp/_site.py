@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from clipjobs.ids import new_request_id
-from clipjobs.metrics import Metrics
+from clipjobs.app.ids import new_request_id
+from clipjobs.app.metrics import Metrics
 
 __all__ = ["DEFAULT_HEAD_TIMEOUT_S", "DEFAULT_MAX_CONNECTIONS", "BoundedSockSite"]
 

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from clipjobs.codec import encode_event, format_ts
-from clipjobs.events import MediaKind, MediaStored
-from clipjobs.i18n import Lang, queue_text
-from clipjobs.ports import RecordedEvent
-from clipjobs.service import QueuePosition
-from clipjobs.state import JobState
+from clipjobs.app.ports import RecordedEvent
+from clipjobs.app.service import QueuePosition
+from clipjobs.domain.codec import encode_event, format_ts
+from clipjobs.domain.events import MediaKind, MediaStored
+from clipjobs.domain.i18n import Lang, queue_text
+from clipjobs.domain.state import JobState
 
 __all__ = ["event_view", "job_body", "job_view"]
 

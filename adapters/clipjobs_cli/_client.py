@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from clipjobs import evolve
-from clipjobs.codec import decode_event
-from clipjobs.errors import ClipjobsError
-from clipjobs.state import JobState
+from clipjobs.domain.codec import decode_event
+from clipjobs.domain.errors import ClipjobsError
+from clipjobs.domain.state import JobState
 
 from ._client_http import ApiAnswerError, ConnectionLost, JobsApi, sleep_backoff
 from ._client_render import (

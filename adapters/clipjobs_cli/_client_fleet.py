@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from clipjobs.stages import Stage
+from clipjobs.domain.stages import Stage
 
 from ._client import _command, _common, _json_line, _session
 from ._client_http import JobsApi

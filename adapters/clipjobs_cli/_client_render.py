@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
-from clipjobs.codec import parse_ts
+from clipjobs.domain.codec import parse_ts
 
 __all__ = [
     "JsonLines",

@@ -28,10 +28,9 @@ from aiohttp import web
 from attrs import frozen
 
 from clipjobs import ChannelDefaults, JobService, ServiceConfig, WorkerConfig, Workers
-from clipjobs.errors import ConfigError
-from clipjobs.keeping import MediaKeeper
-from clipjobs.metrics import Metrics
-from clipjobs.ports import (
+from clipjobs.app.keeping import MediaKeeper
+from clipjobs.app.metrics import Metrics
+from clipjobs.app.ports import (
     Authenticator,
     CallBudget,
     Clock,
@@ -40,7 +39,8 @@ from clipjobs.ports import (
     PostProcessor,
     SunoClient,
 )
-from clipjobs.webhook import WebhookSigner
+from clipjobs.app.webhook import WebhookSigner
+from clipjobs.domain.errors import ConfigError
 from clipjobs_aiohttp import ApiConfig, BoundedSockSite, add_media, create_app
 
 __all__ = ["MEDIA_PREFIX", "Composed", "HttpLimits", "bind", "compose", "url_of"]

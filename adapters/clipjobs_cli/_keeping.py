@@ -15,12 +15,12 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
-from clipjobs.config import Settings
-from clipjobs.errors import ConfigError
-from clipjobs.logs import pipeline_log
-from clipjobs.ports import Clock, EventStore
-from clipjobs.retention import Pruner, RetentionStore
-from clipjobs.webhook import new_secret
+from clipjobs.app.config import Settings
+from clipjobs.app.logs import pipeline_log
+from clipjobs.app.ports import Clock, EventStore
+from clipjobs.app.retention import Pruner, RetentionStore
+from clipjobs.app.webhook import new_secret
+from clipjobs.domain.errors import ConfigError
 from clipjobs_aiohttp import MediaUrlSigner, add_kept_media
 from clipjobs_ffmpeg import KEPT_DIR, FileMediaKeeper, KeptFiles
 

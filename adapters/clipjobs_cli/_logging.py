@@ -19,7 +19,7 @@ from typing import TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-from clipjobs.logs import RedactingFilter, current_request_id, one_line
+from clipjobs.app.logs import RedactingFilter, current_request_id, one_line
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_handler"]
 

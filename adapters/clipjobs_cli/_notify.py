@@ -7,10 +7,10 @@ from typing import cast
 
 from aiohttp import web
 
-from clipjobs.config import Settings
-from clipjobs.metrics import Metrics
-from clipjobs.notify import NotifyStore
-from clipjobs.ports import Clock, EventStore
+from clipjobs.app.config import Settings
+from clipjobs.app.metrics import Metrics
+from clipjobs.app.notify import NotifyStore
+from clipjobs.app.ports import Clock, EventStore
 from clipjobs_aiohttp import NotifyConfig, WebhookSender, add_subscriptions
 
 __all__ = ["add_webhook_routes", "start_webhooks"]

@@ -20,9 +20,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from clipjobs.config import Settings
-from clipjobs.errors import ClipjobsError, ConfigError
-from clipjobs.retention import RetentionStore, prune_once
+from clipjobs.app.config import Settings
+from clipjobs.app.retention import RetentionStore, prune_once
+from clipjobs.domain.errors import ClipjobsError, ConfigError
 from clipjobs_aiohttp._views import event_view, job_body
 from clipjobs_ffmpeg import KeptFiles
 

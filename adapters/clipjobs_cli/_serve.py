@@ -34,13 +34,13 @@ from clipjobs import (
     WorkerConfig,
     Workers,
 )
-from clipjobs.config import Settings
-from clipjobs.errors import ConfigError
-from clipjobs.events import GenerationParams
-from clipjobs.logs import RedactingFilter, pipeline_log
-from clipjobs.metrics import Metrics
-from clipjobs.ports import CallBudget, Clock, EventStore, PostProcessor, SunoClient
-from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
+from clipjobs.app.config import Settings
+from clipjobs.app.logs import RedactingFilter, pipeline_log
+from clipjobs.app.metrics import Metrics
+from clipjobs.app.ports import CallBudget, Clock, EventStore, PostProcessor, SunoClient
+from clipjobs.app.webhook import WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
+from clipjobs.domain.errors import ConfigError
+from clipjobs.domain.events import GenerationParams
 from clipjobs_aiohttp import ApiConfig
 from clipjobs_suno import SunoApiClient
 

@@ -14,8 +14,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from clipjobs.config import Settings
-from clipjobs.errors import ClipjobsError, ConfigError
+from clipjobs.app.config import Settings
+from clipjobs.domain.errors import ClipjobsError, ConfigError
 
 from . import _client, _client_acting, _retention_cmd
 from ._client_fleet import register_jobs

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from attrs import frozen
 
-from clipjobs.events import AlignedWord
+from clipjobs.domain.events import AlignedWord
 
 __all__ = [
     "LINE_COLUMNS",

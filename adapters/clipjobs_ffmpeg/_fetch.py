@@ -4,7 +4,7 @@ The URLs come from Suno's answers and callbacks, which anyone who learns a
 callback URL can forge, so nothing is fetched unless its scheme is http(s)
 and its host is one the operator allowed — and every redirect is checked the
 same way before it is followed. This module is the one place where aiohttp
-exceptions become :class:`~clipjobs.errors.PostProcessError`.
+exceptions become :class:`~clipjobs.domain.errors.PostProcessError`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from attrs import frozen
 
-from clipjobs.errors import ConfigError, PostProcessError
+from clipjobs.domain.errors import ConfigError, PostProcessError
 
 from ._codes import ClipErrorCode
 from ._fsio import off_loop

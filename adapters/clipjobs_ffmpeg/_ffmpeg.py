@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from clipjobs.errors import ConfigError, PostProcessError
+from clipjobs.domain.errors import ConfigError, PostProcessError
 
 from ._codes import ClipErrorCode
 

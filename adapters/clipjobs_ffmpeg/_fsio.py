@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
-from clipjobs.errors import PostProcessError
+from clipjobs.domain.errors import PostProcessError
 
 from ._codes import ClipErrorCode
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import aiohttp
 
-from clipjobs.events import MediaKind
-from clipjobs.keeping import KeptFile, kept_name
+from clipjobs.app.keeping import KeptFile, kept_name
+from clipjobs.domain.events import MediaKind
 
 from ._fetch import Fetcher, Kind, UrlPolicy
 from ._fsio import off_loop
@@ -62,7 +62,7 @@ def _publish(part: Path, final: Path) -> None:
 
 
 class FileMediaKeeper:
-    """Implements :class:`clipjobs.keeping.MediaKeeper` on a directory."""
+    """Implements :class:`clipjobs.app.keeping.MediaKeeper` on a directory."""
 
     def __init__(
         self,
@@ -139,14 +139,14 @@ class FileMediaKeeper:
 
 class KeptFiles:
     """The kept files of a media directory, removed by hash (the pruner's
-    :class:`~clipjobs.retention.MediaSweeper`)."""
+    :class:`~clipjobs.app.retention.MediaSweeper`)."""
 
     def __init__(self, media_dir: Path) -> None:
         self.root = Path(media_dir) / KEPT_DIR
 
     async def remove(self, sha256s: Sequence[str], older_than: datetime) -> tuple[int, int]:
         """Delete the kept files of these hashes written before ``older_than`` (the pruner's
-        :class:`~clipjobs.retention.MediaSweeper`); ``(files, bytes)``."""
+        :class:`~clipjobs.app.retention.MediaSweeper`); ``(files, bytes)``."""
         cutoff = older_than.timestamp()
 
         def run() -> tuple[int, int]:

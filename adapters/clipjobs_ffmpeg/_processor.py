@@ -32,11 +32,11 @@ from urllib.parse import urlsplit
 import aiohttp
 from attrs import frozen
 
-from clipjobs.errors import ConfigError, PostProcessError, SunoError
-from clipjobs.events import AlignedWord, ClipStep, MediaKind, TimestampedLyrics, Track
-from clipjobs.keeping import kept_name
-from clipjobs.ports import RenderedClip, StepReporter, SunoClient
-from clipjobs.state import JobState
+from clipjobs.app.keeping import kept_name
+from clipjobs.app.ports import RenderedClip, StepReporter, SunoClient
+from clipjobs.domain.errors import ConfigError, PostProcessError, SunoError
+from clipjobs.domain.events import AlignedWord, ClipStep, MediaKind, TimestampedLyrics, Track
+from clipjobs.domain.state import JobState
 
 from ._captions import MAX_WORDS, Measure, caption_lines, karaoke_ass, srt, title_ass
 from ._codes import CaptionsNote, ClipErrorCode

@@ -42,10 +42,10 @@ from typing import Any, Self
 import asyncpg
 from attrs import frozen
 
-from clipjobs.errors import ClipjobsError, StoreUnavailable, SunoTransient
-from clipjobs.logs import pipeline_log
-from clipjobs.metrics import Metrics
-from clipjobs.ports import BudgetStatus, Clock, Priority, Slot
+from clipjobs.app.logs import pipeline_log
+from clipjobs.app.metrics import Metrics
+from clipjobs.app.ports import BudgetStatus, Clock, Priority, Slot
+from clipjobs.domain.errors import ClipjobsError, StoreUnavailable, SunoTransient
 
 from ._errors import edge
 from ._schema import check_schema_name, migrate, render

@@ -1,4 +1,4 @@
-"""The adapter's edge: every asyncpg/OS failure becomes a ``clipjobs.errors`` error here.
+"""The adapter's edge: every asyncpg/OS failure becomes a ``clipjobs.domain.errors`` error here.
 
 Nothing else in ``clipjobs_postgres`` catches driver exceptions, except the
 change listener, which retries on :data:`DRIVER_ERRORS` instead of raising.
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import asyncpg
 
-from clipjobs.errors import (
+from clipjobs.domain.errors import (
     ClipjobsError,
     ConcurrencyError,
     ConfigError,

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from clipjobs.changes import ChangeNotifier
+from clipjobs.app.changes import ChangeNotifier
 
 from ._errors import DRIVER_ERRORS
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL store's subscriptions and outbox (``clipjobs.notify.NotifyStore``), as a mixin.
+"""The PostgreSQL store's subscriptions and outbox (``NotifyStore``), as a mixin.
 
 ``enqueue`` runs inside the append's transaction, so a commit's deliveries
 land with it or not at all. A claim locks due rows ``FOR UPDATE SKIP LOCKED``
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from clipjobs.notify import (
+from clipjobs.app.notify import (
     Attempt,
     Delivery,
     DeliveryStatus,
@@ -24,7 +24,7 @@ from clipjobs.notify import (
     TooManySubscriptions,
     notifications,
 )
-from clipjobs.ports import Commit
+from clipjobs.app.ports import Commit
 
 from ._schema import render
 

@@ -1,4 +1,4 @@
-"""Pruning and paging for :class:`clipjobs.retention.RetentionStore` on PostgreSQL.
+"""Pruning and paging for :class:`clipjobs.app.retention.RetentionStore` on PostgreSQL.
 
 A batch is one transaction that locks its jobs' rows (``FOR UPDATE``), checks
 again that each is finished and waits for nothing, and deletes its events,
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from clipjobs.codec import decode_state
-from clipjobs.state import JobState
+from clipjobs.domain.codec import decode_state
+from clipjobs.domain.state import JobState
 
 from ._schema import render
 

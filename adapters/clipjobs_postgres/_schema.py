@@ -15,7 +15,7 @@ import asyncpg
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-from clipjobs.errors import ConfigError, StoreCorrupt
+from clipjobs.domain.errors import ConfigError, StoreCorrupt
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "check_schema_name", "migrate", "render"]
 

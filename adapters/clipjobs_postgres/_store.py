@@ -25,19 +25,19 @@ from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 
-from clipjobs.changes import ChangeFeed, ChangeNotifier
-from clipjobs.codec import decode_event, decode_state, encode_event, encode_state
-from clipjobs.errors import (
+from clipjobs.app.changes import ChangeFeed, ChangeNotifier
+from clipjobs.app.ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
+from clipjobs.domain.codec import decode_event, decode_state, encode_event, encode_state
+from clipjobs.domain.errors import (
     ChannelBusy,
     ConcurrencyError,
     IdempotencyConflict,
     InvalidRequest,
     StoreUnavailable,
 )
-from clipjobs.fleet import JobFilter, PageKey
-from clipjobs.ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
-from clipjobs.stages import Stage, Work
-from clipjobs.state import JobState
+from clipjobs.domain.fleet import JobFilter, PageKey
+from clipjobs.domain.stages import Stage, Work
+from clipjobs.domain.state import JobState
 
 from ._errors import edge
 from ._fleet import count_sql, find_sql

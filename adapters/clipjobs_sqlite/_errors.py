@@ -1,4 +1,4 @@
-"""The adapter's edge: every sqlite3/OS failure becomes a ``clipjobs.errors`` error here.
+"""The adapter's edge: every sqlite3/OS failure becomes a ``clipjobs.domain.errors`` error here.
 
 Nothing else in ``clipjobs_sqlite`` decides what a driver exception means:
 the store wraps each public method in :func:`edge`, and the writer hands the
@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clipjobs.errors import (
+from clipjobs.domain.errors import (
     ClipjobsError,
     ConcurrencyError,
     InvalidRequest,

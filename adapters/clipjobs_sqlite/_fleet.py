@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clipjobs.fleet import JobFilter, PageKey
+from clipjobs.domain.fleet import JobFilter, PageKey
 
 from ._schema import ts
 

@@ -1,4 +1,4 @@
-"""The SQLite store's subscriptions and outbox (``clipjobs.notify.NotifyStore``), as a mixin.
+"""The SQLite store's subscriptions and outbox (``clipjobs.app.notify.NotifyStore``), as a mixin.
 
 Writes go through the store's one writer (so a claim is atomic: nothing else
 writes between its select and its update); reads through its reader.
@@ -13,8 +13,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from clipjobs.codec import parse_ts
-from clipjobs.notify import (
+from clipjobs.app.notify import (
     Attempt,
     Delivery,
     DeliveryStatus,
@@ -22,7 +21,8 @@ from clipjobs.notify import (
     TooManySubscriptions,
     notifications,
 )
-from clipjobs.ports import Commit
+from clipjobs.app.ports import Commit
+from clipjobs.domain.codec import parse_ts
 
 from ._errors import edge
 from ._schema import ts

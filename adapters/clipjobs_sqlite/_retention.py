@@ -1,4 +1,4 @@
-"""Pruning and paging for :class:`clipjobs.retention.RetentionStore` on SQLite.
+"""Pruning and paging for :class:`clipjobs.app.retention.RetentionStore` on SQLite.
 
 Each batch is deleted in one write transaction of the store's single writer,
 so appends wait for at most a batch. Deleted pages go to SQLite's free list
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from clipjobs.codec import decode_state
-from clipjobs.state import JobState
+from clipjobs.domain.codec import decode_state
+from clipjobs.domain.state import JobState
 
 from ._errors import edge
 from ._schema import ts

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from clipjobs.errors import StoreCorrupt
+from clipjobs.domain.errors import StoreCorrupt
 
 __all__ = ["LATEST", "MIGRATIONS", "migrate", "ts"]
 

@@ -17,7 +17,7 @@ How it keeps its promises:
   new code paired: about 5,800 to 8,300 requests/s). It never waits for a lock (``timeout=0``):
   any failure there falls back to the threaded read, which waits and reports
   errors as every other read does;
-- waiters are woken by :class:`~clipjobs.changes.ChangeNotifier` after the
+- waiters are woken by :class:`~clipjobs.app.changes.ChangeNotifier` after the
   COMMIT. Only this process's commits wake them: SQLite has no cross-process
   notification (see ``docs/storage.md``).
 """
@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
-from clipjobs.changes import ChangeFeed, ChangeNotifier
-from clipjobs.codec import decode_event, decode_state, encode_event, encode_state, parse_ts
-from clipjobs.errors import (
+from clipjobs.app.changes import ChangeFeed, ChangeNotifier
+from clipjobs.app.ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
+from clipjobs.domain.codec import decode_event, decode_state, encode_event, encode_state, parse_ts
+from clipjobs.domain.errors import (
     ChannelBusy,
     ConcurrencyError,
     ConfigError,
@@ -41,10 +42,9 @@ from clipjobs.errors import (
     InvalidRequest,
     StoreUnavailable,
 )
-from clipjobs.fleet import JobFilter, PageKey
-from clipjobs.ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
-from clipjobs.stages import Stage, Work
-from clipjobs.state import JobState
+from clipjobs.domain.fleet import JobFilter, PageKey
+from clipjobs.domain.stages import Stage, Work
+from clipjobs.domain.state import JobState
 
 from ._aio import Connection, connect, on_thread
 from ._errors import edge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from clipjobs.errors import ConfigError
+from clipjobs.domain.errors import ConfigError
 
 __all__ = ["MEMORY", "parse_sqlite_url"]
 
@@ -18,7 +18,7 @@ def parse_sqlite_url(url: str) -> str:
     ``sqlite:///clipjobs.db`` is relative to the working directory,
     ``sqlite:////var/lib/clipjobs.db`` is absolute (four slashes, as in
     SQLAlchemy), ``sqlite:///:memory:`` is an in-memory database. Anything
-    else raises :class:`~clipjobs.errors.ConfigError` with one clear line.
+    else raises :class:`~clipjobs.domain.errors.ConfigError` with one clear line.
     """
     parts = urlsplit(url)
     if parts.scheme.lower() != "sqlite":

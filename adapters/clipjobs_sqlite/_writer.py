@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from clipjobs.errors import ClipjobsError, StoreUnavailable
+from clipjobs.domain.errors import ClipjobsError, StoreUnavailable
 
 from ._aio import Connection, on_thread
 from ._errors import translate

@@ -2,8 +2,8 @@
 
 ``SunoApiClient`` implements the core's ``SunoClient`` port over one
 ``aiohttp.ClientSession``. ``parse_callback`` and ``parse_record_info`` turn
-Suno's payloads into :class:`clipjobs.events.Observation`,
-``parse_timestamped_lyrics`` into :class:`clipjobs.events.TimestampedLyrics`. The fake server
+Suno's payloads into :class:`clipjobs.domain.events.Observation`,
+``parse_timestamped_lyrics`` into :class:`clipjobs.domain.events.TimestampedLyrics`. The fake server
 (``clipjobs_suno.fake.FakeSuno``) is imported separately: a production
 process needs only the client.
 """

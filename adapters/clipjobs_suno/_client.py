@@ -1,7 +1,7 @@
 """The client of sunoapi.org: the ``SunoClient`` port over one ``aiohttp.ClientSession``.
 
 Every aiohttp exception and every answer outside the documented shape is
-translated into the ``clipjobs.errors`` Suno tree in one place
+translated into the ``clipjobs.domain.errors`` Suno tree in one place
 (:meth:`SunoApiClient._call`). ``maybe_sent`` on a transient error tells the
 sender whether Suno may have acted on a generate request: credits must not
 be spent twice.
@@ -19,7 +19,8 @@ from typing import Any, Final
 import aiohttp
 from attrs import frozen
 
-from clipjobs.errors import (
+from clipjobs.app.metrics import Metrics
+from clipjobs.domain.errors import (
     ConfigError,
     InvalidRequest,
     SunoError,
@@ -29,8 +30,7 @@ from clipjobs.errors import (
     SunoRejected,
     SunoTransient,
 )
-from clipjobs.events import GenerationParams, Observation, TimestampedLyrics
-from clipjobs.metrics import Metrics
+from clipjobs.domain.events import GenerationParams, Observation, TimestampedLyrics
 
 from ._limits import check_generate_body, generate_body
 from ._parse import (

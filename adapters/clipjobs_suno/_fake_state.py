@@ -22,7 +22,7 @@ from typing import Any, Final
 import attrs
 from attrs import define, field, frozen
 
-from clipjobs.events import ProviderStatus
+from clipjobs.domain.events import ProviderStatus
 
 __all__ = [
     "API_MESSAGES",

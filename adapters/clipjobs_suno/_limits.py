@@ -13,7 +13,7 @@ from typing import Any
 
 from attrs import frozen
 
-from clipjobs.events import SUNO_MODELS, GenerationParams
+from clipjobs.domain.events import SUNO_MODELS, GenerationParams
 
 __all__ = [
     "MODELS",

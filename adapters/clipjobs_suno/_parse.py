@@ -1,7 +1,7 @@
 """Suno's payloads as the core's values: callbacks (snake_case) and record-info (camelCase).
 
 Everything here reads untrusted JSON: any shape that is not what the API
-documents becomes :class:`~clipjobs.errors.SunoProtocolError`, never a
+documents becomes :class:`~clipjobs.domain.errors.SunoProtocolError`, never a
 ``KeyError`` or ``TypeError``.
 
 Suno signs nothing, so whoever holds one job's callback URL can post anything
@@ -19,8 +19,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from clipjobs.errors import SunoProtocolError
-from clipjobs.events import AlignedWord, Observation, ProviderStatus, TimestampedLyrics, Track
+from clipjobs.domain.errors import SunoProtocolError
+from clipjobs.domain.events import (
+    AlignedWord,
+    Observation,
+    ProviderStatus,
+    TimestampedLyrics,
+    Track,
+)
 
 __all__ = [
     "CUT_MARK",

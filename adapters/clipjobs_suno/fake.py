@@ -32,8 +32,8 @@ import aiohttp
 from aiohttp import web
 from attrs import frozen
 
-from clipjobs.clock import SystemClock
-from clipjobs.ports import Clock
+from clipjobs.app.clock import SystemClock
+from clipjobs.app.ports import Clock
 
 from ._fake_state import (
     API_MESSAGES,

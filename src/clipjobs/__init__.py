@@ -8,15 +8,50 @@ store, and ``JobService``. It imports no I/O library; adapters live in the
 
 from __future__ import annotations
 
-from . import errors
-from ._decide import decide
-from ._fair import fair_order
-from ._fold import evolve, fold
-from ._machine import TERMINAL_STAGES, mermaid
-from .auth import ChannelDefaults, TokenAuthenticator
-from .budget import BudgetedSuno, BudgetRecord, SunoBudget
-from .clock import FakeClock, SystemClock
-from .commands import (
+from .app._fair import fair_order
+from .app.auth import ChannelDefaults, TokenAuthenticator
+from .app.budget import BudgetedSuno, BudgetRecord, SunoBudget
+from .app.clock import FakeClock, SystemClock
+from .app.memory import InMemoryEventStore
+from .app.metrics import Metrics
+from .app.ports import (
+    Authenticator,
+    BudgetStatus,
+    CallBudget,
+    Clock,
+    Commit,
+    Due,
+    EventStore,
+    GenerationParamsProvider,
+    Identity,
+    Lease,
+    OrphanCallback,
+    ParamOverrides,
+    PostProcessor,
+    Priority,
+    RecordedEvent,
+    RenderedClip,
+    Slot,
+    SunoClient,
+    WorkerInfo,
+)
+from .app.service import (
+    CallbackResult,
+    ErrorCode,
+    JobRequest,
+    JobService,
+    QueuePosition,
+    ServiceConfig,
+    StartOutcome,
+    Unauthorized,
+)
+from .app.webhook import WebhookSigner
+from .app.workers import LoopLimits, WorkerConfig, Workers
+from .domain import errors
+from .domain._decide import decide
+from .domain._fold import evolve, fold
+from .domain._machine import TERMINAL_STAGES, mermaid
+from .domain.commands import (
     Command,
     FailJob,
     FailMediaCopy,
@@ -32,7 +67,7 @@ from .commands import (
     StartJob,
     TimeOut,
 )
-from .events import (
+from .domain.events import (
     AlignedWord,
     ClipProcessingStarted,
     ClipReady,
@@ -63,44 +98,9 @@ from .events import (
     TimestampedLyrics,
     Track,
 )
-from .fleet import JobFilter, PageKey
-from .memory import InMemoryEventStore
-from .metrics import Metrics
-from .ports import (
-    Authenticator,
-    BudgetStatus,
-    CallBudget,
-    Clock,
-    Commit,
-    Due,
-    EventStore,
-    GenerationParamsProvider,
-    Identity,
-    Lease,
-    OrphanCallback,
-    ParamOverrides,
-    PostProcessor,
-    Priority,
-    RecordedEvent,
-    RenderedClip,
-    Slot,
-    SunoClient,
-    WorkerInfo,
-)
-from .service import (
-    CallbackResult,
-    ErrorCode,
-    JobRequest,
-    JobService,
-    QueuePosition,
-    ServiceConfig,
-    StartOutcome,
-    Unauthorized,
-)
-from .stages import Stage, Work
-from .state import Heartbeat, JobState, SendState
-from .webhook import WebhookSigner
-from .workers import LoopLimits, WorkerConfig, Workers
+from .domain.fleet import JobFilter, PageKey
+from .domain.stages import Stage, Work
+from .domain.state import Heartbeat, JobState, SendState
 
 __all__ = [
     "TERMINAL_STAGES",

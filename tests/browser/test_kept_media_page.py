@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import expect
 from test_status_page import WAIT_MS, opened
 
-from clipjobs.config import Settings
+from clipjobs.app.config import Settings
 from clipjobs_cli import running_server
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from clipjobs.logs import RedactingFilter, one_line
+from clipjobs.app.logs import RedactingFilter, one_line
 from clipjobs_cli._logging import JsonFormatter, TextFormatter
 
 NASTY = "a\nb\rc\x1b[31md\x00e\x7ff\x85g\x9bh\u2028i\u2029j\tk"

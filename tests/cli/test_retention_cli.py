@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clipjobs.commands import FailJob
+from clipjobs.domain.commands import FailJob
 from clipjobs.testing import new_job, step
 from clipjobs_sqlite import SQLiteEventStore
 
@@ -117,7 +117,7 @@ async def test_the_server_prunes_in_the_background_when_a_retention_is_set(
     """
     import asyncio
 
-    from clipjobs.config import Settings
+    from clipjobs.app.config import Settings
     from clipjobs_cli import running_server
 
     done, running = await _jobs(tmp_path, 12, 2)

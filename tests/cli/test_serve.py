@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from _serve_harness import run_cli, serve_env, serving
 
-from clipjobs.webhook import WEBHOOK_SECRET_NAME, WebhookSigner
+from clipjobs.app.webhook import WEBHOOK_SECRET_NAME, WebhookSigner
 from clipjobs_suno.fake import running_fake_suno
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]

@@ -22,8 +22,8 @@ from typing import Any
 from attrs import define, field, frozen
 
 from clipjobs import Event, JobState, LateObservation, ProviderStatus, Stage, decide, evolve
-from clipjobs.commands import Command, RecordObservation
-from clipjobs.events import ClipStepReached, SunoRequestUncertain, SunoSucceeded
+from clipjobs.domain.commands import Command, RecordObservation
+from clipjobs.domain.events import ClipStepReached, SunoRequestUncertain, SunoSucceeded
 
 #: How far along Suno says a task is; out of order means lower than one already heard.
 _RANK = {ProviderStatus.PENDING: 0, ProviderStatus.TEXT_SUCCESS: 1, ProviderStatus.FIRST_SUCCESS: 2}

@@ -26,7 +26,8 @@ from clipjobs import (
     SunoSucceeded,
     WebhookSigner,
 )
-from clipjobs.errors import (
+from clipjobs.app.ports import StepReporter
+from clipjobs.domain.errors import (
     InvalidRequest,
     JobAlreadyFinished,
     JobAlreadyRunning,
@@ -35,8 +36,7 @@ from clipjobs.errors import (
     PostProcessError,
     TooManyJobs,
 )
-from clipjobs.events import Source, TimeoutLimit
-from clipjobs.ports import StepReporter
+from clipjobs.domain.events import Source, TimeoutLimit
 from clipjobs.testing import ScriptedSuno
 
 pytestmark = pytest.mark.asyncio
@@ -306,7 +306,7 @@ async def test_a_repeated_poll_is_not_progress() -> None:
 
 def _tracks_observed(job: JobState, n: int):  # type: ignore[no-untyped-def]
     from clipjobs import Observation, Track
-    from clipjobs.commands import RecordObservation
+    from clipjobs.domain.commands import RecordObservation
 
     task = job.task_id
     assert task is not None

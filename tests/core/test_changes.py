@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from clipjobs.changes import ChangeNotifier
+from clipjobs.app.changes import ChangeNotifier
 
 pytestmark = pytest.mark.asyncio
 

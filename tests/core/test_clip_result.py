@@ -22,9 +22,9 @@ from clipjobs import (
     Track,
     WebhookSigner,
 )
-from clipjobs.codec import decode_event, encode_event
-from clipjobs.ports import StepReporter
-from clipjobs.state import JobState
+from clipjobs.app.ports import StepReporter
+from clipjobs.domain.codec import decode_event, encode_event
+from clipjobs.domain.state import JobState
 from clipjobs.testing import ScriptedSuno
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clipjobs import Identity, TokenAuthenticator
-from clipjobs.config import Settings
-from clipjobs.errors import ConfigError
+from clipjobs.app.config import Settings
+from clipjobs.domain.errors import ConfigError
 
 
 def test_admin_tokens_are_read_and_unset_by_default() -> None:

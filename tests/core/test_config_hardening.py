@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clipjobs.config import Settings
-from clipjobs.errors import ConfigError
+from clipjobs.app.config import Settings
+from clipjobs.domain.errors import ConfigError
 
 
 def test_connection_bounds_default_and_read() -> None:

@@ -31,8 +31,8 @@ from clipjobs import (
     decide,
     fold,
 )
-from clipjobs.errors import InvalidTransition
-from clipjobs.events import JobFailed, SunoRequestSent, SunoRequestUncertain
+from clipjobs.domain.errors import InvalidTransition
+from clipjobs.domain.events import JobFailed, SunoRequestSent, SunoRequestUncertain
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 TRACKS = (Track("a", audio_url="https://cdn/a.mp3"), Track("b", audio_url="https://cdn/b.mp3"))

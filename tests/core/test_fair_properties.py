@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clipjobs import InMemoryEventStore, fair_order
-from clipjobs.ports import Due
-from clipjobs.stages import Work
+from clipjobs.app.ports import Due
+from clipjobs.domain.stages import Work
 from clipjobs.testing import new_job
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)

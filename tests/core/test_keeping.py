@@ -25,11 +25,11 @@ from clipjobs import (
     WebhookSigner,
     Work,
 )
-from clipjobs.commands import FailJob
-from clipjobs.errors import PostProcessError
-from clipjobs.keeping import KeepConfig, KeptFile
-from clipjobs.retention import prune_once
-from clipjobs.state import JobState
+from clipjobs.app.keeping import KeepConfig, KeptFile
+from clipjobs.app.retention import prune_once
+from clipjobs.domain.commands import FailJob
+from clipjobs.domain.errors import PostProcessError
+from clipjobs.domain.state import JobState
 from clipjobs.testing import ScriptedSuno
 
 TRACKS = (

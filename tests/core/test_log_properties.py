@@ -34,9 +34,9 @@ from clipjobs import (
     evolve,
     fold,
 )
-from clipjobs._machine import _NEXT, TABLE
-from clipjobs.codec import decode_event, decode_state, encode_event, encode_state
-from clipjobs.commands import (
+from clipjobs.domain._machine import _NEXT, TABLE
+from clipjobs.domain.codec import decode_event, decode_state, encode_event, encode_state
+from clipjobs.domain.commands import (
     Command,
     MarkRequestSent,
     MarkRequestUncertain,
@@ -44,7 +44,7 @@ from clipjobs.commands import (
     RecordTaskCreated,
     StartJob,
 )
-from clipjobs.events import MediaCopyFailed, MediaStored, Source
+from clipjobs.domain.events import MediaCopyFailed, MediaStored, Source
 from clipjobs.testing import strategies
 
 TERMINAL_EVENTS = (JobFailed, JobTimedOut, JobCancelled)
@@ -201,7 +201,7 @@ def test_duplicated_and_shuffled_reports_end_in_the_same_state(
 # --- what the generated jobs reach -------------------------------------------------------
 
 #: Examples the reach tests look at: enough that the rarest edge comes up several times.
-PROBE_EXAMPLES = 600
+PROBE_EXAMPLES = 1000
 
 
 @pytest.fixture(scope="module")

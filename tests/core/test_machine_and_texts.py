@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clipjobs import TERMINAL_STAGES, Stage
-from clipjobs._machine import MACHINE, TABLE
-from clipjobs.i18n import pick_language, progress_text, timeout_message
+from clipjobs.domain._machine import MACHINE, TABLE
+from clipjobs.domain.i18n import pick_language, progress_text, timeout_message
 
 SPEC_STAGES = [
     "STAGE_10_REQUEST_ACCEPTED",

@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 
 from clipjobs import InMemoryEventStore
-from clipjobs.errors import StoreUnavailable
+from clipjobs.domain.errors import StoreUnavailable
 from clipjobs.testing import EventStoreContract, new_job
 
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from attrs import frozen
 
-from clipjobs.events import (
+from clipjobs.app.notify import EVENT_TYPES, backoff_s, notifications, webhook_id
+from clipjobs.domain.events import (
     ClipReady,
     JobFailed,
     JobTimedOut,
@@ -16,7 +17,6 @@ from clipjobs.events import (
     SunoProgressObserved,
     SunoSucceeded,
 )
-from clipjobs.notify import EVENT_TYPES, backoff_s, notifications, webhook_id
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

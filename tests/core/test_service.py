@@ -25,7 +25,7 @@ from clipjobs import (
     Unauthorized,
     WebhookSigner,
 )
-from clipjobs.errors import (
+from clipjobs.domain.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidRequest,

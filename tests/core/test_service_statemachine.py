@@ -47,11 +47,11 @@ from clipjobs import (
     WebhookSigner,
     fold,
 )
-from clipjobs.budget import SunoBudget
-from clipjobs.errors import PostProcessError, SunoTransient
-from clipjobs.events import ClipStep, SunoRequestUncertain
-from clipjobs.ports import StepReporter
-from clipjobs.service import Unauthorized
+from clipjobs.app.budget import SunoBudget
+from clipjobs.app.ports import StepReporter
+from clipjobs.app.service import Unauthorized
+from clipjobs.domain.errors import PostProcessError, SunoTransient
+from clipjobs.domain.events import ClipStep, SunoRequestUncertain
 from clipjobs.testing import ScriptedSuno
 
 P = ProviderStatus

@@ -50,9 +50,9 @@ from clipjobs import (
     evolve,
     fold,
 )
-from clipjobs.budget import busiest
-from clipjobs.ports import CallBudget, Clock, EventStore, RecordedEvent
-from clipjobs.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
+from clipjobs.app.budget import busiest
+from clipjobs.app.ports import CallBudget, Clock, EventStore, RecordedEvent
+from clipjobs.app.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig
 from clipjobs_cli._compose import HttpLimits, bind, compose
 from clipjobs_sqlite import SQLiteEventStore

@@ -34,7 +34,7 @@ from _stack import (
 )
 
 from clipjobs import JobPolicy, Stage
-from clipjobs.ports import RecordedEvent
+from clipjobs.app.ports import RecordedEvent
 
 pytestmark = pytest.mark.asyncio
 

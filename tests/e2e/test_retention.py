@@ -16,16 +16,16 @@ import pytest
 from _stack import open_store
 
 from clipjobs import JobPolicy, MediaKind
-from clipjobs.commands import (
+from clipjobs.app.ports import Commit, EventStore
+from clipjobs.app.retention import prune_once
+from clipjobs.domain.commands import (
     FailJob,
     KeepMedia,
     MarkRequestSent,
     RecordObservation,
     RecordTaskCreated,
 )
-from clipjobs.events import Observation, ProviderStatus, Source, Track
-from clipjobs.ports import Commit, EventStore
-from clipjobs.retention import prune_once
+from clipjobs.domain.events import Observation, ProviderStatus, Source, Track
 from clipjobs.testing import new_job, step
 from clipjobs_ffmpeg import KeptFiles
 

@@ -29,7 +29,7 @@ from _stack import (
 )
 
 from clipjobs import FakeClock, JobPolicy, LateObservation, Priority, Stage
-from clipjobs.i18n import timeout_message
+from clipjobs.domain.i18n import timeout_message
 from clipjobs_aiohttp import ApiConfig
 
 pytestmark = pytest.mark.asyncio

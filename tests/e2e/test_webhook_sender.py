@@ -18,9 +18,9 @@ from _receiver import Receiver, serving
 from aiohttp import web
 
 from clipjobs import SystemClock
-from clipjobs.commands import FailJob
-from clipjobs.metrics import Metrics
-from clipjobs.notify import DeliveryStatus, Subscription
+from clipjobs.app.metrics import Metrics
+from clipjobs.app.notify import DeliveryStatus, Subscription
+from clipjobs.domain.commands import FailJob
 from clipjobs.testing import new_job, step
 from clipjobs_aiohttp import NotifyConfig, WebhookSender, new_webhook_secret
 from clipjobs_sqlite import SQLiteEventStore

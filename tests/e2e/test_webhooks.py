@@ -19,8 +19,8 @@ import pytest
 from _receiver import Receiver, serving
 from _stack import FAKE_DEFAULTS, free_port
 
-from clipjobs.config import Settings
-from clipjobs.notify import DeliveryStatus, NotifyStore
+from clipjobs.app.config import Settings
+from clipjobs.app.notify import DeliveryStatus, NotifyStore
 from clipjobs_cli._serve import RunningServer, running_server
 from clipjobs_suno.fake import running_fake_suno
 

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from _ffmpeg_harness import MediaServer, Steps, clip_job, listing, processor
 
-from clipjobs.errors import ConfigError, PostProcessError
+from clipjobs.domain.errors import ConfigError, PostProcessError
 from clipjobs_ffmpeg import ClipErrorCode, check_media_hosts
 from clipjobs_ffmpeg._fetch import UrlPolicy, parse_host_rule
 

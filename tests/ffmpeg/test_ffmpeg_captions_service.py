@@ -30,7 +30,7 @@ from clipjobs import (
     SystemClock,
     WebhookSigner,
 )
-from clipjobs.config import Settings
+from clipjobs.app.config import Settings
 from clipjobs_cli._serve import running_server
 from clipjobs_ffmpeg import CaptionsNote
 

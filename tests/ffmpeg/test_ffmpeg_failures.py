@@ -25,7 +25,7 @@ from _ffmpeg_harness import (
 )
 
 from clipjobs import ClipStep
-from clipjobs.errors import PostProcessError
+from clipjobs.domain.errors import PostProcessError
 from clipjobs_ffmpeg import ClipErrorCode
 
 pytestmark = [

@@ -14,7 +14,7 @@ from _ffmpeg_harness import FFMPEG, NEEDS_FFMPEG, ROOT, processor
 
 import clipjobs_ffmpeg
 from clipjobs import PostProcessor
-from clipjobs.errors import ConfigError, PostProcessError
+from clipjobs.domain.errors import ConfigError, PostProcessError
 from clipjobs_ffmpeg import DEFAULT_PUBLIC_PREFIX, FfmpegPostProcessor, check_ffmpeg, find_fonts
 
 MISSING = "CLIPJOBS_CLIP_RENDER=on needs ffmpeg on PATH (apt-get install ffmpeg)"

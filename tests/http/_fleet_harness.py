@@ -29,7 +29,7 @@ from clipjobs import (
     TokenAuthenticator,
     WebhookSigner,
 )
-from clipjobs.commands import FailJob, MarkRequestSent
+from clipjobs.domain.commands import FailJob, MarkRequestSent
 from clipjobs.testing import ScriptedSuno, new_job, step
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_sqlite import SQLiteEventStore

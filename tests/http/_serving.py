@@ -18,8 +18,8 @@ from typing import Any
 
 from attrs import define
 
-from clipjobs.config import Settings
-from clipjobs.logs import RedactingFilter
+from clipjobs.app.config import Settings
+from clipjobs.app.logs import RedactingFilter
 from clipjobs_aiohttp import ApiConfig
 from clipjobs_cli import RunningServer, running_server
 from clipjobs_cli._logging import log_handler

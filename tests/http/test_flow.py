@@ -10,7 +10,7 @@ import pytest
 from _http_harness import ALICE_TOKEN, BOB_TOKEN, Api, auth, running_api
 
 from clipjobs import ProviderStatus
-from clipjobs.ids import JOB_ID_PATTERN
+from clipjobs.app.ids import JOB_ID_PATTERN
 from clipjobs_aiohttp import ApiConfig
 
 pytestmark = pytest.mark.asyncio

@@ -29,8 +29,8 @@ from clipjobs import (
     TokenAuthenticator,
     WebhookSigner,
 )
-from clipjobs.commands import FailJob, MarkRequestSent
-from clipjobs.errors import StoreUnavailable
+from clipjobs.domain.commands import FailJob, MarkRequestSent
+from clipjobs.domain.errors import StoreUnavailable
 from clipjobs.testing import ScriptedSuno
 from clipjobs.testing._store_contract import new_job, step
 from clipjobs_aiohttp import create_app

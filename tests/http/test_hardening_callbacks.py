@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from _serving import TOKEN, Served, bearer, json_of, post, served, status_of
 
-from clipjobs.codec import encode_event
+from clipjobs.domain.codec import encode_event
 from clipjobs_suno._parse import MAX_TRACKS
 
 pytestmark = pytest.mark.asyncio

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from clipjobs import ChannelDefaults, FakeClock, InMemoryEventStore, JobService, WebhookSigner
-from clipjobs.auth import TokenAuthenticator
+from clipjobs.app.auth import TokenAuthenticator
 from clipjobs.testing import ScriptedSuno
 from clipjobs_aiohttp import add_subscriptions, create_app, load_openapi
 

@@ -27,7 +27,7 @@ import asyncpg
 from aiohttp import web
 from attrs import define, field, frozen
 
-from clipjobs.budget import busiest
+from clipjobs.app.budget import busiest
 from clipjobs_postgres import PostgresEventStore
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 

@@ -14,7 +14,7 @@ import pytest
 from _budget_fleet import SUNO_LIMIT, run_fleet
 from _pg_harness import DSN
 
-from clipjobs.stages import Stage
+from clipjobs.domain.stages import Stage
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 

@@ -17,8 +17,8 @@ import pytest_asyncio
 from _pg_harness import DSN, running_proxy
 
 from clipjobs import FakeClock, Metrics, Priority
-from clipjobs.errors import StoreUnavailable
-from clipjobs.ports import CallBudget, Slot
+from clipjobs.app.ports import CallBudget, Slot
+from clipjobs.domain.errors import StoreUnavailable
 from clipjobs.testing import BudgetContract, BudgetFactory
 from clipjobs.testing._budget_contract import peak
 from clipjobs_postgres import PostgresCallBudget
@@ -101,7 +101,10 @@ async def test_two_processes_share_one_limit(budgets: Budgets, clock: FakeClock)
         await advance(clock, rng.uniform(0.05, 0.4), a, b)
     starts = [t.result().started_at for t in tasks]
     assert peak(starts, 1.0) == 5
-    assert max(starts) - min(starts) < timedelta(seconds=13)
+    # 60 calls at 5 a second need 11 s after the first; under 14.5 s means the two together
+    # used more than 80 % of the limit (one instance alone, or a limit split in two, needs
+    # 23 s). The slack is for a waiter that, on a loaded machine, misses a clock step or two.
+    assert max(starts) - min(starts) < timedelta(seconds=14.5)
 
 
 async def test_one_process_s_rate_limit_pauses_the_other(

@@ -40,7 +40,7 @@ OTHER = textwrap.dedent(
     """
     import asyncio, sys
     from datetime import UTC, datetime
-    from clipjobs.commands import FailJob, MarkRequestSent
+    from clipjobs.domain.commands import FailJob, MarkRequestSent
     from clipjobs.testing import new_job, step
     from clipjobs_postgres import PostgresEventStore
 

@@ -28,9 +28,9 @@ import pytest
 from _pg_harness import DSN, StoreFactory
 
 from clipjobs import fold
-from clipjobs.events import SunoRequestSent, SunoTaskCreated
-from clipjobs.stages import Stage
-from clipjobs.state import JobState
+from clipjobs.domain.events import SunoRequestSent, SunoTaskCreated
+from clipjobs.domain.stages import Stage
+from clipjobs.domain.state import JobState
 from clipjobs_postgres import PostgresEventStore
 from clipjobs_suno.fake import running_fake_suno
 

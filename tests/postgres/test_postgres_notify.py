@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 from _pg_harness import StoreFactory
 
-from clipjobs.commands import FailJob
-from clipjobs.notify import Subscription
+from clipjobs.app.notify import Subscription
+from clipjobs.domain.commands import FailJob
 from clipjobs.testing import NotifyStoreContract, new_job, step
 from clipjobs_postgres import PostgresEventStore
 from clipjobs_postgres._schema import LATEST_VERSION

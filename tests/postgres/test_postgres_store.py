@@ -14,8 +14,9 @@ import asyncpg
 import pytest
 from _pg_harness import DSN, StoreFactory, backend_pids, fresh_schema, running_proxy, terminate
 
-from clipjobs.commands import FailJob, MarkRequestSent
-from clipjobs.errors import (
+from clipjobs.app.ports import OrphanCallback
+from clipjobs.domain.commands import FailJob, MarkRequestSent
+from clipjobs.domain.errors import (
     ChannelBusy,
     ConcurrencyError,
     ConfigError,
@@ -25,9 +26,8 @@ from clipjobs.errors import (
     StoreError,
     StoreUnavailable,
 )
-from clipjobs.fleet import JobFilter
-from clipjobs.ports import OrphanCallback
-from clipjobs.stages import Stage, Work
+from clipjobs.domain.fleet import JobFilter
+from clipjobs.domain.stages import Stage, Work
 from clipjobs.testing import new_job, step
 from clipjobs_postgres import PostgresEventStore
 from clipjobs_postgres._schema import LATEST_VERSION

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from clipjobs.commands import MarkRequestSent
+from clipjobs.domain.commands import MarkRequestSent
 from clipjobs.testing import new_job, step
 from clipjobs_sqlite import SQLiteEventStore
 

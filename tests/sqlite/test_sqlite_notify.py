@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from clipjobs.commands import FailJob
-from clipjobs.notify import Subscription
+from clipjobs.app.notify import Subscription
+from clipjobs.domain.commands import FailJob
 from clipjobs.testing import NotifyStoreContract, new_job, step
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_sqlite._schema import LATEST, migrate

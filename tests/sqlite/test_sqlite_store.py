@@ -18,18 +18,18 @@ import pytest
 import pytest_asyncio
 
 import clipjobs_sqlite
-from clipjobs.commands import FailJob, MarkRequestSent
-from clipjobs.errors import (
+from clipjobs.app.ports import Commit
+from clipjobs.domain.commands import FailJob, MarkRequestSent
+from clipjobs.domain.errors import (
     ConcurrencyError,
     ConfigError,
     InvalidRequest,
     StoreCorrupt,
     StoreUnavailable,
 )
-from clipjobs.events import GenerationParams
-from clipjobs.fleet import JobFilter
-from clipjobs.ports import Commit
-from clipjobs.stages import Work
+from clipjobs.domain.events import GenerationParams
+from clipjobs.domain.fleet import JobFilter
+from clipjobs.domain.stages import Work
 from clipjobs.testing import EventStoreContract, new_job, step
 from clipjobs_sqlite import SQLiteEventStore, Synchronous, parse_sqlite_url
 from clipjobs_sqlite._schema import LATEST

@@ -15,7 +15,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clipjobs.errors import (
+from clipjobs.app.metrics import Metrics
+from clipjobs.domain.errors import (
     ConfigError,
     InvalidRequest,
     SunoError,
@@ -25,8 +26,7 @@ from clipjobs.errors import (
     SunoRejected,
     SunoTransient,
 )
-from clipjobs.events import GenerationParams, Observation, ProviderStatus
-from clipjobs.metrics import Metrics
+from clipjobs.domain.events import GenerationParams, Observation, ProviderStatus
 from clipjobs_suno import SunoApiClient, SunoTimeouts
 
 pytestmark = pytest.mark.asyncio

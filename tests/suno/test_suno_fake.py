@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 
 from clipjobs import FakeClock
-from clipjobs.errors import InvalidRequest
-from clipjobs.events import GenerationParams
+from clipjobs.domain.errors import InvalidRequest
+from clipjobs.domain.events import GenerationParams
 from clipjobs_suno import SunoApiClient
 from clipjobs_suno.fake import SCENARIOS, FakeSuno, running_fake_suno, serve_fake
 
@@ -587,7 +587,7 @@ async def test_python_api_configure_and_reuse() -> None:
 async def test_every_model_the_core_names_has_its_limits() -> None:
     """The core names Suno's models once (``SUNO_MODELS``, which SUNO_MODEL is checked
     against); the adapter keeps each one's length limits, for exactly those models."""
-    from clipjobs.events import SUNO_MODELS
+    from clipjobs.domain.events import SUNO_MODELS
     from clipjobs_suno._limits import _LIMITS, MODELS
 
     assert MODELS == frozenset(SUNO_MODELS) == frozenset(_LIMITS)

@@ -25,7 +25,7 @@ from clipjobs import (
     SunoBudget,
     TimestampedLyrics,
 )
-from clipjobs.errors import SunoProtocolError, SunoRejected, SunoTransient
+from clipjobs.domain.errors import SunoProtocolError, SunoRejected, SunoTransient
 from clipjobs.testing import ScriptedSuno
 from clipjobs_suno import SunoApiClient, parse_timestamped_lyrics
 from clipjobs_suno.fake import FakeSuno, running_fake_suno

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clipjobs.errors import SunoProtocolError
-from clipjobs.events import Observation, ProviderStatus, Track
+from clipjobs.domain.errors import SunoProtocolError
+from clipjobs.domain.events import Observation, ProviderStatus, Track
 from clipjobs_suno import parse_callback, parse_record_info
 
 TASK = "5c79a0b1c2d3e4f5a6b7c8d9e0f1be8e"

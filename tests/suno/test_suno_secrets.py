@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from clipjobs.errors import SunoError
-from clipjobs.events import GenerationParams
+from clipjobs.domain.errors import SunoError
+from clipjobs.domain.events import GenerationParams
 from clipjobs_suno import SunoApiClient, SunoTimeouts
 from clipjobs_suno.fake import running_fake_suno
 

@@ -21,7 +21,7 @@ from clipjobs import (
     WorkerConfig,
     Workers,
 )
-from clipjobs.events import GenerationParams, Observation
+from clipjobs.domain.events import GenerationParams, Observation
 from clipjobs.testing import ScriptedSuno
 
 #: Polls a few times a second, so the poll fallback shows in well under a second.

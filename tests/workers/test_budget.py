@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from clipjobs import BudgetedSuno, FakeClock, GenerationParams, Priority, Slot, SunoBudget
-from clipjobs.errors import SunoRateLimited, SunoTransient
+from clipjobs.domain.errors import SunoRateLimited, SunoTransient
 from clipjobs.testing import ScriptedSuno
 
 pytestmark = pytest.mark.asyncio

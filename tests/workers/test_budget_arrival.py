@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from clipjobs import BudgetedSuno, FakeClock, Priority, Slot, SunoBudget
-from clipjobs.events import GenerationParams, Observation
+from clipjobs.domain.events import GenerationParams, Observation
 from clipjobs.testing import ScriptedSuno
 
 pytestmark = pytest.mark.asyncio

@@ -8,7 +8,7 @@ from typing import Any
 import pytest_asyncio
 
 from clipjobs import FakeClock, SunoBudget
-from clipjobs.ports import CallBudget
+from clipjobs.app.ports import CallBudget
 from clipjobs.testing import BudgetContract, BudgetFactory
 
 

@@ -33,9 +33,9 @@ from clipjobs import (
     WorkerConfig,
     WorkerInfo,
 )
-from clipjobs.errors import ConfigError, StoreUnavailable
-from clipjobs.events import GenerationParams, Observation
-from clipjobs.ports import StepReporter
+from clipjobs.app.ports import StepReporter
+from clipjobs.domain.errors import ConfigError, StoreUnavailable
+from clipjobs.domain.events import GenerationParams, Observation
 
 pytestmark = pytest.mark.asyncio
 

@@ -27,13 +27,13 @@ from clipjobs import (
     SendState,
     Stage,
 )
-from clipjobs.errors import (
+from clipjobs.domain.errors import (
     SunoNoCredits,
     SunoRateLimited,
     SunoRejected,
     SunoTransient,
 )
-from clipjobs.i18n import timeout_message
+from clipjobs.domain.i18n import timeout_message
 
 pytestmark = pytest.mark.asyncio
 
@@ -136,7 +136,7 @@ async def test_stuck_job_times_out_exactly_once(store: InMemoryEventStore) -> No
         assert not pending.heartbeat(rig.clock.now(), 60).is_stale
         timed_out = await wait_for_stage(store, job.job_id, Stage.TIMEOUT)
         await asyncio.sleep(0.2)  # the sweeper keeps running: nothing more may happen
-    # The seed's text (N is the job's timeout in minutes, formatted by clipjobs.i18n).
+    # The seed's text (N is the job's timeout in minutes, formatted by clipjobs.domain.i18n).
     assert timed_out.error_text("ru") == timeout_message(1, "ru", idle=True)
     assert (timed_out.error_text("ru") or "").startswith("Превышено время ожидания генерации (")
     assert timed_out.error_code == "JOB_TIMEOUT"

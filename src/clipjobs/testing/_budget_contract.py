@@ -24,11 +24,11 @@ from typing import ClassVar
 import pytest
 import pytest_asyncio
 
-from ..budget import BudgetedSuno, busiest
-from ..clock import FakeClock
-from ..errors import SunoTransient
-from ..events import GenerationParams, Observation
-from ..ports import CallBudget, Priority, Slot
+from ..app.budget import BudgetedSuno, busiest
+from ..app.clock import FakeClock
+from ..app.ports import CallBudget, Priority, Slot
+from ..domain.errors import SunoTransient
+from ..domain.events import GenerationParams, Observation
 from .fakes import ScriptedSuno
 
 __all__ = ["BudgetContract", "BudgetFactory", "peak"]

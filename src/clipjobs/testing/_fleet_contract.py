@@ -15,14 +15,14 @@ from typing import ClassVar
 import attrs
 import pytest
 
-from .._decide import decide
-from .._fold import fold
-from ..commands import FailJob, MarkRequestSent, StartJob
-from ..events import GenerationParams, JobPolicy
-from ..fleet import JobFilter, PageKey, matches
-from ..ports import Commit, EventStore
-from ..stages import Stage
-from ..state import JobState
+from ..app.ports import Commit, EventStore
+from ..domain._decide import decide
+from ..domain._fold import fold
+from ..domain.commands import FailJob, MarkRequestSent, StartJob
+from ..domain.events import GenerationParams, JobPolicy
+from ..domain.fleet import JobFilter, PageKey, matches
+from ..domain.stages import Stage
+from ..domain.state import JobState
 
 __all__ = ["FleetContract"]
 

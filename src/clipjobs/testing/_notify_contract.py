@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from ..commands import FailJob
-from ..notify import (
+from ..app.notify import (
     Attempt,
     Delivery,
     DeliveryStatus,
@@ -24,6 +23,7 @@ from ..notify import (
     TooManySubscriptions,
     webhook_id,
 )
+from ..domain.commands import FailJob
 from ._store_contract import new_job, step
 
 __all__ = ["NotifyStoreContract"]

@@ -19,10 +19,11 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .._decide import decide
-from .._fair import fair_order
-from .._fold import fold
-from ..commands import (
+from ..app._fair import fair_order
+from ..app.ports import Commit, Due, EventStore, OrphanCallback, WorkerInfo
+from ..domain._decide import decide
+from ..domain._fold import fold
+from ..domain.commands import (
     Command,
     FailJob,
     KeepMedia,
@@ -31,8 +32,8 @@ from ..commands import (
     RecordTaskCreated,
     StartJob,
 )
-from ..errors import ChannelBusy, ConcurrencyError, IdempotencyConflict
-from ..events import (
+from ..domain.errors import ChannelBusy, ConcurrencyError, IdempotencyConflict
+from ..domain.events import (
     Event,
     GenerationParams,
     JobAccepted,
@@ -43,9 +44,8 @@ from ..events import (
     Source,
     Track,
 )
-from ..ports import Commit, Due, EventStore, OrphanCallback, WorkerInfo
-from ..stages import Stage, Work
-from ..state import JobState
+from ..domain.stages import Stage, Work
+from ..domain.state import JobState
 from . import strategies
 from ._fleet_contract import FleetContract
 

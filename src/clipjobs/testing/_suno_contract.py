@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 import pytest
 import pytest_asyncio
 
-from ..errors import (
+from ..app.ports import SunoClient
+from ..domain.errors import (
     InvalidRequest,
     SunoError,
     SunoNoCredits,
@@ -35,8 +36,7 @@ from ..errors import (
     SunoRejected,
     SunoTransient,
 )
-from ..events import GenerationParams, Observation, ProviderStatus
-from ..ports import SunoClient
+from ..domain.events import GenerationParams, Observation, ProviderStatus
 
 __all__ = ["SunoClientContract"]
 

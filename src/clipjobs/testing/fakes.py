@@ -11,8 +11,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import InvalidRequest, SunoError, SunoNoCredits, SunoProtocolError
-from ..events import GenerationParams, Observation, ProviderStatus, TimestampedLyrics, Track
+from ..domain.errors import InvalidRequest, SunoError, SunoNoCredits, SunoProtocolError
+from ..domain.events import GenerationParams, Observation, ProviderStatus, TimestampedLyrics, Track
 
 __all__ = ["ScriptedSuno"]
 

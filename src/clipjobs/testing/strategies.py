@@ -14,9 +14,9 @@ from typing import Any
 from attrs import evolve
 from hypothesis import strategies as st
 
-from .._decide import decide
-from .._fold import fold
-from ..commands import (
+from ..domain._decide import decide
+from ..domain._fold import fold
+from ..domain.commands import (
     CancelJob,
     Command,
     FailJob,
@@ -34,7 +34,7 @@ from ..commands import (
     StartJob,
     TimeOut,
 )
-from ..events import (
+from ..domain.events import (
     ClipProcessingStarted,
     ClipReady,
     ClipStep,
@@ -63,7 +63,7 @@ from ..events import (
     TimeoutLimit,
     Track,
 )
-from ..state import JobState
+from ..domain.state import JobState
 
 __all__ = [
     "commands",
@@ -466,10 +466,13 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
         suno.append(answer)
     reports = [] if rerender else draw(task_reports(task))
     made = [t.id for obs in reports if obs.status is ProviderStatus.SUCCESS for t in obs.tracks]
+    progress: list[tuple[str, _Make]] = []  # reports that leave the task pending (STAGE_40)
     for obs in reports:
         polled = send != "crash" and _chance(draw, 30)
         source = Source.POLL if polled else Source.CALLBACK
         suno.append(("suno", _observe(obs, source)))
+        if obs.status in _PROGRESS:
+            progress.append(suno[-1])
     for _ in range(_index(draw, 0, 2) if len(suno) > 1 else 0):  # out of order
         i, j = _index(draw, 0, len(suno) - 1), _index(draw, 0, len(suno) - 1)
         suno[i], suno[j] = suno[j], suno[i]
@@ -477,6 +480,9 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
     # Once the task is known (from the generate answer, or a callback naming it).
     known = next((i for i, item in enumerate(suno) if item is answer), 0)
     marks["task"] = marks["sent"] + min(known + 1, len(suno))
+    # Once Suno has said the task is under way (when it did), and some time after that.
+    heard = [i for i, item in enumerate(suno) if any(item is p for p in progress)]
+    marks["pending"] = marks["sent"] + max(known + 1, heard[0] + 1) if heard else marks["task"]
     marks["generating"] = _index(draw, marks["task"], len(items))
     marks["finished"] = len(items)
 
@@ -487,7 +493,7 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
         if end == "refused":
             items.append(("clip", lambda at: FailJob("CLIP_FAILED", "no renderer", at)))
         else:
-            items.append(("clip", StartClip))
+            items.append(render := ("clip", StartClip))
             for step in ClipStep:
                 if _chance(draw, 80):
                     items.append(("clip", _clip_step(step)))
@@ -504,20 +510,23 @@ def commands(draw: Any, *, start: datetime | None = None, max_size: int = 30) ->
             media = ("media", _media(draw, draw(st.sampled_from(made))))
             _insert(draw, items, media, marks["finished"])
 
+    if policy.clip_render and end != "refused":  # where the render runs (media may precede it)
+        marks["clip started"] = 1 + next(i for i, item in enumerate(items) if item is render)
+
     # The service steps in: a failure in any phase, or a timeout past the deadline while Suno
     # generates (later it changes nothing); and Suno about another task. Each phase alike,
     # however many commands it spans.
     code, message = draw(_ident), draw(_text)
     steps_in: list[tuple[int, tuple[str, _Make]]] = []
+    brief = [m for m in ("sent", "task", "pending", "clip started") if m in marks]
+    phases = st.sampled_from([*sorted(marks), *brief, *brief, *brief])  # brief stages: more often
     if _chance(draw, 20):
-        phase = draw(st.sampled_from(sorted(marks)))
-        steps_in.append((marks[phase], ("fail", lambda at: FailJob(code, message, at))))
+        steps_in.append((marks[draw(phases)], ("fail", lambda at: FailJob(code, message, at))))
     if _chance(draw, 25):
         phase = draw(st.sampled_from(["accepted", "sent", "task", "generating"]))
         steps_in.append((marks[phase], ("deadline", TimeOut)))
-    if _chance(draw, 20):  # someone cancels the job, in any phase (STAGE_30 is brief: more often)
-        phase = draw(st.sampled_from([*sorted(marks), "sent", "sent", "task", "task", "task"]))
-        steps_in.append((marks[phase], ("cancel", _cancel(draw))))
+    if _chance(draw, 25):  # someone cancels the job, in any phase
+        steps_in.append((marks[draw(phases)], ("cancel", _cancel(draw))))
     if _chance(draw, 20):  # a callback about another task (one of ours, or a forged one)
         obs = draw(observations(st.just(other_task)))
         phase = draw(st.sampled_from(sorted(marks)))

@@ -35,12 +35,12 @@ from typing import Self
 
 from attrs import field, frozen, validators
 
-from .errors import ClipjobsError, ConfigError, JobNotFound, SunoTransient
+from ..domain.errors import ClipjobsError, ConfigError, JobNotFound, SunoTransient
+from ..domain.stages import Work
+from ..domain.state import JobState, SendState
 from .logs import pipeline_log
 from .ports import Priority, Slot, WorkerInfo
 from .service import JobService
-from .stages import Work
-from .state import JobState, SendState
 
 __all__ = ["LoopLimits", "WorkerConfig", "Workers"]
 

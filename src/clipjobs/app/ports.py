@@ -17,11 +17,11 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from attrs import frozen
 
+from ..domain.events import ClipStep, Event, GenerationParams, Observation, TimestampedLyrics
+from ..domain.fleet import JobFilter, PageKey
+from ..domain.stages import Stage, Work
+from ..domain.state import JobState
 from .changes import ChangeFeed
-from .events import ClipStep, Event, GenerationParams, Observation, TimestampedLyrics
-from .fleet import JobFilter, PageKey
-from .stages import Stage, Work
-from .state import JobState
 
 __all__ = [
     "Authenticator",
@@ -54,7 +54,7 @@ class Commit:
     ``expected_version`` is the version the events were decided on (0 for a
     new job). A store appends all of them as versions ``expected_version+1``…
     in one transaction and writes ``state`` as the job's projection row, or
-    raises :class:`~clipjobs.errors.ConcurrencyError` and writes nothing.
+    raises :class:`~clipjobs.domain.errors.ConcurrencyError` and writes nothing.
     """
 
     job_id: str
@@ -120,7 +120,7 @@ class Lease:
 class EventStore(Protocol):
     """Append-only job logs, their projection rows, leases and a change feed.
 
-    Every method may raise :class:`~clipjobs.errors.StoreUnavailable`; no
+    Every method may raise :class:`~clipjobs.domain.errors.StoreUnavailable`; no
     driver exception escapes an implementation.
     """
 
@@ -364,7 +364,7 @@ class CallBudget(Protocol):
 
 
 class SunoClient(Protocol):
-    """Suno's music API. Errors are :class:`~clipjobs.errors.SunoError` subclasses."""
+    """Suno's music API. Errors are :class:`~clipjobs.domain.errors.SunoError` subclasses."""
 
     def validate(self, params: GenerationParams) -> None:
         """Raise InvalidRequest (with ``field``) when Suno would refuse these params."""

@@ -1,7 +1,7 @@
 """``evolve`` and ``fold``: a job's log into a :class:`JobState` (the Decider's ``evolve``).
 
 The stage an event leads to comes from the one machine's compiled table
-(:func:`clipjobs._machine.next_stage`); what else the event changes is a small
+(:func:`clipjobs.domain._machine.next_stage`); what else the event changes is a small
 function of the event per type, below. A fold runs on the events of one
 append (the state before it is the stored projection), so it is written for
 reading, not for speed.
@@ -56,7 +56,7 @@ _RANK = dict.fromkeys(ProviderStatus, 3) | {
 def fold(events: Iterable[Event], state: JobState | None = None) -> JobState:
     """Apply ``events`` in order to ``state`` (``None``: a new job's log).
 
-    Raises :class:`~clipjobs.errors.InvalidTransition` when the log breaks the
+    Raises :class:`~clipjobs.domain.errors.InvalidTransition` when the log breaks the
     stage graph, or does not start with ``JobAccepted``. The events change a
     working copy of the state's fields; one ``JobState`` is built at the end
     (building one costs as much as several events).

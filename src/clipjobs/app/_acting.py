@@ -23,12 +23,12 @@ import contextlib
 import hashlib
 from typing import TYPE_CHECKING
 
-from ._decide import RETRYABLE_STAGES
-from .commands import CancelJob, RecordRetry
-from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound, JobNotRetryable
-from .events import Track
-from .stages import Stage
-from .state import JobState
+from ..domain._decide import RETRYABLE_STAGES
+from ..domain.commands import CancelJob, RecordRetry
+from ..domain.errors import InvalidRequest, JobAlreadyFinished, JobNotFound, JobNotRetryable
+from ..domain.events import Track
+from ..domain.stages import Stage
+from ..domain.state import JobState
 
 if TYPE_CHECKING:
     from .service import JobService, StartOutcome

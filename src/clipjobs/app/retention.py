@@ -21,9 +21,9 @@ from typing import Protocol, Self, runtime_checkable
 
 from attrs import define, frozen
 
+from ..domain.state import JobState
 from .logs import pipeline_log
 from .ports import Clock
-from .state import JobState
 
 __all__ = [
     "MediaSweeper",
@@ -36,7 +36,7 @@ __all__ = [
 
 @runtime_checkable
 class RetentionStore(Protocol):
-    """What pruning and export need of a store, beyond :class:`~clipjobs.ports.EventStore`."""
+    """What pruning and export need of a store, beyond :class:`~clipjobs.app.ports.EventStore`."""
 
     async def prune_candidates(self, before: datetime, limit: int) -> list[JobState]:
         """Finished jobs whose last event is before ``before`` and that wait for no work,

@@ -1,7 +1,7 @@
 """The job's stages (SPEC section 2) and the kinds of background work.
 
 Which stages are terminal, and which work each waits for, follows from the
-one machine (``clipjobs._machine``).
+one machine (``clipjobs.domain._machine``).
 """
 
 from __future__ import annotations

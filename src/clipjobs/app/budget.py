@@ -43,8 +43,8 @@ from typing import Any, Self, TypeVar
 
 from attrs import frozen
 
-from .errors import SunoRateLimited, SunoTransient
-from .events import GenerationParams, Observation, TimestampedLyrics
+from ..domain.errors import SunoRateLimited, SunoTransient
+from ..domain.events import GenerationParams, Observation, TimestampedLyrics
 from .logs import pipeline_log
 from .metrics import Metrics
 from .ports import BudgetStatus, CallBudget, Clock, Priority, Slot, SunoClient

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from attrs import field, frozen, validators
 
-from .commands import Command, FailMediaCopy, KeepMedia
-from .errors import PostProcessError
-from .events import MediaKind
+from ..domain.commands import Command, FailMediaCopy, KeepMedia
+from ..domain.errors import PostProcessError
+from ..domain.events import MediaKind
 
 if TYPE_CHECKING:
+    from ..domain.state import JobState
     from .service import JobService
-    from .state import JobState
 
 __all__ = [
     "KEPT_SUFFIXES",
@@ -78,7 +78,7 @@ class MediaKeeper(Protocol):
     async def keep(self, url: str, kind: MediaKind, *, job_id: str) -> KeptFile:
         """Copy ``url`` (audio or a cover) into storage and describe the copy.
 
-        Raise :class:`~clipjobs.errors.PostProcessError` (with its ``code``) when
+        Raise :class:`~clipjobs.domain.errors.PostProcessError` (with its ``code``) when
         it cannot be had; nothing partial is ever visible in storage.
         """
         ...

@@ -13,20 +13,20 @@ from typing import Self
 
 import attrs
 
-from ._fair import fair_order
-from ._memory_notify import MemoryNotify
-from .changes import ChangeFeed, ChangeNotifier
-from .errors import (
+from ..domain.errors import (
     ChannelBusy,
     ConcurrencyError,
     IdempotencyConflict,
     InvalidRequest,
     StoreUnavailable,
 )
-from .fleet import JobFilter, PageKey, before, matches
+from ..domain.fleet import JobFilter, PageKey, before, matches
+from ..domain.stages import Stage, Work
+from ..domain.state import JobState
+from ._fair import fair_order
+from ._memory_notify import MemoryNotify
+from .changes import ChangeFeed, ChangeNotifier
 from .ports import Commit, Due, Lease, OrphanCallback, RecordedEvent, WorkerInfo
-from .stages import Stage, Work
-from .state import JobState
 
 __all__ = ["InMemoryEventStore"]
 
@@ -266,7 +266,7 @@ class InMemoryEventStore(MemoryNotify):
         self._check_open()
         return sum(1 for s in self._jobs.values() if s.user_id == user_id and s.created_at >= since)
 
-    # --- retention (clipjobs.retention.RetentionStore) ---------------------
+    # --- retention (clipjobs.app.retention.RetentionStore) ---------------------
 
     def _prunable(self, state: JobState, before: datetime) -> bool:
         return state.done and state.work is None and state.updated_at < before

@@ -24,8 +24,8 @@ from typing import Protocol, runtime_checkable
 
 from attrs import field, frozen
 
-from .errors import InvalidRequest
-from .events import Event
+from ..domain.errors import InvalidRequest
+from ..domain.events import Event
 
 __all__ = [
     "EVENT_TYPES",
@@ -165,7 +165,7 @@ class Attempt:
 class NotifyStore(Protocol):
     """Subscriptions and their outbox; the stores fill the outbox inside ``append``.
 
-    Every method may raise :class:`~clipjobs.errors.StoreUnavailable`.
+    Every method may raise :class:`~clipjobs.domain.errors.StoreUnavailable`.
     """
 
     async def add_subscription(self, subscription: Subscription, *, limit: int) -> None:

@@ -1,7 +1,7 @@
 """Configuration from the environment (SPEC section 8), validated in one place.
 
 ``Settings.from_env(os.environ)`` either returns settings that can work or
-raises :class:`~clipjobs.errors.ConfigError` whose message is one line naming
+raises :class:`~clipjobs.domain.errors.ConfigError` whose message is one line naming
 the variable and what is wrong with it (never echoing a secret's value).
 """
 
@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from attrs import field, frozen
 
+from ..domain.errors import ConfigError
+from ..domain.events import SUNO_MODELS, JobPolicy
 from .auth import parse_tokens
-from .errors import ConfigError
-from .events import SUNO_MODELS, JobPolicy
 
 __all__ = ["Settings"]
 

@@ -4,7 +4,7 @@ A command that makes no sense in the current state is never an error: it
 decides nothing (a task id recorded twice, a timeout after success), or a
 ``LateObservation`` when Suno said something that can no longer count (a
 success after a timeout). Whether an event may happen in a stage is the one
-machine's answer (:func:`clipjobs._machine.next_stage`); the rules here add
+machine's answer (:func:`clipjobs.domain._machine.next_stage`); the rules here add
 only what the graph cannot know (the send's state, the deadline). Only what
 ``decide`` returns is ever appended, so every log satisfies the graph.
 """

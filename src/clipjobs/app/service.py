@@ -21,12 +21,10 @@ from typing import Any
 import attrs
 from attrs import asdict, field, frozen
 
-from . import _acting
-from ._decide import decide
-from ._fold import fold
-from .budget import BudgetedSuno, SunoBudget, run_in_slot
-from .codec import encode_event
-from .commands import (
+from ..domain._decide import decide
+from ..domain._fold import fold
+from ..domain.codec import encode_event
+from ..domain.commands import (
     Command,
     FailJob,
     FinishClip,
@@ -39,7 +37,7 @@ from .commands import (
     StartClip,
     TimeOut,
 )
-from .errors import (
+from ..domain.errors import (
     ChannelBusy,
     ClipjobsError,
     ConcurrencyError,
@@ -57,7 +55,7 @@ from .errors import (
     SunoTransient,
     TooManyJobs,
 )
-from .events import (
+from ..domain.events import (
     ClipStep,
     Event,
     JobAccepted,
@@ -69,6 +67,10 @@ from .events import (
     SunoSucceeded,
     Track,
 )
+from ..domain.stages import Stage, Work
+from ..domain.state import JobState, SendState
+from . import _acting
+from .budget import BudgetedSuno, SunoBudget, run_in_slot
 from .ids import new_job_id, new_request_id
 from .keeping import KeepConfig, MediaKeeper, keep_media
 from .logs import current_request_id, job_log, pipeline_log
@@ -91,8 +93,6 @@ from .ports import (
     SunoClient,
     WorkerInfo,
 )
-from .stages import Stage, Work
-from .state import JobState, SendState
 from .webhook import WebhookSigner
 
 __all__ = [
@@ -859,7 +859,7 @@ class JobService:
         )
 
     async def keep_media(self, job_id: str) -> JobState:
-        """Copy the job's tracks into media storage (``Work.MEDIA``): :mod:`clipjobs.keeping`."""
+        """Copy the job's tracks into media storage (``Work.MEDIA``): ``keep_media``."""
         if self.media_keeper is None:
             raise PostProcessError(ErrorCode.CLIP_FAILED.value, "no media storage is configured")
         return await keep_media(self, self.media_keeper, self.keep_config, job_id)

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 from attrs import frozen
 
-from .errors import ConfigError
-from .events import GenerationParams
+from ..domain.errors import ConfigError
+from ..domain.events import GenerationParams
 from .ports import Identity, ParamOverrides
 
 __all__ = ["ChannelDefaults", "TokenAuthenticator", "parse_tokens"]

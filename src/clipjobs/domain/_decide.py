@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from ._machine import next_stage
 from .commands import (
     CancelJob,
@@ -151,19 +153,8 @@ def _media_pending(state: JobState, track_id: str, kind: Any) -> bool:
 
 
 def _accepted(c: StartJob) -> JobAccepted:
-    return JobAccepted(
-        job_id=c.job_id,
-        channel_id=c.channel_id,
-        user_id=c.user_id,
-        request_id=c.request_id,
-        params=c.params,
-        at=c.at,
-        idempotency_key=c.idempotency_key,
-        fingerprint=c.fingerprint,
-        policy=c.policy,
-        exclusive=c.exclusive,
-        retry_of=c.retry_of,
-    )
+    """The job as asked, field for field (the tracks a re-render reuses come in later events)."""
+    return JobAccepted(**{f.name: getattr(c, f.name) for f in attrs.fields(JobAccepted)})
 
 
 def _send(state: JobState, at: Any) -> list[Event]:

@@ -28,6 +28,9 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 #: The shortest SUNO_API_KEY accepted, as for CLIPJOBS_TOKENS (real keys are 32).
 _MIN_KEY = 8
 _CLIP_STYLES = ("simple", "full")
+#: A job's policy's defaults are the settings' defaults (except ``keep_media``: off in
+#: logs written before it existed, on for new jobs).
+_POLICY = JobPolicy()
 
 
 @frozen
@@ -47,15 +50,15 @@ class Settings:
     stale_after_s: float = 60.0
     #: A job still generating times out after this long without progress (a stage change
     #: or news from Suno) ...
-    job_timeout_s: int = 600
+    job_timeout_s: int = _POLICY.timeout_s
     #: ... or this long after it was accepted, whatever its progress.
-    job_max_s: int = 1800
-    poll_after_s: float = 30.0
-    poll_interval_s: float = 15.0
+    job_max_s: int = _POLICY.max_s
+    poll_after_s: float = _POLICY.poll_after_s
+    poll_interval_s: float = _POLICY.poll_interval_s
     suno_max_rps: float = 2.0
     log_format: str = "text"
     log_level: str = "INFO"
-    clip_render: bool = False
+    clip_render: bool = _POLICY.clip_render
     media_dir: Path = Path("media")
     clip_max_s: float = 60.0
     clip_hosts: tuple[str, ...] = ()
@@ -71,7 +74,7 @@ class Settings:
     #: Workers beat this often; one silent for three beats is reaped and its jobs freed.
     worker_heartbeat_s: float = 5.0
     #: An uncertain send that no callback named is sent once more after this; 0: never.
-    resend_uncertain_after_s: float = 120.0
+    resend_uncertain_after_s: float = _POLICY.resend_uncertain_after_s
     #: runOnce answers 429 TOO_MANY_ACTIVE_JOBS while a user has this many running.
     max_active_per_user: int = 20
     #: ... or once a user started this many in the last hour (0: no limit).

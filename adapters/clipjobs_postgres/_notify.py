@@ -22,7 +22,13 @@ from clipjobs.app.notify import (
     DeliveryStatus,
     Subscription,
     TooManySubscriptions,
+    attempt_from_row,
+    delivery_from_row,
+    next_due,
     notifications,
+    row,
+    row_fields,
+    subscription_from_row,
 )
 from clipjobs.app.ports import Commit
 
@@ -46,14 +52,20 @@ _ENQUEUE = """
     WHERE s.user_id = $2 AND n.type = ANY (s.events)
     ON CONFLICT DO NOTHING
 """
-_DELIVERY = (
-    "d.subscription_id, d.job_id, d.version, d.type, d.user_id, d.event_at, d.status,"
-    " d.attempts, d.next_at"
-)
-_SUBSCRIPTION = "id, user_id, url, events, secret, created_at"
-_ATTEMPT = (
-    "subscription_id, job_id, version, type, number, at, status_code, duration_ms, error, next_at"
-)
+_DELIVERY = ", ".join(f"d.{name}" for name in row_fields(Delivery))
+_SUBSCRIPTION = ", ".join(row_fields(Subscription))
+_ATTEMPT = ", ".join(row_fields(Attempt))
+
+
+def _insert(table: str, cls: type[Subscription | Attempt]) -> str:
+    """An INSERT of one ``row(value)`` of ``cls``."""
+    names = row_fields(cls)
+    marks = ", ".join(f"${n}" for n in range(1, len(names) + 1))
+    return f"INSERT INTO {{s}}.{table} ({', '.join(names)}) VALUES ({marks})"
+
+
+_INSERT_SUBSCRIPTION = _insert("notify_subscriptions", Subscription)
+_INSERT_ATTEMPT = _insert("notify_attempts", Attempt)
 _CLAIM = f"""
     WITH picked AS (
         SELECT subscription_id, job_id, version FROM {{s}}.notify_deliveries
@@ -91,44 +103,9 @@ async def enqueue(conn: _Conn, commit: Commit, schema: str) -> None:
     )
 
 
-def _subscription(r: Any) -> Subscription:
-    return Subscription(
-        id=r["id"],
-        user_id=r["user_id"],
-        url=r["url"],
-        events=tuple(r["events"]),
-        secret=r["secret"],
-        created_at=r["created_at"],
-    )
-
-
-def _delivery(r: Any) -> Delivery:
-    return Delivery(
-        subscription_id=r["subscription_id"],
-        job_id=r["job_id"],
-        version=r["version"],
-        type=r["type"],
-        user_id=r["user_id"],
-        event_at=r["event_at"],
-        status=DeliveryStatus(r["status"]),
-        attempts=r["attempts"],
-        next_at=r["next_at"],
-    )
-
-
-def _attempt(r: Any) -> Attempt:
-    return Attempt(
-        subscription_id=r["subscription_id"],
-        job_id=r["job_id"],
-        version=r["version"],
-        type=r["type"],
-        number=r["number"],
-        at=r["at"],
-        status_code=r["status_code"],
-        duration_ms=r["duration_ms"],
-        error=r["error"],
-        next_at=r["next_at"],
-    )
+def _stored(value: Any) -> Any:
+    """A field as a column takes it: event types as a ``text[]``, the rest as they are."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 class PostgresNotify:
@@ -143,47 +120,36 @@ class PostgresNotify:
     def _q(self, sql: str) -> str:
         return _sql(sql, self._schema)
 
+    async def _rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._connection() as conn:
+            return await conn.fetch(self._q(sql), *args)
+
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[_Conn]:
         async with self._connection() as conn, conn.transaction():
             yield conn
 
     async def add_subscription(self, subscription: Subscription, *, limit: int) -> None:
-        s = subscription
+        user = subscription.user_id
         async with self._tx() as conn:
             # One user's concurrent adds (from any process) take turns: the count holds.
             await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1))", f"clipjobs-notify:{s.user_id}"
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"clipjobs-notify:{user}"
             )
             owned = await conn.fetchval(
-                self._q("SELECT count(*) FROM {s}.notify_subscriptions WHERE user_id = $1"),
-                s.user_id,
+                self._q("SELECT count(*) FROM {s}.notify_subscriptions WHERE user_id = $1"), user
             )
             if owned >= limit:
                 raise TooManySubscriptions(limit)
-            await conn.execute(
-                self._q(
-                    f"INSERT INTO {{s}}.notify_subscriptions ({_SUBSCRIPTION})"
-                    " VALUES ($1, $2, $3, $4, $5, $6)"
-                ),
-                s.id,
-                s.user_id,
-                s.url,
-                list(s.events),
-                s.secret,
-                s.created_at,
-            )
+            await conn.execute(self._q(_INSERT_SUBSCRIPTION), *row(subscription, _stored))
 
     async def list_subscriptions(self, user_id: str) -> list[Subscription]:
-        async with self._connection() as conn:
-            rows = await conn.fetch(
-                self._q(
-                    f"SELECT {_SUBSCRIPTION} FROM {{s}}.notify_subscriptions"
-                    " WHERE user_id = $1 ORDER BY created_at, id"
-                ),
-                user_id,
-            )
-        return [_subscription(r) for r in rows]
+        rows = await self._rows(
+            f"SELECT {_SUBSCRIPTION} FROM {{s}}.notify_subscriptions"
+            " WHERE user_id = $1 ORDER BY created_at, id",
+            user_id,
+        )
+        return [subscription_from_row(r) for r in rows]
 
     async def delete_subscription(self, user_id: str, subscription_id: str) -> bool:
         async with self._tx() as conn:
@@ -224,15 +190,14 @@ class PostgresNotify:
                 ),
                 list({r["subscription_id"] for r in rows}),
             )
-        by_id = {r["id"]: _subscription(r) for r in subs}
-        found = [_delivery(r) for r in rows]
+        by_id = {r["id"]: subscription_from_row(r) for r in subs}
+        found = [delivery_from_row(r) for r in rows]
         found.sort(key=lambda d: (d.next_at or now, d.job_id))
         # A subscription deleted between the two reads: its deliveries went with it.
         return [(d, by_id[d.subscription_id]) for d in found if d.subscription_id in by_id]
 
     async def finish_attempt(self, attempt: Attempt, *, owner: str, status: DeliveryStatus) -> bool:
         a = attempt
-        next_at = a.next_at if status is DeliveryStatus.PENDING else None
         async with self._tx() as conn:
             holder = await conn.fetchrow(
                 self._q(
@@ -245,22 +210,7 @@ class PostgresNotify:
             )
             if holder is None:
                 return False  # the subscription was deleted meanwhile
-            await conn.execute(
-                self._q(
-                    f"INSERT INTO {{s}}.notify_attempts ({_ATTEMPT})"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                ),
-                a.subscription_id,
-                a.job_id,
-                a.version,
-                a.type,
-                a.number,
-                a.at,
-                a.status_code,
-                a.duration_ms,
-                a.error,
-                a.next_at,
-            )
+            await conn.execute(self._q(_INSERT_ATTEMPT), *row(a))
             if holder["lease_owner"] != owner:
                 return False
             await conn.execute(
@@ -273,20 +223,17 @@ class PostgresNotify:
                 a.job_id,
                 a.version,
                 status.value,
-                next_at,
+                next_due(a, status),
             )
         return True
 
     async def deliveries(self, subscription_id: str) -> list[Delivery]:
-        async with self._connection() as conn:
-            rows = await conn.fetch(
-                self._q(
-                    f"SELECT {_DELIVERY} FROM {{s}}.notify_deliveries AS d"
-                    " WHERE d.subscription_id = $1 ORDER BY d.event_at, d.job_id, d.version"
-                ),
-                subscription_id,
-            )
-        return [_delivery(r) for r in rows]
+        rows = await self._rows(
+            f"SELECT {_DELIVERY} FROM {{s}}.notify_deliveries AS d"
+            " WHERE d.subscription_id = $1 ORDER BY d.event_at, d.job_id, d.version",
+            subscription_id,
+        )
+        return [delivery_from_row(r) for r in rows]
 
     async def attempts(
         self,
@@ -295,16 +242,13 @@ class PostgresNotify:
         job_id: str | None = None,
         limit: int = 50,
     ) -> list[Attempt]:
-        async with self._connection() as conn:
-            rows = await conn.fetch(
-                self._q(
-                    f"SELECT {_ATTEMPT} FROM {{s}}.notify_attempts"
-                    " WHERE ($1::text IS NULL OR subscription_id = $1)"
-                    " AND ($2::text IS NULL OR job_id = $2)"
-                    " ORDER BY at DESC, id DESC LIMIT $3"
-                ),
-                subscription_id,
-                job_id,
-                max(0, limit),
-            )
-        return [_attempt(r) for r in rows]
+        rows = await self._rows(
+            f"SELECT {_ATTEMPT} FROM {{s}}.notify_attempts"
+            " WHERE ($1::text IS NULL OR subscription_id = $1)"
+            " AND ($2::text IS NULL OR job_id = $2)"
+            " ORDER BY at DESC, id DESC LIMIT $3",
+            subscription_id,
+            job_id,
+            max(0, limit),
+        )
+        return [attempt_from_row(r) for r in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from clipjobs.domain.fleet import JobFilter, PageKey
@@ -17,24 +18,18 @@ def _where(where: JobFilter, after: PageKey | None) -> tuple[str, list[Any]]:
     if where.stages:
         clauses.append(f"stage IN ({', '.join('?' for _ in where.stages)})")
         params.extend(stage.value for stage in where.stages)
-    if where.channel_id is not None:
-        clauses.append("channel_id = ?")
-        params.append(where.channel_id)
-    if where.user_id is not None:
-        clauses.append("user_id = ?")
-        params.append(where.user_id)
-    if where.done is not None:
-        clauses.append("done = ?")
-        params.append(int(where.done))
-    if where.stale_before is not None:
-        clauses.append("done = 0 AND updated_at < ?")
-        params.append(ts(where.stale_before))
-    if where.created_after is not None:
-        clauses.append("created_at >= ?")
-        params.append(ts(where.created_after))
-    if where.created_before is not None:
-        clauses.append("created_at < ?")
-        params.append(ts(where.created_before))
+    # The plain comparisons: a condition for each filter that is set, times stored as text.
+    for condition, value in (
+        ("channel_id = ?", where.channel_id),
+        ("user_id = ?", where.user_id),
+        ("done = ?", None if where.done is None else int(where.done)),
+        ("done = 0 AND updated_at < ?", where.stale_before),
+        ("created_at >= ?", where.created_after),
+        ("created_at < ?", where.created_before),
+    ):
+        if value is not None:
+            clauses.append(condition)
+            params.append(ts(value) if isinstance(value, datetime) else value)
     if after is not None:
         # Row values compare in one index range (SQLite 3.15+).
         clauses.append("(created_at, job_id) < (?, ?)")

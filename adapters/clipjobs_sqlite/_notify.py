@@ -19,7 +19,13 @@ from clipjobs.app.notify import (
     DeliveryStatus,
     Subscription,
     TooManySubscriptions,
+    attempt_from_row,
+    delivery_from_row,
+    next_due,
     notifications,
+    row,
+    row_fields,
+    subscription_from_row,
 )
 from clipjobs.app.ports import Commit
 from clipjobs.domain.codec import parse_ts
@@ -38,14 +44,11 @@ _ENQUEUE = """
     SELECT id, ?, ?, ?, user_id, ?, 'pending', 0, ?
     FROM notify_subscriptions WHERE user_id = ? AND instr(events, ?) > 0
 """
-_DELIVERY = (
-    "d.subscription_id, d.job_id, d.version, d.type, d.user_id, d.event_at, d.status,"
-    " d.attempts, d.next_at"
-)
-_SUBSCRIPTION = "s.id, s.user_id, s.url, s.events, s.secret, s.created_at"
-_ATTEMPT = (
-    "subscription_id, job_id, version, type, number, at, status_code, duration_ms, error, next_at"
-)
+_DELIVERY = ", ".join(f"d.{name}" for name in row_fields(Delivery))
+_SUBSCRIPTION = ", ".join(f"s.{name}" for name in row_fields(Subscription))
+_ATTEMPT = ", ".join(row_fields(Attempt))
+#: Where a joined delivery-and-subscription row turns from the one to the other.
+_SPLIT = len(row_fields(Delivery))
 
 
 def enqueue(conn: sqlite3.Connection, commit: Commit) -> None:
@@ -59,51 +62,21 @@ def enqueue(conn: sqlite3.Connection, commit: Commit) -> None:
         )
 
 
-def _events_column(events: tuple[str, ...]) -> str:
-    return "," + ",".join(events) + ","
+def _stored(value: Any) -> Any:
+    """A field as a column keeps it: times as fixed-width text, event types as ``,a,b,``."""
+    if isinstance(value, datetime):
+        return ts(value)
+    if isinstance(value, tuple):
+        return "," + ",".join(value) + ","
+    return value
 
 
-def _subscription(row: Any, offset: int = 0) -> Subscription:
-    r = tuple(row)[offset:]
-    return Subscription(
-        id=r[0],
-        user_id=r[1],
-        url=r[2],
-        events=tuple(e for e in r[3].split(",") if e),
-        secret=r[4],
-        created_at=parse_ts(r[5]),
-    )
+def _events(column: str) -> tuple[str, ...]:
+    return tuple(e for e in column.split(",") if e)
 
 
-def _delivery(row: Any) -> Delivery:
-    r = tuple(row)
-    return Delivery(
-        subscription_id=r[0],
-        job_id=r[1],
-        version=int(r[2]),
-        type=r[3],
-        user_id=r[4],
-        event_at=parse_ts(r[5]),
-        status=DeliveryStatus(r[6]),
-        attempts=int(r[7]),
-        next_at=parse_ts(r[8]) if r[8] is not None else None,
-    )
-
-
-def _attempt(row: Any) -> Attempt:
-    r = tuple(row)
-    return Attempt(
-        subscription_id=r[0],
-        job_id=r[1],
-        version=int(r[2]),
-        type=r[3],
-        number=int(r[4]),
-        at=parse_ts(r[5]),
-        status_code=r[6],
-        duration_ms=float(r[7]),
-        error=r[8],
-        next_at=parse_ts(r[9]) if r[9] is not None else None,
-    )
+def _subscription(values: Any) -> Subscription:
+    return subscription_from_row(values, time=parse_ts, events=_events)
 
 
 class SQLiteNotify:
@@ -118,16 +91,15 @@ class SQLiteNotify:
         async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]: ...
 
     async def add_subscription(self, subscription: Subscription, *, limit: int) -> None:
-        s = subscription
-        row = (s.id, s.user_id, s.url, _events_column(s.events), s.secret, ts(s.created_at))
+        user, values = subscription.user_id, row(subscription, _stored)
 
         def run(conn: sqlite3.Connection) -> None:
             (owned,) = conn.execute(
-                "SELECT count(*) FROM notify_subscriptions WHERE user_id = ?", (s.user_id,)
+                "SELECT count(*) FROM notify_subscriptions WHERE user_id = ?", (user,)
             ).fetchone()
             if owned >= limit:
                 raise TooManySubscriptions(limit)
-            conn.execute("INSERT INTO notify_subscriptions VALUES (?, ?, ?, ?, ?, ?)", row)
+            conn.execute("INSERT INTO notify_subscriptions VALUES (?, ?, ?, ?, ?, ?)", values)
 
         with edge(self._path):
             await self._write().submit(run)
@@ -186,27 +158,18 @@ class SQLiteNotify:
                 " WHERE subscription_id = ? AND job_id = ? AND version = ?",
                 [(owner, until, r[0], r[1], r[2]) for r in rows],
             )
-            return [(_delivery(r), _subscription(r, 9)) for r in rows]
+            return [
+                (delivery_from_row(r[:_SPLIT], time=parse_ts), _subscription(r[_SPLIT:]))
+                for r in rows
+            ]
 
         with edge(self._path):
             return await self._write().submit(run)
 
     async def finish_attempt(self, attempt: Attempt, *, owner: str, status: DeliveryStatus) -> bool:
-        a = attempt
-        key = (a.subscription_id, a.job_id, a.version)
-        next_at = (
-            ts(a.next_at) if a.next_at is not None and status is DeliveryStatus.PENDING else None
-        )
-        row = (
-            *key,
-            a.type,
-            a.number,
-            ts(a.at),
-            a.status_code,
-            a.duration_ms,
-            a.error,
-            ts(a.next_at) if a.next_at is not None else None,
-        )
+        key = (attempt.subscription_id, attempt.job_id, attempt.version)
+        next_at = _stored(next_due(attempt, status))
+        values = row(attempt, _stored)
 
         def run(conn: sqlite3.Connection) -> bool:
             exists = conn.execute(
@@ -218,7 +181,7 @@ class SQLiteNotify:
                 return False  # the subscription was deleted meanwhile
             conn.execute(
                 f"INSERT INTO notify_attempts ({_ATTEMPT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                row,
+                values,
             )
             return (
                 conn.execute(
@@ -240,7 +203,7 @@ class SQLiteNotify:
             " WHERE d.subscription_id = ? ORDER BY d.event_at, d.job_id, d.version",
             (subscription_id,),
         )
-        return [_delivery(r) for r in rows]
+        return [delivery_from_row(r, time=parse_ts) for r in rows]
 
     async def attempts(
         self,
@@ -262,4 +225,4 @@ class SQLiteNotify:
             " ORDER BY at DESC, id DESC LIMIT ?",
             (*params, max(0, limit)),
         )
-        return [_attempt(r) for r in rows]
+        return [attempt_from_row(r, time=parse_ts) for r in rows]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 import pytest_asyncio
 from _pg_harness import StoreFactory
 
-from clipjobs.app.notify import Subscription
-from clipjobs.domain.commands import FailJob
-from clipjobs.testing import NotifyStoreContract, new_job, step
+from clipjobs.testing import NotifyStoreContract, new_job
+from clipjobs.testing._notify_contract import check_old_jobs_fail_into_the_outbox
 from clipjobs_postgres import PostgresEventStore
 from clipjobs_postgres._schema import LATEST_VERSION
 
@@ -40,19 +38,6 @@ async def test_a_version_3_schema_gains_the_outbox_and_keeps_its_jobs(
         f' "{schema}".jobs_channel_newest, "{schema}".jobs_quiet;'
         f' DELETE FROM "{schema}".schema_version WHERE version > 3'
     )
-    store = await stores()
-    assert await store.load(created.job_id) == created.state
-    sub = Subscription(
-        id="sub_" + "b" * 24,
-        user_id="old-user",
-        url="https://hooks.example.org/",
-        events=("job.failed",),
-        secret="whsec_x",
-        created_at=datetime.now(UTC),
-    )
-    await store.add_subscription(sub, limit=10)
-    await store.append(step(created.state, FailJob("E", "boom", datetime.now(UTC))))
-    [delivery] = await store.deliveries(sub.id)
-    assert delivery.job_id == created.job_id
+    await check_old_jobs_fail_into_the_outbox(await stores(), created)
     versions = await admin.fetch(f'SELECT version FROM "{schema}".schema_version ORDER BY 1')
     assert [r[0] for r in versions] == list(range(1, LATEST_VERSION + 1))

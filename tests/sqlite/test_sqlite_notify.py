@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from clipjobs.app.notify import Subscription
-from clipjobs.domain.commands import FailJob
-from clipjobs.testing import NotifyStoreContract, new_job, step
+from clipjobs.testing import NotifyStoreContract, new_job
+from clipjobs.testing._notify_contract import check_old_jobs_fail_into_the_outbox
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_sqlite._schema import LATEST, migrate
 
@@ -43,19 +41,7 @@ async def test_a_version_2_database_gains_the_outbox_and_keeps_its_jobs(tmp_path
             " DELETE FROM clipjobs_schema WHERE version > 2;"
         )
     async with SQLiteEventStore(path) as store:
-        assert await store.load(created.job_id) == created.state
-        sub = Subscription(
-            id="sub_" + "a" * 24,
-            user_id="old-user",
-            url="https://hooks.example.org/",
-            events=("job.failed",),
-            secret="whsec_x",
-            created_at=datetime.now(UTC),
-        )
-        await store.add_subscription(sub, limit=10)
-        await store.append(step(created.state, FailJob("E", "boom", datetime.now(UTC))))
-        [delivery] = await store.deliveries(sub.id)
-        assert delivery.job_id == created.job_id
+        await check_old_jobs_fail_into_the_outbox(store, created)
     with contextlib.closing(sqlite3.connect(path)) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM clipjobs_schema ORDER BY 1")]
     assert versions == list(range(1, LATEST + 1))

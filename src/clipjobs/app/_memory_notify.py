@@ -17,6 +17,7 @@ from .notify import (
     DeliveryStatus,
     Subscription,
     TooManySubscriptions,
+    next_due,
     notifications,
 )
 from .ports import Commit
@@ -142,7 +143,7 @@ class MemoryNotify:
             delivery,
             status=status,
             attempts=delivery.attempts + 1,
-            next_at=attempt.next_at if status is DeliveryStatus.PENDING else None,
+            next_at=next_due(attempt, status),
         )
         return True
 

@@ -9,19 +9,22 @@ miss a committed event, nor hold one that was not committed. A sender (in
 records every attempt; a failed attempt is tried again later, with
 exponential backoff and jitter, until ``give_up_s`` after the event.
 
-This module is pure: types, the event-to-type mapping, the backoff, and the
-``NotifyStore`` port the stores implement.
+This module is pure: types, the event-to-type mapping, the backoff, the
+``NotifyStore`` port the stores implement, and what every store does alike
+without its database: a stored row's fields and their order, reading an
+object back from one, and when a delivery is due after an attempt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+import attrs
 from attrs import field, frozen
 
 from ..domain.errors import InvalidRequest
@@ -35,8 +38,14 @@ __all__ = [
     "NotifyStore",
     "Subscription",
     "TooManySubscriptions",
+    "attempt_from_row",
     "backoff_s",
+    "delivery_from_row",
+    "next_due",
     "notifications",
+    "row",
+    "row_fields",
+    "subscription_from_row",
     "webhook_id",
 ]
 
@@ -159,6 +168,63 @@ class Attempt:
     @property
     def delivered(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def next_due(attempt: Attempt, status: DeliveryStatus) -> datetime | None:
+    """When a delivery is due again after ``attempt`` left it in ``status``: None once done."""
+    return attempt.next_at if status is DeliveryStatus.PENDING else None
+
+
+# --- rows: what the SQL stores write and read back alike ----------------------------
+
+_Stored = Subscription | Delivery | Attempt
+_T = TypeVar("_T", Subscription, Delivery, Attempt)
+
+#: Turns one value into the form a store keeps, or a kept one back.
+Convert = Callable[[Any], Any]
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def row_fields(cls: type[_Stored]) -> tuple[str, ...]:
+    """The columns of a stored ``cls``: its fields, in the order they are declared."""
+    return tuple(f.name for f in attrs.fields(cls))
+
+
+def row(value: _Stored, write: Convert = _as_is) -> tuple[Any, ...]:
+    """``value``'s fields in ``row_fields`` order, each as ``write`` stores it."""
+    return tuple(write(v) for v in attrs.astuple(value, recurse=False))
+
+
+def _from_row(cls: type[_T], values: Iterable[Any], **read: Convert) -> _T:
+    """``cls`` from its columns in ``row_fields`` order; ``read`` decodes the named ones.
+
+    A None column stays None (an optional field that is not set).
+    """
+    fields = dict(zip(row_fields(cls), values, strict=True))
+    for name, decode in read.items():
+        if fields[name] is not None:
+            fields[name] = decode(fields[name])
+    return cls(**fields)
+
+
+def subscription_from_row(
+    values: Iterable[Any], *, time: Convert = _as_is, events: Convert = tuple
+) -> Subscription:
+    """A stored subscription; ``time`` and ``events`` read back how the store keeps those."""
+    return _from_row(Subscription, values, events=events, created_at=time)
+
+
+def delivery_from_row(values: Iterable[Any], *, time: Convert = _as_is) -> Delivery:
+    """A stored delivery; ``time`` reads back a time as the store keeps it."""
+    return _from_row(Delivery, values, status=DeliveryStatus, event_at=time, next_at=time)
+
+
+def attempt_from_row(values: Iterable[Any], *, time: Convert = _as_is) -> Attempt:
+    """A stored attempt; ``time`` reads back a time as the store keeps it."""
+    return _from_row(Attempt, values, at=time, next_at=time)
 
 
 @runtime_checkable

@@ -23,10 +23,11 @@ from ..app.notify import (
     TooManySubscriptions,
     webhook_id,
 )
+from ..app.ports import Commit
 from ..domain.commands import FailJob
 from ._store_contract import new_job, step
 
-__all__ = ["NotifyStoreContract"]
+__all__ = ["NotifyStoreContract", "check_old_jobs_fail_into_the_outbox"]
 
 _BASE = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -64,6 +65,18 @@ def _attempt(d: Delivery, at: datetime, code: int | None, next_at: datetime | No
     )
 
 
+async def check_old_jobs_fail_into_the_outbox(store: Any, created: Commit) -> None:
+    """After a migration that added the outbox: ``created`` (appended before it) loads as it
+    was, and failing that job now makes a delivery for its user's new subscription.
+    """
+    assert await store.load(created.job_id) == created.state
+    sub = _sub(created.state.user_id, at=datetime.now(UTC))
+    await store.add_subscription(sub, limit=10)
+    await store.append(step(created.state, FailJob("E", "boom", datetime.now(UTC))))
+    [delivery] = await store.deliveries(sub.id)
+    assert delivery.job_id == created.job_id
+
+
 class NotifyStoreContract:
     """Behaviour of ``NotifyStore`` on every backend. Override the ``store`` fixture."""
 
@@ -74,6 +87,21 @@ class NotifyStoreContract:
         await store.append(created)
         await store.append(step(created.state, FailJob("E", "boom", at + timedelta(seconds=1))))
         return created.job_id
+
+    async def _subscribed_failures(
+        self, store: Any, jobs: int = 1
+    ) -> tuple[Subscription, list[str], datetime]:
+        """A new user subscribed to job.failed, ``jobs`` of whose jobs failed a millisecond
+        apart; with a moment at which all those deliveries are due.
+        """
+        at = _moment()
+        sub = _sub(f"u-{secrets.token_hex(4)}")
+        await store.add_subscription(sub, limit=10)
+        job_ids = [
+            await self._failed_job(store, sub.user_id, at + timedelta(milliseconds=i))
+            for i in range(jobs)
+        ]
+        return sub, job_ids, at + timedelta(seconds=5)
 
     async def test_subscriptions_are_per_user_and_keep_their_secret(self, store: Any) -> None:
         """A user lists only their own subscriptions (secrets kept for the sender); delete works."""
@@ -131,12 +159,7 @@ class NotifyStoreContract:
 
     async def test_a_claim_leases_so_no_one_else_takes_it(self, store: Any) -> None:
         """A claimed delivery is not claimed again until its lease ends; ``skip`` is left."""
-        at = _moment()
-        user = f"u-{secrets.token_hex(4)}"
-        sub = _sub(user)
-        await store.add_subscription(sub, limit=10)
-        await self._failed_job(store, user, at)
-        now = at + timedelta(seconds=5)
+        sub, _, now = await self._subscribed_failures(store)
         assert (
             await store.claim_deliveries(now, owner="a", limit=10, lease_s=30, skip=[sub.id]) == []
         )
@@ -149,13 +172,7 @@ class NotifyStoreContract:
 
     async def test_concurrent_claims_never_share_a_delivery(self, store: Any) -> None:
         """Eight claims at once over six deliveries: each delivery goes to exactly one."""
-        at = _moment()
-        user = f"u-{secrets.token_hex(4)}"
-        sub = _sub(user)
-        await store.add_subscription(sub, limit=10)
-        for i in range(6):
-            await self._failed_job(store, user, at + timedelta(milliseconds=i))
-        now = at + timedelta(seconds=5)
+        _, _, now = await self._subscribed_failures(store, jobs=6)
         claims = await asyncio.gather(
             *(store.claim_deliveries(now, owner=f"o{i}", limit=2, lease_s=30) for i in range(8))
         )
@@ -164,12 +181,7 @@ class NotifyStoreContract:
 
     async def test_a_failed_attempt_waits_and_a_delivered_one_is_done(self, store: Any) -> None:
         """An attempt with next_at makes the delivery due then; a 2xx ends it; both are listed."""
-        at = _moment()
-        user = f"u-{secrets.token_hex(4)}"
-        sub = _sub(user)
-        await store.add_subscription(sub, limit=10)
-        job_id = await self._failed_job(store, user, at)
-        now = at + timedelta(seconds=5)
+        sub, [job_id], now = await self._subscribed_failures(store)
         [(d, _)] = await store.claim_deliveries(now, owner="a", limit=10, lease_s=30)
         retry_at = now + timedelta(seconds=10)
         first = _attempt(d, now, 500, retry_at)
@@ -193,12 +205,7 @@ class NotifyStoreContract:
 
     async def test_an_attempt_by_a_lost_lease_is_kept_but_changes_nothing(self, store: Any) -> None:
         """finish_attempt by an owner that lost the lease records the attempt and returns False."""
-        at = _moment()
-        user = f"u-{secrets.token_hex(4)}"
-        sub = _sub(user)
-        await store.add_subscription(sub, limit=10)
-        await self._failed_job(store, user, at)
-        now = at + timedelta(seconds=5)
+        sub, _, now = await self._subscribed_failures(store)
         [(d, _)] = await store.claim_deliveries(now, owner="a", limit=10, lease_s=1)
         later = now + timedelta(seconds=2)
         await store.claim_deliveries(later, owner="b", limit=10, lease_s=30)
@@ -210,12 +217,7 @@ class NotifyStoreContract:
 
     async def test_deleting_a_subscription_drops_its_outbox(self, store: Any) -> None:
         """After delete, its deliveries are neither listed nor claimed."""
-        at = _moment()
-        user = f"u-{secrets.token_hex(4)}"
-        sub = _sub(user)
-        await store.add_subscription(sub, limit=10)
-        await self._failed_job(store, user, at)
-        assert await store.delete_subscription(user, sub.id)
+        sub, _, now = await self._subscribed_failures(store)
+        assert await store.delete_subscription(sub.user_id, sub.id)
         assert await store.deliveries(sub.id) == []
-        now = at + timedelta(seconds=5)
         assert await store.claim_deliveries(now, owner="a", limit=10, lease_s=30) == []

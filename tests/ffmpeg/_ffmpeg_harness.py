@@ -24,24 +24,38 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from clipjobs import (
+    ChannelDefaults,
     ClipProcessingStarted,
     ClipStep,
+    EventStore,
     GenerationParams,
+    InMemoryEventStore,
     JobAccepted,
     JobPolicy,
+    JobRequest,
+    JobService,
     JobState,
     Observation,
     ProviderStatus,
+    RecordObservation,
+    ServiceConfig,
     Source,
+    Stage,
+    SunoClient,
     SunoRequestSent,
     SunoSucceeded,
     SunoTaskCreated,
+    SystemClock,
     Track,
+    WebhookSigner,
+    Work,
     fold,
 )
+from clipjobs.testing import ScriptedSuno
 from clipjobs_ffmpeg import FfmpegPostProcessor
 from clipjobs_ffmpeg._ffmpeg import COVER_BOX
 from clipjobs_suno import SunoApiClient
@@ -57,6 +71,10 @@ LONG = TRACK_1 * 20
 FFMPEG = shutil.which("ffmpeg")
 FFPROBE = shutil.which("ffprobe")
 NEEDS_FFMPEG = "ffmpeg/ffprobe not on PATH (apt-get install ffmpeg; .ci/run installs it)"
+#: Skips a test (or, as ``pytestmark``, a module) where ffmpeg or ffprobe is missing.
+WITH_FFMPEG = pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG)
+#: ``pytestmark`` of a module of async tests that run ffmpeg.
+ASYNC_WITH_FFMPEG = [pytest.mark.asyncio, WITH_FFMPEG]
 #: The processor's default background, as RGB.
 BACKGROUND = (0x1D, 0x1B, 0x26)
 FPS = 2.0
@@ -207,6 +225,49 @@ def processor(
     }
     settings.update(options)
     return FfmpegPostProcessor(session, media_dir, **settings)
+
+
+def clip_service(
+    proc: FfmpegPostProcessor,
+    store: EventStore | None = None,
+    suno: SunoClient | None = None,
+    *,
+    defaults: ChannelDefaults | None = None,
+    **config: Any,
+) -> JobService:
+    """A JobService whose jobs render with ``proc`` (clip_render on), on the system clock.
+
+    The store and Suno are new and in memory, and the channels' parameters
+    ``ChannelDefaults()``, unless given; ``config`` overrides the ServiceConfig's settings.
+    """
+    settings: dict[str, Any] = {
+        "callback_base_url": "https://clips.example",
+        "policy": JobPolicy(clip_render=True),
+        **config,
+    }
+    return JobService(
+        store if store is not None else InMemoryEventStore(),
+        suno if suno is not None else ScriptedSuno(),
+        defaults if defaults is not None else ChannelDefaults(),
+        WebhookSigner("secret-for-tests"),
+        clock=SystemClock(),
+        config=ServiceConfig(**settings),
+        post_processor=proc,
+    )
+
+
+async def succeeded(service: JobService, *tracks: Track) -> str:
+    """A new job of ``service``, sent, and succeeded with ``tracks``: its render is due."""
+    job = (await service.start_job(JobRequest("channel_ff", "u1"))).job
+    sent = await service.send(job.job_id)
+    assert sent.task_id is not None
+    observation = Observation(sent.task_id, ProviderStatus.SUCCESS, tracks)
+    state, _ = await service.execute(
+        job.job_id, lambda at: RecordObservation(observation, Source.CALLBACK, at)
+    )
+    assert state.stage is Stage.SUNO_SUCCESS
+    assert state.work is Work.RENDER and not state.done
+    return job.job_id
 
 
 _counter = 0

@@ -12,32 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from _ffmpeg_harness import FFMPEG, FFPROBE, NEEDS_FFMPEG, fake_suno, processor
+from _ffmpeg_harness import ASYNC_WITH_FFMPEG, clip_service, fake_suno, processor
 
 from clipjobs import (
     BudgetedSuno,
     ChannelDefaults,
     ClipReady,
     GenerationParams,
-    InMemoryEventStore,
-    JobPolicy,
     JobRequest,
     JobService,
-    ServiceConfig,
     Stage,
     SunoBudget,
     SystemClock,
-    WebhookSigner,
 )
 from clipjobs.app.config import Settings
 from clipjobs_cli._serve import running_server
 from clipjobs_ffmpeg import CaptionsNote
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
+pytestmark = ASYNC_WITH_FFMPEG
 
 
 async def _rendered(
@@ -48,17 +40,11 @@ async def _rendered(
         SunoBudget(100.0, clock=SystemClock()) as budget,
     ):
         suno = BudgetedSuno(client, budget)
-        service = JobService(
-            InMemoryEventStore(),
-            suno,
-            ChannelDefaults(GenerationParams(prompt="a song", instrumental=instrumental)),
-            WebhookSigner("secret-for-tests"),
-            clock=SystemClock(),
-            config=ServiceConfig(
-                callback_base_url="http://127.0.0.1:9",
-                policy=JobPolicy(clip_render=True),
-            ),
-            post_processor=processor(session, media, suno=suno, style="full"),
+        service = clip_service(
+            processor(session, media, suno=suno, style="full"),
+            suno=suno,
+            defaults=ChannelDefaults(GenerationParams(prompt="a song", instrumental=instrumental)),
+            callback_base_url="http://127.0.0.1:9",
         )
         job_id = (await service.start_job(JobRequest("channel_ff", "u1"))).job.job_id
         await service.send(job_id)

@@ -11,9 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from _ffmpeg_harness import (
-    FFMPEG,
-    FFPROBE,
-    NEEDS_FFMPEG,
+    ASYNC_WITH_FFMPEG,
     MediaServer,
     Steps,
     clip_job,
@@ -28,10 +26,7 @@ from clipjobs import ClipStep
 from clipjobs.domain.errors import PostProcessError
 from clipjobs_ffmpeg import ClipErrorCode
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
+pytestmark = ASYNC_WITH_FFMPEG
 
 #: A render that takes seconds: an 80 s song at 25 fps, cut to 60 s.
 SLOW = {"clip_max_s": 60.0, "fps": 25.0, "preset": "veryfast"}

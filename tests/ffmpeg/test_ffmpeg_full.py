@@ -15,10 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 from _ffmpeg_harness import (
-    FFMPEG,
-    FFPROBE,
+    ASYNC_WITH_FFMPEG,
     FPS,
-    NEEDS_FFMPEG,
     SONG,
     Steps,
     dialogues,
@@ -55,10 +53,7 @@ from clipjobs_ffmpeg._captions import (
     drawable,
 )
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
+pytestmark = ASYNC_WITH_FFMPEG
 
 #: The band the sung line is drawn in (52 px text with its outline, bottom edge at 1440).
 CAPTION_BAND = rows(CURRENT_BOTTOM - 80, CURRENT_BOTTOM + 8)

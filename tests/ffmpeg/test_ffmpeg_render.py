@@ -8,11 +8,9 @@ import aiohttp
 import attrs
 import pytest
 from _ffmpeg_harness import (
+    ASYNC_WITH_FFMPEG,
     BACKGROUND,
-    FFMPEG,
-    FFPROBE,
     FPS,
-    NEEDS_FFMPEG,
     MediaServer,
     Steps,
     clip_job,
@@ -24,10 +22,7 @@ from _ffmpeg_harness import (
 
 from clipjobs import ClipStep, Track
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
+pytestmark = ASYNC_WITH_FFMPEG
 
 
 def _streams(path: Path) -> tuple[dict[str, str], dict[str, str], float]:

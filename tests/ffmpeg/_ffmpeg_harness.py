@@ -77,6 +77,8 @@ WITH_FFMPEG = pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS
 ASYNC_WITH_FFMPEG = [pytest.mark.asyncio, WITH_FFMPEG]
 #: The processor's default background, as RGB.
 BACKGROUND = (0x1D, 0x1B, 0x26)
+#: The channel of the jobs made here.
+CHANNEL = "channel_ff"
 FPS = 2.0
 
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -258,7 +260,7 @@ def clip_service(
 
 async def succeeded(service: JobService, *tracks: Track) -> str:
     """A new job of ``service``, sent, and succeeded with ``tracks``: its render is due."""
-    job = (await service.start_job(JobRequest("channel_ff", "u1"))).job
+    job = (await service.start_job(JobRequest(CHANNEL, "u1"))).job
     sent = await service.send(job.job_id)
     assert sent.task_id is not None
     observation = Observation(sent.task_id, ProviderStatus.SUCCESS, tracks)
@@ -270,31 +272,45 @@ async def succeeded(service: JobService, *tracks: Track) -> str:
     return job.job_id
 
 
-_counter = 0
-
-
-def clip_job(audio_url: str = "", image_url: str = "", *, tracks: bool = True) -> JobState:
-    """A job in STAGE_60, folded from the events a real run records."""
-    global _counter
-    _counter += 1
-    job_id = f"job_1767225600000_ff{_counter:04d}"
-    songs = (Track("song-1", audio_url=audio_url, image_url=image_url, duration=4.08),)
+def rendering_job(
+    job_id: str, params: GenerationParams, task_id: str, tracks: tuple[Track, ...]
+) -> JobState:
+    """A job of CHANNEL in STAGE_60 (its clip being made), folded from the events a real run
+    records: accepted, sent, the Suno task, its success with ``tracks``, processing started."""
     return fold(
         [
             JobAccepted(
                 job_id,
-                "channel_ff",
+                CHANNEL,
                 "u1",
                 "req_1767225600000_abc123",
-                GenerationParams(prompt="a song"),
+                params,
                 _T0,
                 policy=JobPolicy(clip_render=True),
             ),
             SunoRequestSent(1, _T0),
-            SunoTaskCreated("task-ff", Source.GENERATE, _T0),
-            SunoSucceeded(Source.CALLBACK, songs if tracks else (), _T0),
+            SunoTaskCreated(task_id, Source.GENERATE, _T0),
+            SunoSucceeded(Source.POLL, tracks, _T0),
             ClipProcessingStarted(_T0),
         ]
+    )
+
+
+_counter = 0
+
+
+def _job_id(kind: str) -> str:
+    """A job id no other job of this test run has."""
+    global _counter
+    _counter += 1
+    return f"job_1767225600000_{kind}{_counter:04d}"
+
+
+def clip_job(audio_url: str = "", image_url: str = "", *, tracks: bool = True) -> JobState:
+    """A job in STAGE_60 whose one track has these URLs (or that has no track)."""
+    songs = (Track("song-1", audio_url=audio_url, image_url=image_url, duration=4.08),)
+    return rendering_job(
+        _job_id("ff"), GenerationParams(prompt="a song"), "task-ff", songs if tracks else ()
     )
 
 
@@ -442,31 +458,13 @@ def song_job(
     seen: Observation, params: GenerationParams = SONG, *, title: str | None = None
 ) -> JobState:
     """A job in STAGE_60 whose tracks are the fake's (audio, cover and lyrics on the fake)."""
-    global _counter
-    _counter += 1
     tracks = seen.tracks
     if title is not None:
         tracks = tuple(
             Track(t.id, t.audio_url, t.stream_audio_url, t.image_url, title, t.duration)
             for t in tracks
         )
-    return fold(
-        [
-            JobAccepted(
-                f"job_1767225600000_ly{_counter:04d}",
-                "channel_ff",
-                "u1",
-                "req_1767225600000_abc123",
-                params,
-                _T0,
-                policy=JobPolicy(clip_render=True),
-            ),
-            SunoRequestSent(1, _T0),
-            SunoTaskCreated(seen.task_id, Source.GENERATE, _T0),
-            SunoSucceeded(Source.POLL, tracks, _T0),
-            ClipProcessingStarted(_T0),
-        ]
-    )
+    return rendering_job(_job_id("ly"), params, seen.task_id, tracks)
 
 
 # --- pixels ---------------------------------------------------------------------

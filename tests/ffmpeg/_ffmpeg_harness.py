@@ -354,6 +354,14 @@ def probe(path: Path) -> dict[str, Any]:
     return data
 
 
+def streams(path: Path) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The one video and the one audio stream of ``path`` (ffprobe's), and its duration."""
+    info = probe(path)
+    (video,) = [s for s in info["streams"] if s["codec_type"] == "video"]
+    (audio,) = [s for s in info["streams"] if s["codec_type"] == "audio"]
+    return video, audio, float(info["format"]["duration"])
+
+
 def first_frame_rgb(path: Path) -> tuple[int, int, int]:
     """The average color of where the cover goes in the clip's first frame (scaled to one pixel).
 

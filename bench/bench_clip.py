@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,30 +40,15 @@ import aiohttp
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The ffmpeg tests' harness: the fake Suno as they run it, and their STAGE_60 job.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ffmpeg"))
 from _common import machine, table
+from _ffmpeg_harness import CHANNEL, MEDIA, fake_suno, rendering_job
 
-from clipjobs import (
-    ClipProcessingStarted,
-    ClipStep,
-    GenerationParams,
-    JobAccepted,
-    JobPolicy,
-    JobState,
-    Source,
-    SunoRequestSent,
-    SunoSucceeded,
-    SunoTaskCreated,
-    Track,
-    fold,
-)
+from clipjobs import ClipStep, GenerationParams, JobState, Track
 from clipjobs_ffmpeg import FfmpegPostProcessor
-from clipjobs_suno import SunoApiClient
-from clipjobs_suno.fake import running_fake_suno
 
-ROOT = Path(__file__).resolve().parent.parent
-MEDIA = ROOT / "adapters" / "clipjobs_suno" / "media"
 GOAL = 1.0  # seconds of render per second of clip, for full
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 VERSE = [
     "Тихий",
     "город",
@@ -126,23 +110,7 @@ def job(n: int, task_id: str, track_id: str, base: str, seconds: float) -> JobSt
         duration=seconds,
     )
     params = GenerationParams(prompt="a song", title="Тихий город")
-    return fold(
-        [
-            JobAccepted(
-                f"job_1767225600000_bench{n:04d}",
-                "channel_bench",
-                "u",
-                "req",
-                params,
-                T0,
-                policy=JobPolicy(clip_render=True),
-            ),
-            SunoRequestSent(1, T0),
-            SunoTaskCreated(task_id, Source.GENERATE, T0),
-            SunoSucceeded(Source.POLL, (track,), T0),
-            ClipProcessingStarted(T0),
-        ]
-    )
+    return rendering_job(f"job_1767225600000_bench{n:04d}", params, task_id, (track,))
 
 
 def children_cpu() -> float:
@@ -171,17 +139,9 @@ async def measure(repeats: int, clip_max_s: float) -> dict[str, Any]:
     samples: dict[str, list[dict[str, float]]] = {"simple": [], "full": []}
     try:
         async with (
-            running_fake_suno(
-                text_after_s=0.01,
-                first_after_s=0.02,
-                complete_after_s=0.03,
-                rate_limit=10_000,
-                callback_retries=0,
-                lyrics=lyrics(seconds),
-            ) as (fake_url, _),
+            fake_suno(lyrics=lyrics(seconds)) as (suno, _),
             aiohttp.ClientSession() as session,
         ):
-            suno = SunoApiClient(session, "bench-key", base_url=fake_url)
             task_id = await suno.generate(GenerationParams(prompt="a song"), f"{base}/cb")
             await asyncio.sleep(0.1)
             track_id = (await suno.record_info(task_id)).tracks[0].id
@@ -194,7 +154,7 @@ async def measure(repeats: int, clip_max_s: float) -> dict[str, Any]:
                         clip_max_s=clip_max_s,
                         style=style,
                         suno=suno,
-                        channel_names={"channel_bench": "Music Clips"},
+                        channel_names={CHANNEL: "Music Clips"},
                     )
                     for style in ("simple", "full")
                 }

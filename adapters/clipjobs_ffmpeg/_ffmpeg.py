@@ -93,23 +93,8 @@ def check_ffmpeg(ffmpeg: str = "ffmpeg") -> str:
     path = shutil.which(ffmpeg)
     if path is None:
         raise ConfigError(MISSING)
-    try:
-        version = subprocess.run(  # noqa: S603 - a fixed argv, no shell
-            [path, "-hide_banner", "-version"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-        encoders = subprocess.run(  # noqa: S603 - a fixed argv, no shell
-            [path, "-hide_banner", "-encoders"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ConfigError(f"{MISSING}: {path} does not run ({type(exc).__name__})") from exc
+    version = _output(path, "-version")
+    encoders = _output(path, "-encoders")
     missing = [name for name in ("libx264", "aac") if f" {name} " not in encoders]
     if missing:
         raise ConfigError(
@@ -117,6 +102,20 @@ def check_ffmpeg(ffmpeg: str = "ffmpeg") -> str:
             f"({path} lacks it; apt-get install ffmpeg)"
         )
     return version.splitlines()[0] if version else path
+
+
+def _output(path: str, flag: str) -> str:
+    """What ``path -hide_banner flag`` prints; ConfigError when it does not run to exit 0."""
+    try:
+        return subprocess.run(  # noqa: S603 - a fixed argv, no shell
+            [path, "-hide_banner", flag],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(f"{MISSING}: {path} does not run ({type(exc).__name__})") from exc
 
 
 def find_fonts(fonts_dir: Path | None = None) -> Path:
@@ -195,6 +194,17 @@ def encode_args(
         preset,
         "-tune",
         "stillimage",
+        *_mp4_output(output, fps=fps, audio_kbps=audio_kbps),
+    ]
+
+
+def _mp4_output(output: str, *, fps: float, audio_kbps: int) -> list[str]:
+    """The output options both styles encode with, ending in ``output``.
+
+    yuv420p at ``fps`` and AAC; ``-shortest`` with ``+shortest`` ends the clip with
+    the audio; no metadata of the inputs; the index first (``+faststart``).
+    """
+    return [
         "-pix_fmt",
         "yuv420p",
         "-r",
@@ -326,31 +336,12 @@ def encode_full_args(
         "libx264",
         "-preset",
         preset,
-        "-pix_fmt",
-        "yuv420p",
-        "-r",
-        f"{fps:g}",
-        "-c:a",
-        "aac",
-        "-b:a",
-        f"{audio_kbps}k",
-        "-shortest",
-        "-fflags",
-        "+shortest",
-        "-max_interleave_delta",
-        "0",
         # -shortest lets a few buffered frames through after the audio ends; at most
         # one past the cap (a cut exactly at the cap would make -shortest cut the
         # audio at the last frame's start, up to a frame early).
         "-t",
         f"{clip_max_s + 1 / fps:.3f}",
-        "-map_metadata",
-        "-1",
-        "-movflags",
-        "+faststart",
-        "-f",
-        "mp4",
-        output,
+        *_mp4_output(output, fps=fps, audio_kbps=audio_kbps),
     ]
 
 

@@ -24,24 +24,38 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from clipjobs import (
+    ChannelDefaults,
     ClipProcessingStarted,
     ClipStep,
+    EventStore,
     GenerationParams,
+    InMemoryEventStore,
     JobAccepted,
     JobPolicy,
+    JobRequest,
+    JobService,
     JobState,
     Observation,
     ProviderStatus,
+    RecordObservation,
+    ServiceConfig,
     Source,
+    Stage,
+    SunoClient,
     SunoRequestSent,
     SunoSucceeded,
     SunoTaskCreated,
+    SystemClock,
     Track,
+    WebhookSigner,
+    Work,
     fold,
 )
+from clipjobs.testing import ScriptedSuno
 from clipjobs_ffmpeg import FfmpegPostProcessor
 from clipjobs_ffmpeg._ffmpeg import COVER_BOX
 from clipjobs_suno import SunoApiClient
@@ -57,8 +71,14 @@ LONG = TRACK_1 * 20
 FFMPEG = shutil.which("ffmpeg")
 FFPROBE = shutil.which("ffprobe")
 NEEDS_FFMPEG = "ffmpeg/ffprobe not on PATH (apt-get install ffmpeg; .ci/run installs it)"
+#: Skips a test (or, as ``pytestmark``, a module) where ffmpeg or ffprobe is missing.
+WITH_FFMPEG = pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG)
+#: ``pytestmark`` of a module of async tests that run ffmpeg.
+ASYNC_WITH_FFMPEG = [pytest.mark.asyncio, WITH_FFMPEG]
 #: The processor's default background, as RGB.
 BACKGROUND = (0x1D, 0x1B, 0x26)
+#: The channel of the jobs made here.
+CHANNEL = "channel_ff"
 FPS = 2.0
 
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -209,31 +229,88 @@ def processor(
     return FfmpegPostProcessor(session, media_dir, **settings)
 
 
-_counter = 0
+def clip_service(
+    proc: FfmpegPostProcessor,
+    store: EventStore | None = None,
+    suno: SunoClient | None = None,
+    *,
+    defaults: ChannelDefaults | None = None,
+    **config: Any,
+) -> JobService:
+    """A JobService whose jobs render with ``proc`` (clip_render on), on the system clock.
+
+    The store and Suno are new and in memory, and the channels' parameters
+    ``ChannelDefaults()``, unless given; ``config`` overrides the ServiceConfig's settings.
+    """
+    settings: dict[str, Any] = {
+        "callback_base_url": "https://clips.example",
+        "policy": JobPolicy(clip_render=True),
+        **config,
+    }
+    return JobService(
+        store if store is not None else InMemoryEventStore(),
+        suno if suno is not None else ScriptedSuno(),
+        defaults if defaults is not None else ChannelDefaults(),
+        WebhookSigner("secret-for-tests"),
+        clock=SystemClock(),
+        config=ServiceConfig(**settings),
+        post_processor=proc,
+    )
 
 
-def clip_job(audio_url: str = "", image_url: str = "", *, tracks: bool = True) -> JobState:
-    """A job in STAGE_60, folded from the events a real run records."""
-    global _counter
-    _counter += 1
-    job_id = f"job_1767225600000_ff{_counter:04d}"
-    songs = (Track("song-1", audio_url=audio_url, image_url=image_url, duration=4.08),)
+async def succeeded(service: JobService, *tracks: Track) -> str:
+    """A new job of ``service``, sent, and succeeded with ``tracks``: its render is due."""
+    job = (await service.start_job(JobRequest(CHANNEL, "u1"))).job
+    sent = await service.send(job.job_id)
+    assert sent.task_id is not None
+    observation = Observation(sent.task_id, ProviderStatus.SUCCESS, tracks)
+    state, _ = await service.execute(
+        job.job_id, lambda at: RecordObservation(observation, Source.CALLBACK, at)
+    )
+    assert state.stage is Stage.SUNO_SUCCESS
+    assert state.work is Work.RENDER and not state.done
+    return job.job_id
+
+
+def rendering_job(
+    job_id: str, params: GenerationParams, task_id: str, tracks: tuple[Track, ...]
+) -> JobState:
+    """A job of CHANNEL in STAGE_60 (its clip being made), folded from the events a real run
+    records: accepted, sent, the Suno task, its success with ``tracks``, processing started."""
     return fold(
         [
             JobAccepted(
                 job_id,
-                "channel_ff",
+                CHANNEL,
                 "u1",
                 "req_1767225600000_abc123",
-                GenerationParams(prompt="a song"),
+                params,
                 _T0,
                 policy=JobPolicy(clip_render=True),
             ),
             SunoRequestSent(1, _T0),
-            SunoTaskCreated("task-ff", Source.GENERATE, _T0),
-            SunoSucceeded(Source.CALLBACK, songs if tracks else (), _T0),
+            SunoTaskCreated(task_id, Source.GENERATE, _T0),
+            SunoSucceeded(Source.POLL, tracks, _T0),
             ClipProcessingStarted(_T0),
         ]
+    )
+
+
+_counter = 0
+
+
+def _job_id(kind: str) -> str:
+    """A job id no other job of this test run has."""
+    global _counter
+    _counter += 1
+    return f"job_1767225600000_{kind}{_counter:04d}"
+
+
+def clip_job(audio_url: str = "", image_url: str = "", *, tracks: bool = True) -> JobState:
+    """A job in STAGE_60 whose one track has these URLs (or that has no track)."""
+    songs = (Track("song-1", audio_url=audio_url, image_url=image_url, duration=4.08),)
+    return rendering_job(
+        _job_id("ff"), GenerationParams(prompt="a song"), "task-ff", songs if tracks else ()
     )
 
 
@@ -275,6 +352,14 @@ def probe(path: Path) -> dict[str, Any]:
     ).stdout
     data: dict[str, Any] = json.loads(out)
     return data
+
+
+def streams(path: Path) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The one video and the one audio stream of ``path`` (ffprobe's), and its duration."""
+    info = probe(path)
+    (video,) = [s for s in info["streams"] if s["codec_type"] == "video"]
+    (audio,) = [s for s in info["streams"] if s["codec_type"] == "audio"]
+    return video, audio, float(info["format"]["duration"])
 
 
 def first_frame_rgb(path: Path) -> tuple[int, int, int]:
@@ -381,31 +466,13 @@ def song_job(
     seen: Observation, params: GenerationParams = SONG, *, title: str | None = None
 ) -> JobState:
     """A job in STAGE_60 whose tracks are the fake's (audio, cover and lyrics on the fake)."""
-    global _counter
-    _counter += 1
     tracks = seen.tracks
     if title is not None:
         tracks = tuple(
             Track(t.id, t.audio_url, t.stream_audio_url, t.image_url, title, t.duration)
             for t in tracks
         )
-    return fold(
-        [
-            JobAccepted(
-                f"job_1767225600000_ly{_counter:04d}",
-                "channel_ff",
-                "u1",
-                "req_1767225600000_abc123",
-                params,
-                _T0,
-                policy=JobPolicy(clip_render=True),
-            ),
-            SunoRequestSent(1, _T0),
-            SunoTaskCreated(seen.task_id, Source.GENERATE, _T0),
-            SunoSucceeded(Source.POLL, tracks, _T0),
-            ClipProcessingStarted(_T0),
-        ]
-    )
+    return rendering_job(_job_id("ly"), params, seen.task_id, tracks)
 
 
 # --- pixels ---------------------------------------------------------------------

@@ -4,89 +4,40 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import pytest
 from _ffmpeg_harness import (
-    FFMPEG,
-    FFPROBE,
-    NEEDS_FFMPEG,
+    ASYNC_WITH_FFMPEG,
     MediaServer,
+    clip_service,
     encoding_pid,
     ffmpeg_children,
     gone,
     listing,
     probe,
     processor,
+    succeeded,
 )
 
-from clipjobs import (
-    ChannelDefaults,
-    InMemoryEventStore,
-    JobPolicy,
-    JobRequest,
-    JobService,
-    Observation,
-    ProviderStatus,
-    RecordObservation,
-    ServiceConfig,
-    Source,
-    Stage,
-    SunoSucceeded,
-    SystemClock,
-    Track,
-    WebhookSigner,
-)
+from clipjobs import InMemoryEventStore, JobService, Source, Stage, SunoSucceeded, Track
 from clipjobs.testing import ScriptedSuno
-from clipjobs_ffmpeg import FfmpegPostProcessor
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
+pytestmark = ASYNC_WITH_FFMPEG
 
 
-def _service(
-    proc: FfmpegPostProcessor,
-    store: InMemoryEventStore,
-    suno: ScriptedSuno,
-    **config: Any,
-) -> JobService:
-    return JobService(
-        store,
-        suno,
-        ChannelDefaults(),
-        WebhookSigner("secret-for-tests"),
-        clock=SystemClock(),
-        config=ServiceConfig(
-            callback_base_url="https://clips.example",
-            policy=JobPolicy(clip_render=True),
-            **config,
-        ),
-        post_processor=proc,
+async def _succeeded(service: JobService, server: MediaServer) -> str:
+    """A job whose one track is the media server's 80 s song, long enough to stop mid-render."""
+    return await succeeded(
+        service, Track("song-1", audio_url=server.url("/long.mp3"), duration=80.0)
     )
-
-
-async def _succeeded(service: JobService, audio_url: str) -> str:
-    job = (await service.start_job(JobRequest("channel_ff", "u1"))).job
-    sent = await service.send(job.job_id)
-    assert sent.task_id is not None
-    tracks = (Track("song-1", audio_url=audio_url, duration=80.0),)
-    observation = Observation(sent.task_id, ProviderStatus.SUCCESS, tracks)
-    state, _ = await service.execute(
-        job.job_id, lambda at: RecordObservation(observation, Source.CALLBACK, at)
-    )
-    assert state.stage is Stage.SUNO_SUCCESS
-    return job.job_id
 
 
 async def test_cancel_mid_render_kills_ffmpeg_and_removes_the_partial_file(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:
     proc = processor(session, media_dir, clip_max_s=60.0, fps=25.0, preset="veryfast")
-    service = _service(proc, InMemoryEventStore(), ScriptedSuno())
-    job_id = await _succeeded(service, server.url("/long.mp3"))
+    service = clip_service(proc)
+    job_id = await _succeeded(service, server)
     rendering = asyncio.create_task(service.render(job_id))
     pid = await encoding_pid(proc, job_id, rendering)
 
@@ -105,19 +56,19 @@ async def test_rerender_after_a_render_failure_calls_no_suno(
     """The first render times out; a retry from the clip reuses the song: the child's log is
     JobAccepted then SunoSucceeded (reused), no Suno call is made, and the MP4 plays."""
     store, suno = InMemoryEventStore(), ScriptedSuno()
-    hasty = _service(
+    hasty = clip_service(
         processor(session, media_dir, clip_max_s=60.0, fps=25.0, preset="veryfast"),
         store,
         suno,
         render_timeout_s=0.5,
     )
-    parent = await _succeeded(hasty, server.url("/long.mp3"))
+    parent = await _succeeded(hasty, server)
     failed = await hasty.render(parent)
     assert (failed.stage, failed.error_code) == (Stage.FAILED, "CLIP_RENDER_TIMEOUT")
     assert failed.can_rerender and failed.retryable
     calls = (len(suno.generated), len(suno.polled), suno.credit_checks, len(suno.lyrics_asked))
 
-    patient = _service(processor(session, media_dir), store, suno)
+    patient = clip_service(processor(session, media_dir), store, suno)
     child = (await patient.retry(parent, "u1", mode="clip")).job
     log = [r.event for r in await store.read(child.job_id)]
     assert [type(e).__name__ for e in log] == ["JobAccepted", "SunoSucceeded"]

@@ -12,53 +12,40 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from _ffmpeg_harness import FFMPEG, FFPROBE, NEEDS_FFMPEG, fake_suno, processor
+from _ffmpeg_harness import ASYNC_WITH_FFMPEG, clip_service, fake_suno, processor
 
 from clipjobs import (
     BudgetedSuno,
     ChannelDefaults,
     ClipReady,
     GenerationParams,
-    InMemoryEventStore,
-    JobPolicy,
     JobRequest,
-    JobService,
-    ServiceConfig,
+    JobState,
     Stage,
     SunoBudget,
     SystemClock,
-    WebhookSigner,
 )
 from clipjobs.app.config import Settings
 from clipjobs_cli._serve import running_server
 from clipjobs_ffmpeg import CaptionsNote
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
+pytestmark = ASYNC_WITH_FFMPEG
 
 
 async def _rendered(
     session: aiohttp.ClientSession, media: Path, *, instrumental: bool, **fake_config: Any
-) -> tuple[JobService, str]:
+) -> tuple[JobState, ClipReady]:
+    """A job polled to success on the fake Suno and rendered: its state, and its ClipReady."""
     async with (
         fake_suno(scenario="no-callback") as (client, fake),
         SunoBudget(100.0, clock=SystemClock()) as budget,
     ):
         suno = BudgetedSuno(client, budget)
-        service = JobService(
-            InMemoryEventStore(),
-            suno,
-            ChannelDefaults(GenerationParams(prompt="a song", instrumental=instrumental)),
-            WebhookSigner("secret-for-tests"),
-            clock=SystemClock(),
-            config=ServiceConfig(
-                callback_base_url="http://127.0.0.1:9",
-                policy=JobPolicy(clip_render=True),
-            ),
-            post_processor=processor(session, media, suno=suno, style="full"),
+        service = clip_service(
+            processor(session, media, suno=suno, style="full"),
+            suno=suno,
+            defaults=ChannelDefaults(GenerationParams(prompt="a song", instrumental=instrumental)),
+            callback_base_url="http://127.0.0.1:9",
         )
         job_id = (await service.start_job(JobRequest("channel_ff", "u1"))).job.job_id
         await service.send(job_id)
@@ -69,25 +56,22 @@ async def _rendered(
             await asyncio.sleep(0.01)
         fake.configure(**fake_config)
         await service.render(job_id)
-        return service, job_id
-
-
-async def _clip_ready(service: JobService, job_id: str) -> ClipReady:
-    (ready,) = [r.event for r in await service.store.read(job_id) if isinstance(r.event, ClipReady)]
-    return ready
+        state = await service.store.load(job_id)
+        assert state is not None
+        log = await service.store.read(job_id)
+        (ready,) = [r.event for r in log if isinstance(r.event, ClipReady)]
+        return state, ready
 
 
 async def test_lyrics_song_reaches_clip_ready_with_captions(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """A song with lyrics: STAGE_70 with clip_url and captions_url, no note, no error."""
-    service, job_id = await _rendered(session, tmp_path, instrumental=False)
-    state = await service.store.load(job_id)
-    assert state is not None
+    state, ready = await _rendered(session, tmp_path, instrumental=False)
+    job_id = state.job_id
     assert (state.stage, state.error_code) == (Stage.CLIP_READY, None)
     assert state.captions_url == f"/media/{job_id}.srt"
     assert (tmp_path / f"{job_id}.srt").is_file() and (tmp_path / f"{job_id}.ass").is_file()
-    ready = await _clip_ready(service, job_id)
     assert (ready.captions_url, ready.note) == (state.captions_url, None)
 
 
@@ -95,26 +79,20 @@ async def test_instrumental_job_has_no_captions_and_no_error(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """An instrumental: STAGE_70, no captions, no error; the history's note says it has no words."""
-    service, job_id = await _rendered(session, tmp_path, instrumental=True)
-    state = await service.store.load(job_id)
-    assert state is not None
+    state, ready = await _rendered(session, tmp_path, instrumental=True)
     assert (state.stage, state.error_code, state.captions_url) == (Stage.CLIP_READY, None, None)
-    note = (await _clip_ready(service, job_id)).note
-    assert note is not None and note.startswith(CaptionsNote.CAPTIONS_NO_LYRICS)
+    assert ready.note is not None and ready.note.startswith(CaptionsNote.CAPTIONS_NO_LYRICS)
 
 
 async def test_failed_lyrics_call_is_in_the_history_not_the_error(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """Suno failing the lyrics call: the job still reaches STAGE_70; ClipReady's note says why."""
-    service, job_id = await _rendered(session, tmp_path, instrumental=False, lyrics_error_code=455)
-    state = await service.store.load(job_id)
-    assert state is not None
+    state, ready = await _rendered(session, tmp_path, instrumental=False, lyrics_error_code=455)
     assert (state.stage, state.error_code) == (Stage.CLIP_READY, None)
-    assert state.clip_url == f"/media/{job_id}.mp4" and state.captions_url is None
-    note = (await _clip_ready(service, job_id)).note
-    assert note is not None
-    assert note.startswith(CaptionsNote.CAPTIONS_LYRICS_FAILED) and "(code 455)" in note
+    assert state.clip_url == f"/media/{state.job_id}.mp4" and state.captions_url is None
+    assert ready.note is not None
+    assert ready.note.startswith(CaptionsNote.CAPTIONS_LYRICS_FAILED) and "(code 455)" in ready.note
 
 
 async def test_serve_wires_style_captions_and_the_budgeted_client(tmp_path: Path) -> None:

@@ -11,9 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from _ffmpeg_harness import (
-    FFMPEG,
-    FFPROBE,
-    NEEDS_FFMPEG,
+    ASYNC_WITH_FFMPEG,
     MediaServer,
     Steps,
     clip_job,
@@ -24,14 +22,11 @@ from _ffmpeg_harness import (
     processor,
 )
 
-from clipjobs import ClipStep
+from clipjobs import ClipStep, JobState
 from clipjobs.domain.errors import PostProcessError
-from clipjobs_ffmpeg import ClipErrorCode
+from clipjobs_ffmpeg import ClipErrorCode, FfmpegPostProcessor
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
+pytestmark = ASYNC_WITH_FFMPEG
 
 #: A render that takes seconds: an 80 s song at 25 fps, cut to 60 s.
 SLOW = {"clip_max_s": 60.0, "fps": 25.0, "preset": "veryfast"}
@@ -51,6 +46,24 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+async def _failure(
+    proc: FfmpegPostProcessor, job: JobState, steps: Steps | None = None
+) -> PostProcessError:
+    """The PostProcessError that processing ``job`` raises (it must raise one)."""
+    with pytest.raises(PostProcessError) as info:
+        await proc.process(job, steps if steps is not None else Steps())
+    return info.value
+
+
+async def _encoding(
+    proc: FfmpegPostProcessor, server: MediaServer
+) -> tuple[JobState, asyncio.Task[Any], int]:
+    """A job of the long song and its cover processing in a task, once ffmpeg encodes: its pid."""
+    job = clip_job(server.url("/long.mp3"), server.url("/media/cover-1.jpeg"))
+    task = asyncio.create_task(proc.process(job, Steps()))
+    return job, task, await encoding_pid(proc, job.job_id, task)
+
+
 @pytest.mark.parametrize(("path", "code", "options"), CASES)
 async def test_failure_has_its_code_and_leaves_nothing(
     server: MediaServer,
@@ -63,25 +76,22 @@ async def test_failure_has_its_code_and_leaves_nothing(
     """Bad audio, 404, 5xx, empty, redirects, timeouts, size and type: its code, no file."""
     job = clip_job(server.url(path), server.url("/media/cover-1.jpeg"))
     steps = Steps()
-    with pytest.raises(PostProcessError) as info:
-        await processor(session, media_dir, **options).process(job, steps)
+    error = await _failure(processor(session, media_dir, **options), job, steps)
 
-    assert info.value.code == code, str(info.value)
+    assert error.code == code, str(error)
     assert listing(media_dir) == []
     assert steps.seen[0] is ClipStep.DOWNLOADING
     # A signed CDN link's query never reaches an error message, nor does the media path.
-    assert str(media_dir) not in str(info.value)
+    assert str(media_dir) not in str(error)
 
 
 async def test_corrupt_audio_reports_ffmpegs_last_line(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:
     """CLIP_RENDER_FAILED carries ffmpeg's exit code and its last stderr line, without paths."""
-    job = clip_job(server.url("/corrupt.mp3"))
-    with pytest.raises(PostProcessError) as info:
-        await processor(session, media_dir).process(job, Steps())
+    error = await _failure(processor(session, media_dir), clip_job(server.url("/corrupt.mp3")))
 
-    message = str(info.value)
+    message = str(error)
     assert message.startswith("ffmpeg exited with 1: ")
     assert "audio.mp3" in message
     assert "/" not in message.partition(": ")[2]
@@ -91,12 +101,10 @@ async def test_audio_that_is_a_playlist_reads_nothing_else(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:
     """An HLS playlist posing as MP3 is refused by ffmpeg: no local file read, no URL fetched."""
-    job = clip_job(server.url("/playlist.mp3"))
-    with pytest.raises(PostProcessError) as info:
-        await processor(session, media_dir).process(job, Steps())
+    error = await _failure(processor(session, media_dir), clip_job(server.url("/playlist.mp3")))
 
     # Without the demuxer whitelist ffmpeg renders the local file into the clip.
-    assert info.value.code == ClipErrorCode.CLIP_RENDER_FAILED
+    assert error.code == ClipErrorCode.CLIP_RENDER_FAILED
     assert server.hits["127.0.0.1/media/track-2.mp3"] == 0
     assert listing(media_dir) == []
 
@@ -107,8 +115,7 @@ async def test_5xx_is_retried_then_fails(
     """A 500 is asked again up to download_attempts times, a 404 only once."""
     proc = processor(session, media_dir, download_attempts=3)
     for path in ("/broken.mp3", "/missing.mp3"):
-        with pytest.raises(PostProcessError):
-            await proc.process(clip_job(server.url(path)), Steps())
+        await _failure(proc, clip_job(server.url(path)))
     assert server.hits["127.0.0.1/broken.mp3"] == 3
     assert server.hits["127.0.0.1/missing.mp3"] == 1
 
@@ -131,13 +138,11 @@ async def test_only_http_to_allowed_hosts(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path, url: str
 ) -> None:
     """file://, ftp://, other hosts, look-alike hosts and malformed URLs are refused unfetched."""
-    job = clip_job(url.format(port=server.port))
-    with pytest.raises(PostProcessError) as info:
-        await processor(session, media_dir).process(job, Steps())
+    error = await _failure(processor(session, media_dir), clip_job(url.format(port=server.port)))
 
-    assert info.value.code == ClipErrorCode.CLIP_HOST_NOT_ALLOWED
+    assert error.code == ClipErrorCode.CLIP_HOST_NOT_ALLOWED
     assert sum(server.hits.values()) == 0
-    assert "secret" not in str(info.value) and "pw" not in str(info.value)
+    assert "secret" not in str(error) and "pw" not in str(error)
     assert listing(media_dir) == []
 
 
@@ -145,12 +150,10 @@ async def test_redirect_to_another_host_is_not_followed(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:
     """A redirect naming a host outside the allowed ones is refused before it is requested."""
-    job = clip_job(server.url("/away.mp3"))
-    with pytest.raises(PostProcessError) as info:
-        await processor(session, media_dir).process(job, Steps())
+    error = await _failure(processor(session, media_dir), clip_job(server.url("/away.mp3")))
 
-    assert info.value.code == ClipErrorCode.CLIP_HOST_NOT_ALLOWED
-    assert "localhost" in str(info.value)
+    assert error.code == ClipErrorCode.CLIP_HOST_NOT_ALLOWED
+    assert "localhost" in str(error)
     assert server.hits["127.0.0.1/away.mp3"] == 1
     assert server.hits["localhost/media/track-1.mp3"] == 0
 
@@ -173,9 +176,8 @@ async def test_job_without_audio_fails_with_no_audio(
     """A job whose tracks carry no audio URL fails with CLIP_NO_AUDIO and reports no step."""
     steps = Steps()
     for job in (clip_job(tracks=False), clip_job("")):
-        with pytest.raises(PostProcessError) as info:
-            await processor(session, media_dir).process(job, steps)
-        assert info.value.code == ClipErrorCode.CLIP_NO_AUDIO
+        error = await _failure(processor(session, media_dir), job, steps)
+        assert error.code == ClipErrorCode.CLIP_NO_AUDIO
     assert steps.seen == []
 
 
@@ -184,9 +186,7 @@ async def test_ffmpeg_killed_mid_render(
 ) -> None:
     """ffmpeg killed with SIGKILL while encoding → CLIP_RENDER_KILLED, and no partial file."""
     proc = processor(session, media_dir, **SLOW)
-    job = clip_job(server.url("/long.mp3"), server.url("/media/cover-1.jpeg"))
-    task = asyncio.create_task(proc.process(job, Steps()))
-    pid = await encoding_pid(proc, job.job_id, task)
+    job, task, pid = await _encoding(proc, server)
 
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(PostProcessError) as info:
@@ -203,10 +203,7 @@ async def test_cancelled_mid_render_kills_ffmpeg_and_cleans_up(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:
     """Cancelling process() (as the service's timeout does) kills and reaps ffmpeg, cleans up."""
-    proc = processor(session, media_dir, **SLOW)
-    job = clip_job(server.url("/long.mp3"), server.url("/media/cover-1.jpeg"))
-    task = asyncio.create_task(proc.process(job, Steps()))
-    pid = await encoding_pid(proc, job.job_id, task)
+    _, task, pid = await _encoding(processor(session, media_dir, **SLOW), server)
     assert any(name.startswith(".work-") for name in listing(media_dir))
 
     task.cancel()
@@ -241,11 +238,9 @@ async def test_own_render_timeout_kills_ffmpeg(
 ) -> None:
     """An ffmpeg run longer than render_timeout_s is killed: CLIP_RENDER_TIMEOUT, nothing left."""
     proc = processor(session, media_dir, render_timeout_s=1.0, **SLOW)
-    job = clip_job(server.url("/long.mp3"))
-    with pytest.raises(PostProcessError) as info:
-        await proc.process(job, Steps())
+    error = await _failure(proc, clip_job(server.url("/long.mp3")))
 
-    assert info.value.code == ClipErrorCode.CLIP_RENDER_TIMEOUT
+    assert error.code == ClipErrorCode.CLIP_RENDER_TIMEOUT
     assert ffmpeg_children() == []
     assert listing(media_dir) == []
 

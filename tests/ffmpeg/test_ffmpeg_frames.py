@@ -18,10 +18,9 @@ import pytest
 import pytest_asyncio
 from _ffmpeg_harness import (
     FFMPEG,
-    FFPROBE,
-    NEEDS_FFMPEG,
     ROOT,
     SMALL_W,
+    WITH_FFMPEG,
     Steps,
     edges,
     fake_suno,
@@ -37,7 +36,7 @@ from _ffmpeg_harness import (
 from clipjobs_ffmpeg._captions import CURRENT_BOTTOM, SAFE_BOTTOM, SAFE_TOP, TITLE_TOP
 from clipjobs_ffmpeg._ffmpeg import COVER_BOX
 
-pytestmark = pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG)
+pytestmark = WITH_FFMPEG
 
 IMG = ROOT / "docs" / "img"
 #: The moments shown: the first word sung, three words into the verse, the chorus.

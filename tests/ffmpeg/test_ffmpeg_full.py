@@ -15,10 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 from _ffmpeg_harness import (
-    FFMPEG,
-    FFPROBE,
+    ASYNC_WITH_FFMPEG,
     FPS,
-    NEEDS_FFMPEG,
     SONG,
     Steps,
     dialogues,
@@ -28,10 +26,10 @@ from _ffmpeg_harness import (
     frame,
     mean_diff,
     media_server,
-    probe,
     processor,
     rows,
     song_job,
+    streams,
 )
 
 from clipjobs import (
@@ -55,10 +53,7 @@ from clipjobs_ffmpeg._captions import (
     drawable,
 )
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
+pytestmark = ASYNC_WITH_FFMPEG
 
 #: The band the sung line is drawn in (52 px text with its outline, bottom edge at 1440).
 CAPTION_BAND = rows(CURRENT_BOTTOM - 80, CURRENT_BOTTOM + 8)
@@ -67,13 +62,6 @@ TOP = rows(0, SAFE_TOP)
 BOTTOM = rows(SAFE_BOTTOM, 1920)
 #: Compression noise between two renders of the same picture stays under this.
 NOISE = 3.0
-
-
-def _streams(path: Path) -> tuple[dict[str, Any], dict[str, Any], float]:
-    info = probe(path)
-    (video,) = [s for s in info["streams"] if s["codec_type"] == "video"]
-    (audio,) = [s for s in info["streams"] if s["codec_type"] == "audio"]
-    return video, audio, float(info["format"]["duration"])
 
 
 def _sung(words: tuple[AlignedWord, ...], until_s: float) -> list[str]:
@@ -112,7 +100,7 @@ async def test_lyrics_clip_has_the_streams_and_burned_in_captions(
     ]
     assert (bare.captions_url, bare.note) == (None, None)
     clip = tmp_path / "on" / f"{job.job_id}.mp4"
-    video, audio, duration = _streams(clip)
+    video, audio, duration = streams(clip)
     assert (video["codec_name"], video["width"], video["height"]) == ("h264", 1080, 1920)
     assert video["pix_fmt"] == "yuv420p"
     assert audio["codec_name"] == "aac"
@@ -142,7 +130,7 @@ async def test_ass_times_are_inside_the_audio_and_words_in_order(
         job = song_job(seen)
         await _full(session, tmp_path, client, clip_max_s=3.0).process(job, Steps())
 
-    _, audio, _ = _streams(tmp_path / f"{job.job_id}.mp4")
+    _, audio, _ = streams(tmp_path / f"{job.job_id}.mp4")
     length = float(audio["duration"])
     ass = (tmp_path / f"{job.job_id}.ass").read_text(encoding="utf-8")
     shown = dialogues(ass)
@@ -209,7 +197,7 @@ async def test_a_failing_lyrics_call_still_gives_a_clip(
     assert made.url == f"/media/{job.job_id}.mp4" and made.captions_url is None
     assert made.note is not None
     assert made.note.startswith(CaptionsNote.CAPTIONS_LYRICS_FAILED) and needle in made.note
-    video, _, _ = _streams(tmp_path / f"{job.job_id}.mp4")
+    video, _, _ = streams(tmp_path / f"{job.job_id}.mp4")
     assert (video["width"], video["height"]) == (1080, 1920)
 
 

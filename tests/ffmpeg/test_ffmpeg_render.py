@@ -8,33 +8,21 @@ import aiohttp
 import attrs
 import pytest
 from _ffmpeg_harness import (
+    ASYNC_WITH_FFMPEG,
     BACKGROUND,
-    FFMPEG,
-    FFPROBE,
     FPS,
-    NEEDS_FFMPEG,
     MediaServer,
     Steps,
     clip_job,
     first_frame_rgb,
     listing,
-    probe,
     processor,
+    streams,
 )
 
 from clipjobs import ClipStep, Track
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
-
-
-def _streams(path: Path) -> tuple[dict[str, str], dict[str, str], float]:
-    info = probe(path)
-    (video,) = [s for s in info["streams"] if s["codec_type"] == "video"]
-    (audio,) = [s for s in info["streams"] if s["codec_type"] == "audio"]
-    return video, audio, float(info["format"]["duration"])
+pytestmark = ASYNC_WITH_FFMPEG
 
 
 def _near(color: tuple[int, int, int], expected: tuple[int, int, int]) -> bool:
@@ -54,7 +42,7 @@ async def test_renders_vertical_h264_aac_clip_cut_to_clip_max(
     assert steps.seen == [ClipStep.DOWNLOADING, ClipStep.RENDERING]
     assert listing(media_dir) == [f"{job.job_id}.mp4"]
     clip = media_dir / f"{job.job_id}.mp4"
-    video, audio, duration = _streams(clip)
+    video, audio, duration = streams(clip)
     assert (video["codec_name"], video["width"], video["height"]) == ("h264", 1080, 1920)
     assert video["pix_fmt"] == "yuv420p"
     assert audio["codec_name"] == "aac"
@@ -75,7 +63,7 @@ async def test_shorter_song_sets_the_length(
     job = clip_job(server.url("/media/track-2.mp3"), server.url("/media/cover-2.jpeg"))
     await processor(session, media_dir, clip_max_s=10.0).process(job, Steps())
 
-    video, audio, duration = _streams(media_dir / f"{job.job_id}.mp4")
+    video, audio, duration = streams(media_dir / f"{job.job_id}.mp4")
     assert (video["width"], video["height"]) == (1080, 1920)
     assert abs(float(audio["duration"]) - 3.06) <= 0.2
     assert abs(duration - 3.06) <= 0.2 + 1 / FPS
@@ -91,7 +79,7 @@ async def test_no_cover_renders_over_the_solid_color(
     await processor(session, media_dir, style=style).process(job, steps)
 
     clip = media_dir / f"{job.job_id}.mp4"
-    video, _audio, _ = _streams(clip)
+    video, _audio, _ = streams(clip)
     assert (video["width"], video["height"]) == (1080, 1920)
     assert _near(first_frame_rgb(clip), BACKGROUND)
     assert steps.seen == [ClipStep.DOWNLOADING, ClipStep.RENDERING]
@@ -160,5 +148,5 @@ async def test_first_track_with_audio_is_used(
     job = attrs.evolve(job, tracks=(Track("empty"), *job.tracks))
     await processor(session, media_dir, clip_max_s=10.0).process(job, Steps())
 
-    _video, audio, _ = _streams(media_dir / f"{job.job_id}.mp4")
+    _video, audio, _ = streams(media_dir / f"{job.job_id}.mp4")
     assert abs(float(audio["duration"]) - 3.06) <= 0.2

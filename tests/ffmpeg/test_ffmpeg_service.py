@@ -4,83 +4,34 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from _ffmpeg_harness import (
-    FFMPEG,
-    FFPROBE,
-    NEEDS_FFMPEG,
+    ASYNC_WITH_FFMPEG,
     MediaServer,
+    clip_service,
     encoding_pid,
     ffmpeg_children,
     listing,
     probe,
     processor,
+    succeeded,
 )
 
-from clipjobs import (
-    ChannelDefaults,
-    ClipStep,
-    ClipStepReached,
-    InMemoryEventStore,
-    JobPolicy,
-    JobRequest,
-    JobService,
-    Observation,
-    ProviderStatus,
-    RecordObservation,
-    ServiceConfig,
-    Source,
-    Stage,
-    SystemClock,
-    Track,
-    WebhookSigner,
-    Work,
-)
-from clipjobs.testing import ScriptedSuno
-from clipjobs_ffmpeg import ClipErrorCode, FfmpegPostProcessor
+from clipjobs import ClipStep, ClipStepReached, JobService, Stage, Track, Work
+from clipjobs_ffmpeg import ClipErrorCode
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason=NEEDS_FFMPEG),
-]
-
-
-def _service(proc: FfmpegPostProcessor, **config: Any) -> JobService:
-    settings: dict[str, Any] = {
-        "callback_base_url": "https://clips.example",
-        "policy": JobPolicy(clip_render=True),
-        **config,
-    }
-    return JobService(
-        InMemoryEventStore(),
-        ScriptedSuno(),
-        ChannelDefaults(),
-        WebhookSigner("secret-for-tests"),
-        clock=SystemClock(),
-        config=ServiceConfig(**settings),
-        post_processor=proc,
-    )
+pytestmark = ASYNC_WITH_FFMPEG
 
 
 async def _succeeded(service: JobService, audio_url: str, image_url: str = "") -> str:
     """A job that went through send and Suno's success, with tracks on the media server."""
-    job = (await service.start_job(JobRequest("channel_ff", "u1"))).job
-    sent = await service.send(job.job_id)
-    assert sent.task_id is not None
-    tracks = (
+    return await succeeded(
+        service,
         Track("song-1", audio_url=audio_url, image_url=image_url, duration=4.08),
         Track("song-2", audio_url=audio_url.replace("track-1", "track-2")),
     )
-    observation = Observation(sent.task_id, ProviderStatus.SUCCESS, tracks)
-    state, _ = await service.execute(
-        job.job_id, lambda at: RecordObservation(observation, Source.CALLBACK, at)
-    )
-    assert state.stage is Stage.SUNO_SUCCESS
-    assert state.work is Work.RENDER and not state.done
-    return job.job_id
 
 
 async def _steps(service: JobService, job_id: str) -> list[ClipStep]:
@@ -95,7 +46,7 @@ async def test_render_reaches_clip_ready(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:
     """A clip_render job goes 50 → 60 → 70 with clip_url; the log shows downloading, rendering."""
-    service = _service(processor(session, media_dir))
+    service = clip_service(processor(session, media_dir))
     job_id = await _succeeded(
         service, server.url("/media/track-1.mp3"), server.url("/media/cover-1.jpeg")
     )
@@ -116,7 +67,7 @@ async def test_failed_render_keeps_the_audio_url(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:
     """A corrupt audio file ends in STAGE_90 with CLIP_RENDER_FAILED; audio_url stays visible."""
-    service = _service(processor(session, media_dir))
+    service = clip_service(processor(session, media_dir))
     job_id = await _succeeded(service, server.url("/corrupt.mp3"))
 
     final = await service.render(job_id)
@@ -133,7 +84,7 @@ async def test_disallowed_host_fails_the_job(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:
     """Audio on a host outside the allowed ones: STAGE_90 CLIP_HOST_NOT_ALLOWED, nothing fetched."""
-    service = _service(processor(session, media_dir))
+    service = clip_service(processor(session, media_dir))
     job_id = await _succeeded(service, server.url("/media/track-1.mp3", host="localhost"))
 
     final = await service.render(job_id)
@@ -147,7 +98,7 @@ async def test_service_timeout_kills_ffmpeg(
 ) -> None:
     """The service's render timeout cancels a hanging render: CLIP_RENDER_TIMEOUT, no leftovers."""
     proc = processor(session, media_dir, clip_max_s=60.0, fps=25.0, preset="veryfast")
-    service = _service(proc, render_timeout_s=1.0)
+    service = clip_service(proc, render_timeout_s=1.0)
     job_id = await _succeeded(service, server.url("/long.mp3"))
 
     final = await service.render(job_id)
@@ -163,7 +114,7 @@ async def test_crash_mid_render_resumes(
 ) -> None:
     """A render cancelled mid-encode leaves the job in STAGE_60; render() again reaches STAGE_70."""
     slow = processor(session, media_dir, clip_max_s=60.0, fps=25.0, preset="veryfast")
-    service = _service(slow)
+    service = clip_service(slow)
     job_id = await _succeeded(service, server.url("/long.mp3"))
 
     task = asyncio.create_task(service.render(job_id))
@@ -193,7 +144,7 @@ async def test_crash_after_the_rename_finishes_without_rendering(
     server: MediaServer, session: aiohttp.ClientSession, media_dir: Path
 ) -> None:
     """A job in STAGE_60 whose clip file exists reaches STAGE_70 with no download at all."""
-    service = _service(processor(session, media_dir))
+    service = clip_service(processor(session, media_dir))
     job_id = await _succeeded(service, server.url("/media/track-1.mp3"))
     media_dir.mkdir()
     (media_dir / f"{job_id}.mp4").write_bytes(b"renamed just before the crash")

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from _service_harness import make_service
+from _core_harness import make_service
 
 from clipjobs import (
     CallbackResult,

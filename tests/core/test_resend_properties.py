@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from _service_harness import make_service
+from _core_harness import make_service
 from hypothesis import event, example, given, settings, target
 from hypothesis import strategies as st
 

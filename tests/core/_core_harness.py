@@ -1,8 +1,11 @@
-"""A JobService over the in-memory store, a scripted Suno and a fake clock, for the core tests."""
+"""What the core tests share: a JobService to drive, and the settings a bad value refuses."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
+
+import pytest
 
 from clipjobs import (
     ChannelDefaults,
@@ -13,6 +16,8 @@ from clipjobs import (
     ServiceConfig,
     WebhookSigner,
 )
+from clipjobs.app.config import Settings
+from clipjobs.domain.errors import ConfigError
 from clipjobs.testing import ScriptedSuno
 
 #: Where the tests' jobs ask Suno to call back.
@@ -41,3 +46,12 @@ def make_service(
         post_processor=post_processor,
     )
     return service, store, suno, clock
+
+
+def refusal(env: Mapping[str, str]) -> str:
+    """The message of the ConfigError ``env`` raises, checked to be one line."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    message = str(info.value)
+    assert "\n" not in message
+    return message

@@ -41,3 +41,15 @@ def test_following_a_job_in_process_prints_every_stage_to_success() -> None:
     assert stages[-1] == "STAGE_50_SUNO_SUCCESS"
     assert stages == sorted(stages)  # stage numbers never go down
     assert lines[-1].startswith("audio: http://127.0.0.1:") and lines[-1].endswith(".mp3")
+
+
+def test_embedding_example_prints_the_stage() -> None:
+    """Run as a script, the example mounts the API inside a parent app, starts a job through it
+    and prints STAGE_10.
+    """
+    result = _run(ROOT / "examples" / "embed_in_your_app.py")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("runOnce: 202 job_")
+    assert lines[1] == "stage: STAGE_10_REQUEST_ACCEPTED"
+    assert result.stderr == ""

@@ -73,6 +73,17 @@ def _envelope(
     return web.json_response(body, status=http)
 
 
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's body as a JSON object, or Suno's code-400 answer when it is not one."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return _envelope(400, msg="The request body is not JSON.")
+    if not isinstance(body, dict):
+        return _envelope(400, msg="The request body must be a JSON object.")
+    return body
+
+
 @frozen
 class Arrival:
     """One API call as it reached the fake: when, on which path, and whether the rate limit
@@ -295,12 +306,9 @@ class FakeSuno:
     # --- endpoints -----------------------------------------------------------
 
     async def _generate(self, request: web.Request, _key: str) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _envelope(400, msg="The request body is not JSON.")
-        if not isinstance(body, dict):
-            return _envelope(400, msg="The request body must be a JSON object.")
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
         problem = check_generate_body(body)
         if problem is not None:
             return _envelope(problem.code, msg=problem.message)
@@ -339,12 +347,9 @@ class FakeSuno:
         return _envelope(200, self._config.credits)
 
     async def _timestamped_lyrics(self, request: web.Request, _key: str) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _envelope(400, msg="The request body is not JSON.")
-        if not isinstance(body, dict):
-            return _envelope(400, msg="The request body must be a JSON object.")
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
         task_id, audio_id = body.get("taskId"), body.get("audioId")
         if not isinstance(task_id, str) or not task_id.strip():
             return _envelope(400, msg="Please enter taskId.")

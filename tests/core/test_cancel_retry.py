@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from _core_harness import make_service
 
 from clipjobs import (
     CallbackResult,
-    ChannelDefaults,
     ClipStep,
     FakeClock,
     InMemoryEventStore,
@@ -21,10 +22,8 @@ from clipjobs import (
     JobTimedOut,
     LateObservation,
     ProviderStatus,
-    ServiceConfig,
     Stage,
     SunoSucceeded,
-    WebhookSigner,
 )
 from clipjobs.app.ports import StepReporter
 from clipjobs.domain.errors import (
@@ -67,24 +66,11 @@ class BlockingRenderer:
 
 
 def make(
-    *, clip: bool = False, renderer: BlockingRenderer | None = None, **policy: object
+    *, clip: bool = False, renderer: BlockingRenderer | None = None, **policy: Any
 ) -> tuple[JobService, InMemoryEventStore, ScriptedSuno, FakeClock]:
-    store = InMemoryEventStore()
-    suno = ScriptedSuno()
-    clock = FakeClock()
-    service = JobService(
-        store,
-        suno,
-        ChannelDefaults(),
-        WebhookSigner("secret-for-tests"),
-        clock=clock,
-        config=ServiceConfig(
-            callback_base_url="https://clips.example",
-            policy=JobPolicy(clip_render=clip, **policy),  # type: ignore[arg-type]
-        ),
-        post_processor=renderer,
+    return make_service(
+        ScriptedSuno(), post_processor=renderer, policy=JobPolicy(clip_render=clip, **policy)
     )
-    return service, store, suno, clock
 
 
 async def _callback(
@@ -326,17 +312,7 @@ async def test_late_observation_after_cancel_is_kept() -> None:
 
 
 async def test_retry_follows_the_caps_and_no_credits_is_not_retryable_while_at_zero() -> None:
-    store = InMemoryEventStore()
-    suno = ScriptedSuno(credits=0)
-    clock = FakeClock()
-    service = JobService(
-        store,
-        suno,
-        ChannelDefaults(),
-        WebhookSigner("secret-for-tests"),
-        clock=clock,
-        config=ServiceConfig(callback_base_url="https://clips.example", max_active_per_user=1),
-    )
+    service, _store, suno, clock = make_service(ScriptedSuno(credits=0), max_active_per_user=1)
     broke = (await service.start_job(JobRequest("ch", "u1"))).job
     assert broke.error_code == "SUNO_NO_CREDITS" and broke.retryable
     assert service.retryable(broke) is False  # Suno said 0 credits a moment ago

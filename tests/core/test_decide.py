@@ -42,6 +42,10 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
+#: The request sent at 1 s and Suno's task ``t1`` recorded at 2 s: where most cases start.
+TASK_T1 = (MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)))
+
+
 def run(*commands: object, policy: JobPolicy | None = None) -> JobState:
     state = fold(
         decide(
@@ -74,8 +78,7 @@ def observe(
 def test_happy_path_reaches_success() -> None:
     """Sent, task created, progress, success: stage 50 with the first track's audio."""
     state = run(
-        MarkRequestSent(at(1)),
-        RecordTaskCreated("t1", at(2)),
+        *TASK_T1,
         observe(ProviderStatus.TEXT_SUCCESS, 30),
         observe(ProviderStatus.SUCCESS, 120),
     )
@@ -88,13 +91,13 @@ def test_happy_path_reaches_success() -> None:
 
 def test_task_id_twice_decides_nothing() -> None:
     """Recording the same task id again is a no-op."""
-    state = run(MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)))
+    state = run(*TASK_T1)
     assert decide(RecordTaskCreated("t1", at(3)), state) == []
 
 
 def test_success_after_timeout_is_recorded_late() -> None:
     """A success after the timeout is kept as a LateObservation and changes no stage."""
-    state = run(MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)), TimeOut(at(602)))
+    state = run(*TASK_T1, TimeOut(at(602)))
     assert state.stage is Stage.TIMEOUT
     events = decide(observe(ProviderStatus.SUCCESS, 700), state)
     assert len(events) == 1
@@ -115,14 +118,12 @@ def test_timeout_before_deadline_decides_nothing() -> None:
 def test_racing_success_and_timeout_one_wins() -> None:
     """Success then timeout: success stays; timeout then success: timeout stays."""
     a = run(
-        MarkRequestSent(at(1)),
-        RecordTaskCreated("t1", at(2)),
+        *TASK_T1,
         observe(ProviderStatus.SUCCESS, 602),
         TimeOut(at(602)),
     )
     b = run(
-        MarkRequestSent(at(1)),
-        RecordTaskCreated("t1", at(2)),
+        *TASK_T1,
         TimeOut(at(602)),
         observe(ProviderStatus.SUCCESS, 602),
     )
@@ -135,7 +136,7 @@ def test_duplicate_complete_callbacks_one_success() -> None:
     """The same complete callback three times and a poll: one SunoSucceeded; the first late copy
     and the poll are kept, the identical replay is counted.
     """
-    state = run(MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)))
+    state = run(*TASK_T1)
     log = []
     for command in [observe(ProviderStatus.SUCCESS, 100)] * 3 + [
         observe(ProviderStatus.SUCCESS, 101, source=Source.POLL)
@@ -162,7 +163,7 @@ def test_callback_before_generate_answer_adopts_the_task() -> None:
 
 def test_other_task_is_a_mismatch() -> None:
     """An observation naming another task is recorded as task_mismatch."""
-    state = run(MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)))
+    state = run(*TASK_T1)
     events = decide(observe(ProviderStatus.SUCCESS, 5, task="t2"), state)
     assert [type(e) for e in events] == [LateObservation]
     assert events[0].reason == "task_mismatch"  # type: ignore[union-attr]
@@ -171,8 +172,7 @@ def test_other_task_is_a_mismatch() -> None:
 def test_out_of_order_progress_never_lowers_provider_status() -> None:
     """TEXT_SUCCESS after FIRST_SUCCESS is a heartbeat, but the status stays FIRST_SUCCESS."""
     state = run(
-        MarkRequestSent(at(1)),
-        RecordTaskCreated("t1", at(2)),
+        *TASK_T1,
         observe(ProviderStatus.FIRST_SUCCESS, 40),
         observe(ProviderStatus.TEXT_SUCCESS, 41),
     )
@@ -184,8 +184,7 @@ def test_out_of_order_progress_never_lowers_provider_status() -> None:
 def test_failure_status_fails_with_that_code() -> None:
     """SENSITIVE_WORD_ERROR from a poll ends in STAGE_90 with that error code."""
     state = run(
-        MarkRequestSent(at(1)),
-        RecordTaskCreated("t1", at(2)),
+        *TASK_T1,
         observe(ProviderStatus.SENSITIVE_WORD_ERROR, 9),
     )
     assert state.stage is Stage.FAILED
@@ -233,13 +232,12 @@ def test_an_uncertain_send_is_resent_once_after_the_delay() -> None:
 def test_poll_schedule_follows_the_policy() -> None:
     """First poll poll_after_s after the last callback, then every poll_interval_s (±20%)."""
     policy = JobPolicy(poll_after_s=30, poll_interval_s=15)
-    created = run(MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)), policy=policy)
+    created = run(*TASK_T1, policy=policy)
     assert created.work is Work.POLL
     assert created.due_at is not None
     assert at(2 + 24) <= created.due_at <= at(2 + 36)
     polled = run(
-        MarkRequestSent(at(1)),
-        RecordTaskCreated("t1", at(2)),
+        *TASK_T1,
         observe(ProviderStatus.PENDING, 40, source=Source.POLL),
         policy=policy,
     )
@@ -249,13 +247,10 @@ def test_poll_schedule_follows_the_policy() -> None:
 
 def test_clip_path_only_with_the_policy() -> None:
     """StartClip does nothing without clip_render; with it, STAGE_50 is not done."""
-    plain = run(
-        MarkRequestSent(at(1)), RecordTaskCreated("t1", at(2)), observe(ProviderStatus.SUCCESS, 3)
-    )
+    plain = run(*TASK_T1, observe(ProviderStatus.SUCCESS, 3))
     assert decide(StartClip(at(4)), plain) == []
     clip = run(
-        MarkRequestSent(at(1)),
-        RecordTaskCreated("t1", at(2)),
+        *TASK_T1,
         observe(ProviderStatus.SUCCESS, 3),
         StartClip(at(4)),
         policy=JobPolicy(clip_render=True),

@@ -13,22 +13,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from _core_harness import make_service
 from hypothesis import event, example, given, settings, target
 from hypothesis import strategies as st
 
 from clipjobs import (
-    ChannelDefaults,
-    FakeClock,
     GenerationParams,
-    InMemoryEventStore,
     JobPolicy,
     JobRequest,
-    JobService,
     ProviderStatus,
-    ServiceConfig,
     Stage,
     SunoSucceeded,
-    WebhookSigner,
 )
 from clipjobs.testing import ScriptedSuno
 
@@ -72,19 +67,8 @@ STEPS = st.lists(
 
 
 async def _run(steps: list[tuple[Any, ...]]) -> None:
-    clock = FakeClock()
-    store = InMemoryEventStore()
-    suno = CrashingSuno()
-    service = JobService(
-        store,
-        suno,
-        ChannelDefaults(),
-        WebhookSigner("secret"),
-        clock=clock,
-        config=ServiceConfig(
-            callback_base_url="https://clips.example",
-            policy=JobPolicy(timeout_s=600, resend_uncertain_after_s=60),
-        ),
+    service, store, suno, clock = make_service(
+        CrashingSuno(), policy=JobPolicy(timeout_s=600, resend_uncertain_after_s=60)
     )
     job = (await service.start_job(JobRequest("ch", "u1"))).job
     token = service.signer.token(job.job_id)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from _core_harness import make_service
 
 from clipjobs import (
     CallbackResult,
-    ChannelDefaults,
     FakeClock,
     GenerationParams,
     InMemoryEventStore,
@@ -18,12 +19,10 @@ from clipjobs import (
     ParamOverrides,
     ProviderStatus,
     SendState,
-    ServiceConfig,
     Stage,
     StartOutcome,
     SunoSucceeded,
     Unauthorized,
-    WebhookSigner,
 )
 from clipjobs.domain.errors import (
     IdempotencyKeyInUse,
@@ -57,21 +56,9 @@ class HangingSuno(ScriptedSuno):
 
 
 def make(
-    suno: ScriptedSuno | None = None, **config: object
+    suno: ScriptedSuno | None = None, **config: Any
 ) -> tuple[JobService, InMemoryEventStore, ScriptedSuno, FakeClock]:
-    store = InMemoryEventStore()
-    suno = suno or ScriptedSuno()
-    clock = FakeClock()
-    settings = {"callback_base_url": "https://clips.example", **config}
-    service = JobService(
-        store,
-        suno,
-        ChannelDefaults(),
-        WebhookSigner("secret-for-tests"),
-        clock=clock,
-        config=ServiceConfig(**settings),  # type: ignore[arg-type]
-    )
-    return service, store, suno, clock
+    return make_service(suno or ScriptedSuno(), **config)
 
 
 async def test_start_send_callback_success() -> None:

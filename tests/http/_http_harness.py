@@ -12,6 +12,8 @@ from attrs import define
 
 from clipjobs import (
     ChannelDefaults,
+    Clock,
+    EventStore,
     FakeClock,
     InMemoryEventStore,
     JobService,
@@ -28,10 +30,40 @@ BOB_TOKEN = "bob-token-000002"
 TOKENS = {ALICE_TOKEN: "alice", BOB_TOKEN: "bob"}
 WEBHOOK_SECRET = "webhook-secret-for-http-tests"
 CALLBACK_BASE = "https://clips.example"
+#: The request headers the API reads besides Authorization.
+REQUEST_HEADERS = (
+    "x-user-id",
+    "Idempotency-Key",
+    "Accept-Language",
+    "If-None-Match",
+    "Prefer",
+    "Last-Event-ID",
+    "Content-Type",
+)
 
 
 def auth(token: str = ALICE_TOKEN, **headers: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", **headers}
+
+
+def new_service(
+    store: EventStore,
+    *,
+    suno: ScriptedSuno | None = None,
+    clock: Clock | None = None,
+    config: ServiceConfig | None = None,
+) -> JobService:
+    """The service the HTTP tests serve: over ``store`` and the scripted Suno, on a fake clock,
+    signing with the tests' webhook secret and calling back to ``CALLBACK_BASE``.
+    """
+    return JobService(
+        store,
+        suno or ScriptedSuno(),
+        ChannelDefaults(),
+        WebhookSigner(WEBHOOK_SECRET),
+        clock=clock or FakeClock(),
+        config=config or ServiceConfig(callback_base_url=CALLBACK_BASE),
+    )
 
 
 @define
@@ -116,15 +148,7 @@ async def running_api(
     store = store or InMemoryEventStore()
     suno = suno or ScriptedSuno()
     clock = FakeClock()
-    signer = WebhookSigner(WEBHOOK_SECRET)
-    service = JobService(
-        store,
-        suno,
-        ChannelDefaults(),
-        signer,
-        clock=clock,
-        config=service_config or ServiceConfig(callback_base_url=CALLBACK_BASE),
-    )
+    service = new_service(store, suno=suno, clock=clock, config=service_config)
     app = create_app(service, TokenAuthenticator(TOKENS), config or ApiConfig())
     if setup is not None:  # more routes (subscriptions), before the app is frozen
         setup(app, store)
@@ -136,4 +160,4 @@ async def running_api(
     # Runner options (access_log_class…) only reach the runner through start_server.
     await server.start_server(**(server_kwargs or {}))
     async with store, TestClient(server) as client:
-        yield Api(client, service, store, suno, clock, signer, prefix or "")
+        yield Api(client, service, store, suno, clock, service.signer, prefix or "")

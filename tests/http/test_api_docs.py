@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _http_harness import ALICE_TOKEN, BOB_TOKEN, Api, running_api
+from _http_harness import ALICE_TOKEN, BOB_TOKEN, REQUEST_HEADERS, Api, running_api
 from _openapi_check import check
 from aiohttp import web
 from attrs import define, field
@@ -30,16 +30,7 @@ from clipjobs_aiohttp import NotifyConfig, WebhookSender, add_subscriptions
 pytestmark = pytest.mark.asyncio
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
-SHOWN_REQUEST_HEADERS = (
-    "Authorization",
-    "x-user-id",
-    "Idempotency-Key",
-    "Accept-Language",
-    "If-None-Match",
-    "Prefer",
-    "Last-Event-ID",
-    "Content-Type",
-)
+SHOWN_REQUEST_HEADERS = ("Authorization", *REQUEST_HEADERS)
 SHOWN_RESPONSE_HEADERS = ("Location", "Retry-After", "ETag", "Content-Type", "X-Request-Id")
 
 
@@ -268,92 +259,65 @@ SECTIONS = {
 
 async def _seed_flow(rec: Recorder) -> None:
     async with running_api() as api:
-        runs = "/api/music-clips/channels/channel_xyz/runOnce"
-        tpl_run = "/api/music-clips/channels/{channelId}/runOnce"
         tpl_job = "/api/music-clips/jobs/{jobId}"
+
+        async def run_once(
+            title: str, channel: str = "channel_xyz", *, on: Api = api, **request: Any
+        ) -> tuple[int, Any, dict[str, str]]:
+            """A recorded POST runOnce to ``on`` (another API for the answers only it gives)."""
+            return await rec.call(
+                on,
+                title,
+                "POST",
+                f"/api/music-clips/channels/{channel}/runOnce",
+                template="/api/music-clips/channels/{channelId}/runOnce",
+                **request,
+            )
+
         rec.section("POST /api/music-clips/channels/{channelId}/runOnce")
-        _, accepted, _ = await rec.call(
-            api,
-            "202 Accepted",
-            "POST",
-            runs,
-            template=tpl_run,
-            headers={"x-user-id": "alice"},
-            json_body={"userId": "alice"},
+        _, accepted, _ = await run_once(
+            "202 Accepted", headers={"x-user-id": "alice"}, json_body={"userId": "alice"}
         )
         job_id = accepted["jobId"]
         # Later jobs are younger: the first one stays first in the send queue.
         await api.clock.advance(0.001)
-        await rec.call(
-            api,
-            "409 JOB_ALREADY_RUNNING — the channel has a running job",
-            "POST",
-            runs,
-            template=tpl_run,
-        )
-        await rec.call(
-            api,
+        await run_once("409 JOB_ALREADY_RUNNING — the channel has a running job")
+        await run_once(
             "400 INVALID_REQUEST — a field of the wrong type",
-            "POST",
-            "/api/music-clips/channels/other/runOnce",
-            template=tpl_run,
+            "other",
             json_body={"prompt": "sea", "instrumental": "yes"},
         )
-        await rec.call(
-            api, "401 UNAUTHORIZED — no token", "POST", runs, template=tpl_run, token=None
-        )
-        await rec.call(
-            api,
-            "403 FORBIDDEN — x-user-id is another user",
-            "POST",
-            runs,
-            template=tpl_run,
-            headers={"x-user-id": "bob"},
-        )
-        key_path = "/api/music-clips/channels/keyed/runOnce"
-        await rec.call(
-            api,
+        await run_once("401 UNAUTHORIZED — no token", token=None)
+        await run_once("403 FORBIDDEN — x-user-id is another user", headers={"x-user-id": "bob"})
+        keyed = {"Idempotency-Key": "click-42"}
+        await run_once(
             "202 Accepted — with an Idempotency-Key (a retry gets the same job)",
-            "POST",
-            key_path,
-            template=tpl_run,
-            headers={"Idempotency-Key": "click-42"},
+            "keyed",
+            headers=keyed,
             json_body={"prompt": "sea"},
         )
-        await rec.call(
-            api,
+        await run_once(
             "422 IDEMPOTENCY_KEY_REUSED — the same key with another body",
-            "POST",
-            key_path,
-            template=tpl_run,
-            headers={"Idempotency-Key": "click-42"},
+            "keyed",
+            headers=keyed,
             json_body={"prompt": "forest"},
         )
-        await rec.call(
-            api,
+        await run_once(
             "413 PAYLOAD_TOO_LARGE — a body over 1 MiB",
-            "POST",
-            "/api/music-clips/channels/big/runOnce",
-            template=tpl_run,
+            "big",
             headers={"Content-Type": "application/json"},
             raw_body="<3 MiB of JSON>",
             data=io.BytesIO(b'{"prompt":"' + b"x" * (3 << 20) + b'"}'),
         )
         async with running_api(service_config=ServiceConfig(callback_base_url=None)) as bare:
-            await rec.call(
-                bare,
+            await run_once(
                 "400 CALLBACK_URL_NOT_CONFIGURED — no PUBLIC_BASE_URL (the job exists, failed)",
-                "POST",
-                runs,
-                template=tpl_run,
+                on=bare,
             )
         async with running_api(suno=ScriptedSuno(credits=0)) as broke:
-            await rec.call(
-                broke,
+            await run_once(
                 "402 SUNO_NO_CREDITS — the pre-flight credit check (the job exists, failed)",
-                "POST",
-                runs,
-                template=tpl_run,
+                on=broke,
             )
 
         rec.section("GET /api/music-clips/jobs/{jobId}")
@@ -365,29 +329,24 @@ async def _seed_flow(rec: Recorder) -> None:
         task_id = await api.task_id(job_id)
         token = api.signer.token(job_id)
         await api.clock.advance(25.3)
-        webhook = "/api/webhooks/suno/music"
-        tpl_hook = webhook
+
+        async def callback(label: str, job_token: str, status: ProviderStatus) -> None:
+            """Suno's callback for the job's task, with ``job_token`` in the URL."""
+            webhook = "/api/webhooks/suno/music"
+            await rec.call(
+                api,
+                label,
+                "POST",
+                webhook,
+                template=webhook,
+                token=None,
+                params={"job": job_id, "token": job_token},
+                json_body=api.suno.callback(task_id, status),
+            )
+
         rec.section("POST /api/webhooks/suno/music?job={jobId}&token={token}")
-        await rec.call(
-            api,
-            "200 — a progress callback",
-            "POST",
-            webhook,
-            template=tpl_hook,
-            token=None,
-            params={"job": job_id, "token": token},
-            json_body=api.suno.callback(task_id, ProviderStatus.TEXT_SUCCESS),
-        )
-        await rec.call(
-            api,
-            "401 UNAUTHORIZED — a forged token",
-            "POST",
-            webhook,
-            template=tpl_hook,
-            token=None,
-            params={"job": job_id, "token": "0" * 31 + "1"},
-            json_body=api.suno.callback(task_id, ProviderStatus.SUCCESS),
-        )
+        await callback("200 — a progress callback", token, ProviderStatus.TEXT_SUCCESS)
+        await callback("401 UNAUTHORIZED — a forged token", "0" * 31 + "1", ProviderStatus.SUCCESS)
         rec.text("### GET /api/music-clips/jobs/{jobId} as the job moves on")
         await rec.call(api, "STAGE_40_SUNO_PENDING", "GET", job, template=tpl_job)
         await rec.call(
@@ -426,16 +385,7 @@ async def _seed_flow(rec: Recorder) -> None:
             job_id, token, api.suno.callback(task_id, ProviderStatus.SUCCESS)
         )
         await pending
-        await rec.call(
-            api,
-            "200 — a duplicate callback",
-            "POST",
-            webhook,
-            template=tpl_hook,
-            token=None,
-            params={"job": job_id, "token": token},
-            json_body=api.suno.callback(task_id, ProviderStatus.SUCCESS),
-        )
+        await callback("200 — a duplicate callback", token, ProviderStatus.SUCCESS)
         await rec.call(
             api,
             "404 JOB_NOT_FOUND — someone else's job (or none)",

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
-from _http_harness import ALICE_TOKEN, BOB_TOKEN, Api, running_api
+from _http_harness import ALICE_TOKEN, BOB_TOKEN, REQUEST_HEADERS, Api, running_api
 from attrs import frozen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -59,21 +59,7 @@ header_text = st.text(
     .replace("\x0c", ""),
     max_size=40,
 )
-headers = st.dictionaries(
-    st.sampled_from(
-        [
-            "x-user-id",
-            "Idempotency-Key",
-            "Accept-Language",
-            "If-None-Match",
-            "Prefer",
-            "Last-Event-ID",
-            "Content-Type",
-        ]
-    ),
-    header_text,
-    max_size=4,
-)
+headers = st.dictionaries(st.sampled_from(REQUEST_HEADERS), header_text, max_size=4)
 tokens = st.sampled_from([ALICE_TOKEN, BOB_TOKEN, "", "nope", ALICE_TOKEN + "x"])
 path_ids = st.text(min_size=1, max_size=40) | st.from_regex(
     r"job_\d{13}_[a-z0-9]{6,10}", fullmatch=True

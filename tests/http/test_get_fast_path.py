@@ -18,20 +18,13 @@ from unittest.mock import ANY
 
 import pytest
 import pytest_asyncio
+from _http_harness import new_service
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import define, field
 
-from clipjobs import (
-    ChannelDefaults,
-    JobService,
-    ServiceConfig,
-    SystemClock,
-    TokenAuthenticator,
-    WebhookSigner,
-)
+from clipjobs import SystemClock, TokenAuthenticator
 from clipjobs.domain.commands import FailJob, MarkRequestSent
 from clipjobs.domain.errors import StoreUnavailable
-from clipjobs.testing import ScriptedSuno
 from clipjobs.testing._store_contract import new_job, step
 from clipjobs_aiohttp import create_app
 from clipjobs_aiohttp._keys import SERVICE
@@ -51,14 +44,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], SQ
     path = tmp_path / "db.sqlite"
     store = await SQLiteEventStore.open(path)
     writer = await SQLiteEventStore.open(path)
-    service = JobService(
-        store,
-        ScriptedSuno(),
-        ChannelDefaults(),
-        WebhookSigner("fast-path-secret"),
-        clock=SystemClock(),
-        config=ServiceConfig(callback_base_url="https://clips.example"),
-    )
+    service = new_service(store, clock=SystemClock())
     client = TestClient(TestServer(create_app(service, TokenAuthenticator({TOKEN: USER}))))
     await client.start_server()
     try:

@@ -16,20 +16,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from _http_harness import ALICE_TOKEN, TOKENS
+from _http_harness import ALICE_TOKEN, TOKENS, new_service
 from aiohttp import web
 from hypothesis import HealthCheck, settings
 
-from clipjobs import (
-    ChannelDefaults,
-    FakeClock,
-    InMemoryEventStore,
-    JobService,
-    ServiceConfig,
-    TokenAuthenticator,
-    WebhookSigner,
-)
-from clipjobs.testing import ScriptedSuno
+from clipjobs import InMemoryEventStore, TokenAuthenticator
 from clipjobs_aiohttp import (
     DEFAULT_HEAD_TIMEOUT_S,
     ApiConfig,
@@ -61,16 +52,8 @@ def base_url() -> Iterator[str]:
     """The API served from a thread of its own, since schemathesis calls it synchronously."""
     loop = asyncio.new_event_loop()
     store = InMemoryEventStore()
-    service = JobService(
-        store,
-        ScriptedSuno(),
-        ChannelDefaults(),
-        WebhookSigner("schemathesis-secret"),
-        clock=FakeClock(),
-        config=ServiceConfig(callback_base_url="https://clips.example"),
-    )
     app = create_app(
-        service,
+        new_service(store),
         TokenAuthenticator(TOKENS),
         ApiConfig(long_poll_max_s=0.05, sse_keepalive_s=0.05),
     )

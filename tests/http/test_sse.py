@@ -9,21 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _http_harness import TOKENS, Api, auth, running_api
+from _http_harness import TOKENS, Api, auth, new_service, running_api
 from aiohttp import web
 
-from clipjobs import (
-    ChannelDefaults,
-    FakeClock,
-    InMemoryEventStore,
-    JobRequest,
-    JobService,
-    ProviderStatus,
-    ServiceConfig,
-    TokenAuthenticator,
-    WebhookSigner,
-)
-from clipjobs.testing import ScriptedSuno
+from clipjobs import InMemoryEventStore, JobRequest, ProviderStatus, TokenAuthenticator
 from clipjobs_aiohttp import ApiConfig, create_app
 
 pytestmark = pytest.mark.asyncio
@@ -168,14 +157,7 @@ async def test_client_disconnect_releases_the_waiter(api: Api) -> None:
 async def test_server_shutdown_ends_open_streams_and_long_polls() -> None:
     """With a plain AppRunner (no handler cancellation), shutdown ends streams and long-polls."""
     store = InMemoryEventStore()
-    service = JobService(
-        store,
-        ScriptedSuno(),
-        ChannelDefaults(),
-        WebhookSigner("s" * 16),
-        clock=FakeClock(),
-        config=ServiceConfig(callback_base_url="https://x.example"),
-    )
+    service = new_service(store)
     outer = web.Application()
     outer.add_subapp("/clips", create_app(service, TokenAuthenticator(TOKENS), ApiConfig()))
     runner = web.AppRunner(outer, access_log=None)

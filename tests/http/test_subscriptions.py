@@ -12,23 +12,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from _http_harness import ALICE_TOKEN as ALICE
+from _http_harness import BOB_TOKEN as BOB
+from _http_harness import auth, running_api
+from aiohttp import web
 
-from clipjobs import (
-    ChannelDefaults,
-    FakeClock,
-    InMemoryEventStore,
-    JobService,
-    ServiceConfig,
-    TokenAuthenticator,
-    WebhookSigner,
-)
-from clipjobs.testing import ScriptedSuno
-from clipjobs_aiohttp import ApiConfig, add_subscriptions, create_app
+from clipjobs import InMemoryEventStore
+from clipjobs_aiohttp import add_subscriptions
 
 pytestmark = pytest.mark.asyncio
 
-ALICE, BOB = "alice-token-0001", "bob-token-000002"
 API = "/api/music-clips/subscriptions"
 
 #: The names the tests' resolver knows.
@@ -45,28 +38,17 @@ async def fake_resolve(host: str) -> list[str]:
     return NAMES[host]
 
 
-def auth(token: str = ALICE) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @contextlib.asynccontextmanager
 async def serving(*, allow_private: bool = False, limit: int = 10) -> AsyncIterator[Any]:
-    store = InMemoryEventStore()
-    service = JobService(
-        store,
-        ScriptedSuno(),
-        ChannelDefaults(),
-        WebhookSigner("s" * 32),
-        clock=FakeClock(),
-        config=ServiceConfig(callback_base_url="https://clips.example"),
-    )
-    app = create_app(service, TokenAuthenticator({ALICE: "alice", BOB: "bob"}), ApiConfig())
-    add_subscriptions(
-        app, store, max_subscriptions=limit, allow_private=allow_private, resolve=fake_resolve
-    )
-    server = TestServer(app, host="127.0.0.1", port=0)
-    async with store, TestClient(server) as client:
-        yield client
+    """The API with the subscription routes; yields its client."""
+
+    def subscriptions(app: web.Application, store: InMemoryEventStore) -> None:
+        add_subscriptions(
+            app, store, max_subscriptions=limit, allow_private=allow_private, resolve=fake_resolve
+        )
+
+    async with running_api(setup=subscriptions) as api:
+        yield api.client
 
 
 async def subscribe(client: Any, body: Any, token: str = ALICE) -> tuple[int, dict[str, Any]]:

@@ -25,6 +25,7 @@ from clipjobs.domain.errors import (
     ConfigError,
     InvalidRequest,
     StoreCorrupt,
+    StoreError,
     StoreUnavailable,
 )
 from clipjobs.domain.events import GenerationParams
@@ -60,6 +61,26 @@ def _tables(path: Path) -> set[str]:
 def _schema_versions(path: Path) -> list[int]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return [r[0] for r in conn.execute("SELECT version FROM clipjobs_schema ORDER BY 1")]
+
+
+async def _refused_open(
+    path: Path, error: type[StoreError], match: str | None = None, **options: float
+) -> StoreError:
+    """Opening ``path`` raises ``error`` (matching ``match``), and its message names the file."""
+    with pytest.raises(error, match=match) as info:
+        await SQLiteEventStore.open(path, **options)
+    assert str(path) in str(info.value)
+    return info.value
+
+
+async def _older_file(path: Path, script: str) -> Commit:
+    """A file holding one new job, set back by ``script`` to what an older clipjobs left."""
+    commit = new_job()
+    async with SQLiteEventStore(path) as store:
+        await store.append(commit)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(script)
+    return commit
 
 
 # --- opening, migrations ------------------------------------------------------
@@ -102,17 +123,14 @@ async def test_a_version_1_database_is_migrated_with_its_jobs(tmp_path: Path) ->
     queue's memory and the per-user indexes, keeping its jobs claimable.
     """
     path = tmp_path / "v1.db"
-    commit = new_job()
-    async with SQLiteEventStore(path) as store:
-        await store.append(commit)
-    with contextlib.closing(sqlite3.connect(path)) as conn:  # back to what version 1 left
-        conn.executescript(
-            "DROP TABLE workers; DROP TABLE turns; DROP INDEX jobs_active_by_user;"
-            " DROP INDEX jobs_created_by_user; DROP INDEX jobs_finished;"
-            " DROP TABLE notify_subscriptions; DROP TABLE notify_deliveries;"
-            " DROP TABLE notify_attempts;"
-            " DELETE FROM clipjobs_schema WHERE version > 1;" + _DROP_FLEET
-        )
+    commit = await _older_file(
+        path,
+        "DROP TABLE workers; DROP TABLE turns; DROP INDEX jobs_active_by_user;"
+        " DROP INDEX jobs_created_by_user; DROP INDEX jobs_finished;"
+        " DROP TABLE notify_subscriptions; DROP TABLE notify_deliveries;"
+        " DROP TABLE notify_attempts;"
+        " DELETE FROM clipjobs_schema WHERE version > 1;" + _DROP_FLEET,
+    )
     assert _schema_versions(path) == [1]
     async with SQLiteEventStore(path) as store:
         assert await store.load(commit.job_id) == commit.state
@@ -141,11 +159,7 @@ DROP_AFTER_V2 = (
 async def test_a_version_2_database_gains_the_fleet_indexes(tmp_path: Path) -> None:
     """A file of the schema before the fleet is migrated: its jobs list by the new filters."""
     path = tmp_path / "v2.db"
-    commit = new_job()
-    async with SQLiteEventStore(path) as store:
-        await store.append(commit)
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.executescript(DROP_AFTER_V2)
+    commit = await _older_file(path, DROP_AFTER_V2)
     assert _schema_versions(path) == [1, 2]
     async with SQLiteEventStore(path) as store:
         where = JobFilter(user_id=commit.state.user_id, done=False)
@@ -166,11 +180,7 @@ async def test_a_version_2_database_gains_the_finished_jobs_index_and_keeps_medi
 ) -> None:
     """A file of schema 2 is migrated to 3 (the pruner's index) with its jobs as they were."""
     path = tmp_path / "v2.db"
-    commit = new_job()
-    async with SQLiteEventStore(path) as store:
-        await store.append(commit)
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.executescript(DROP_AFTER_V2)
+    commit = await _older_file(path, DROP_AFTER_V2)
     assert _schema_versions(path) == [1, 2]
     async with SQLiteEventStore(path) as store:
         assert await store.load(commit.job_id) == commit.state
@@ -189,10 +199,8 @@ async def test_a_database_from_a_newer_clipjobs_is_refused(tmp_path: Path) -> No
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("INSERT INTO clipjobs_schema VALUES (?, 'later')", (LATEST + 1,))
         conn.commit()
-    with pytest.raises(StoreCorrupt, match="newer clipjobs") as info:
-        await SQLiteEventStore.open(path)
-    assert str(path) in str(info.value)
-    assert f"schema version {LATEST + 1}" in str(info.value)
+    refused = await _refused_open(path, StoreCorrupt, "newer clipjobs")
+    assert f"schema version {LATEST + 1}" in str(refused)
 
 
 @pytest.mark.asyncio
@@ -383,10 +391,9 @@ async def test_a_read_only_file_is_store_unavailable(tmp_path: Path) -> None:
     path = tmp_path / "ro.db"
     async with SQLiteEventStore(path) as store:
         await store.append(new_job())
-    with _read_only(path), pytest.raises(StoreUnavailable, match="read-only") as info:
-        await SQLiteEventStore.open(path)
-    assert str(path) in str(info.value)
-    assert isinstance(info.value.__cause__, sqlite3.Error)
+    with _read_only(path):
+        refused = await _refused_open(path, StoreUnavailable, "read-only")
+    assert isinstance(refused.__cause__, sqlite3.Error)
 
 
 @pytest.mark.asyncio
@@ -394,9 +401,7 @@ async def test_a_garbage_file_is_store_corrupt(tmp_path: Path) -> None:
     """A file that is not an SQLite database raises StoreCorrupt naming the file."""
     path = tmp_path / "garbage.db"
     path.write_bytes(b"these are not the pages you are looking for\n" * 200)
-    with pytest.raises(StoreCorrupt) as info:
-        await SQLiteEventStore.open(path)
-    assert str(path) in str(info.value)
+    await _refused_open(path, StoreCorrupt)
 
 
 @pytest.mark.asyncio
@@ -406,10 +411,8 @@ async def test_a_locked_file_is_store_unavailable_at_open(tmp_path: Path) -> Non
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
         other.execute("CREATE TABLE t (a)")
         other.execute("BEGIN EXCLUSIVE")
-        with pytest.raises(StoreUnavailable, match="locked") as info:
-            await SQLiteEventStore.open(path, busy_timeout=0.1)
+        await _refused_open(path, StoreUnavailable, "locked", busy_timeout=0.1)
         other.execute("ROLLBACK")
-    assert str(path) in str(info.value)
 
 
 @pytest.mark.asyncio
@@ -431,10 +434,7 @@ async def test_a_lock_held_elsewhere_fails_appends_until_released(tmp_path: Path
 @pytest.mark.asyncio
 async def test_a_missing_directory_is_store_unavailable(tmp_path: Path) -> None:
     """A path whose directory does not exist raises StoreUnavailable naming it."""
-    path = tmp_path / "no" / "such" / "dir.db"
-    with pytest.raises(StoreUnavailable) as info:
-        await SQLiteEventStore.open(path)
-    assert str(path) in str(info.value)
+    await _refused_open(tmp_path / "no" / "such" / "dir.db", StoreUnavailable)
 
 
 @pytest.mark.asyncio

@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from _suno_wire import Wire, generate_body, open_wire
 
-from clipjobs import FakeClock
 from clipjobs.domain.errors import InvalidRequest
 from clipjobs.domain.events import GenerationParams
 from clipjobs_suno import SunoApiClient
@@ -23,66 +23,17 @@ from clipjobs_suno.fake import SCENARIOS, FakeSuno, running_fake_suno, serve_fak
 
 pytestmark = pytest.mark.asyncio
 
-AUTH = {"Authorization": "Bearer any-key"}
-
-
-class Wire:
-    """Raw HTTP to a running fake, with its clock."""
-
-    def __init__(self, url: str, fake: FakeSuno, clock: FakeClock, session: aiohttp.ClientSession):
-        self.url, self.fake, self.clock, self.session = url, fake, clock, session
-
-    async def call(
-        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kw: Any
-    ) -> tuple[int, Any]:
-        async with self.session.request(
-            method, self.url + path, headers=AUTH if headers is None else headers, **kw
-        ) as response:
-            return response.status, await response.json(content_type=None)
-
-    async def generate(self, callback: str, **fields: Any) -> str:
-        body = {
-            "customMode": False,
-            "instrumental": False,
-            "model": "V4_5",
-            "callBackUrl": callback,
-            "prompt": "a song",
-            **fields,
-        }
-        status, answer = await self.call("POST", "/api/v1/generate", json=body)
-        assert status == 200 and answer["code"] == 200, answer
-        return str(answer["data"]["taskId"])
-
-    async def record_info(self, task_id: str) -> dict[str, Any]:
-        status, answer = await self.call(
-            "GET", "/api/v1/generate/record-info", params={"taskId": task_id}
-        )
-        assert status == 200 and answer["code"] == 200, answer
-        return dict(answer["data"])
-
 
 @pytest_asyncio.fixture
 async def wire() -> AsyncIterator[Wire]:
-    clock = FakeClock()
-    async with (
-        running_fake_suno(clock=clock, callback_retry_delay_s=1.0) as (url, fake),
-        aiohttp.ClientSession() as session,
-    ):
-        yield Wire(url, fake, clock, session)
+    async with open_wire(Wire, callback_retry_delay_s=1.0) as wire:
+        yield wire
 
 
 async def test_task_ids_are_32_hex(wire: Wire, receiver: Any) -> None:
     """generate answers Suno's envelope with a 32-hex-character taskId."""
     status, answer = await wire.call(
-        "POST",
-        "/api/v1/generate",
-        json={
-            "customMode": False,
-            "instrumental": False,
-            "model": "V5",
-            "callBackUrl": receiver.url,
-            "prompt": "a song",
-        },
+        "POST", "/api/v1/generate", json=generate_body(receiver.url, model="V5")
     )
     assert status == 200
     assert set(answer) == {"code", "msg", "data"}
@@ -251,13 +202,7 @@ async def test_generate_cost_and_partial_balance(wire: Wire, receiver: Any) -> N
     await wire.generate(receiver.url)
     _, answer = await wire.call("GET", "/api/v1/generate/credit")
     assert answer["data"] == 5
-    body = {
-        "customMode": False,
-        "instrumental": False,
-        "model": "V4",
-        "callBackUrl": receiver.url,
-        "prompt": "x",
-    }
+    body = generate_body(receiver.url, model="V4", prompt="x")
     _, answer = await wire.call("POST", "/api/v1/generate", json=body)
     assert answer["code"] == 429
 
@@ -475,14 +420,7 @@ async def test_the_fake_answers_generate_as_suno_does(
     wire: Wire, receiver: Any, fields: dict[str, Any], code: int, field: str | None
 ) -> None:
     """The fake answers each written-out generate body with Suno's code, naming the field."""
-    body = {
-        "customMode": False,
-        "instrumental": False,
-        "model": "V4_5",
-        "callBackUrl": receiver.url,
-        "prompt": "a song",
-        **fields,
-    }
+    body = generate_body(receiver.url, **fields)
     if fields.get("customMode") and "prompt" not in fields:
         body["prompt"] = "la la la"
     _, answer = await wire.call("POST", "/api/v1/generate", json=body)
@@ -541,14 +479,7 @@ async def test_optional_and_typed_fields_are_checked(
     wire: Wire, receiver: Any, extra: dict[str, Any], field: str
 ) -> None:
     """Optional fields out of range and wrongly typed fields answer 400 naming the field."""
-    body = {
-        "customMode": False,
-        "instrumental": False,
-        "model": "V4_5",
-        "callBackUrl": receiver.url,
-        "prompt": "a song",
-        **extra,
-    }
+    body = generate_body(receiver.url, **extra)
     _, answer = await wire.call("POST", "/api/v1/generate", json=body)
     assert answer["code"] == 400
     assert field in answer["msg"]

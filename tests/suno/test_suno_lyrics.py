@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
+from _suno_wire import Wire, open_wire
 
 from clipjobs import (
     AlignedWord,
@@ -28,11 +28,9 @@ from clipjobs import (
 from clipjobs.domain.errors import SunoProtocolError, SunoRejected, SunoTransient
 from clipjobs.testing import ScriptedSuno
 from clipjobs_suno import SunoApiClient, parse_timestamped_lyrics
-from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
 MEDIA = Path(__file__).resolve().parents[2] / "adapters" / "clipjobs_suno" / "media"
 PATH = "/api/v1/generate/get-timestamped-lyrics"
-AUTH = {"Authorization": "Bearer any-key"}
 #: waveforms.json holds one peak per 50 ms, relative to the loudest one.
 PER_S = 20
 
@@ -68,46 +66,28 @@ def test_committed_waveforms_are_the_mp3s() -> None:
         assert committed[name] == pytest.approx(values, abs=0.002), name
 
 
-class Wire:
-    def __init__(self, url: str, fake: FakeSuno, clock: FakeClock, session: aiohttp.ClientSession):
-        self.url, self.fake, self.clock, self.session = url, fake, clock, session
-
-    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        async with self.session.request(method, self.url + path, headers=AUTH, **kw) as r:
-            return r.status, await r.json(content_type=None)
-
-    async def song(self, **fields: Any) -> tuple[str, list[dict[str, Any]]]:
-        """A task that reached SUCCESS, and its two tracks as record-info shows them."""
-        body = {
-            "customMode": False,
-            "instrumental": False,
-            "model": "V4_5",
-            "callBackUrl": "http://127.0.0.1:9/cb",
-            "prompt": "a song",
-            **fields,
-        }
-        _, answer = await self.call("POST", "/api/v1/generate", json=body)
-        task_id = str(answer["data"]["taskId"])
-        await self.clock.advance(3.0)
-        _, info = await self.call("GET", "/api/v1/generate/record-info", params={"taskId": task_id})
-        return task_id, list(info["data"]["response"]["sunoData"])
+class LyricsWire(Wire):
+    async def song(self, after_s: float = 3.0, **fields: Any) -> tuple[str, list[dict[str, Any]]]:
+        """A task ``after_s`` after generate (3 s: SUCCESS), and its two tracks as record-info
+        shows them.
+        """
+        task_id = await self.generate("http://127.0.0.1:9/cb", **fields)
+        await self.clock.advance(after_s)
+        info = await self.record_info(task_id)
+        return task_id, list(info["response"]["sunoData"])
 
     async def lyrics(self, body: Any) -> tuple[int, Any]:
         return await self.call("POST", PATH, json=body)
 
 
 @pytest_asyncio.fixture
-async def wire() -> AsyncIterator[Wire]:
-    clock = FakeClock()
-    async with (
-        running_fake_suno(clock=clock, callback_retries=0) as (url, fake),
-        aiohttp.ClientSession() as session,
-    ):
-        yield Wire(url, fake, clock, session)
+async def wire() -> AsyncIterator[LyricsWire]:
+    async with open_wire(LyricsWire, callback_retries=0) as wire:
+        yield wire
 
 
 @pytest.mark.asyncio
-async def test_wire_shape_is_sunos(wire: Wire) -> None:
+async def test_wire_shape_is_sunos(wire: LyricsWire) -> None:
     """The answer is the envelope with camelCase alignedWords, waveformData, hootCer, isStreamed."""
     task_id, tracks = await wire.song()
     status, answer = await wire.lyrics({"taskId": task_id, "audioId": tracks[0]["id"]})
@@ -128,7 +108,7 @@ async def test_wire_shape_is_sunos(wire: Wire) -> None:
 
 
 @pytest.mark.asyncio
-async def test_instrumental_has_a_waveform_and_no_words(wire: Wire) -> None:
+async def test_instrumental_has_a_waveform_and_no_words(wire: LyricsWire) -> None:
     """An instrumental answers code 200 with no aligned words and the MP3's waveform."""
     task_id, tracks = await wire.song(instrumental=True)
     _, answer = await wire.lyrics({"taskId": task_id, "audioId": tracks[0]["id"]})
@@ -138,20 +118,9 @@ async def test_instrumental_has_a_waveform_and_no_words(wire: Wire) -> None:
 
 
 @pytest.mark.asyncio
-async def test_not_before_the_audio_exists(wire: Wire) -> None:
+async def test_not_before_the_audio_exists(wire: LyricsWire) -> None:
     """Before a track's audio is ready its lyrics are refused with 400; track 1 comes first."""
-    body = {
-        "customMode": False,
-        "instrumental": False,
-        "model": "V4_5",
-        "callBackUrl": "http://127.0.0.1:9/cb",
-        "prompt": "a song",
-    }
-    _, answer = await wire.call("POST", "/api/v1/generate", json=body)
-    task_id = answer["data"]["taskId"]
-    await wire.clock.advance(2.0)  # FIRST_SUCCESS: only track 1 has audio
-    _, info = await wire.call("GET", "/api/v1/generate/record-info", params={"taskId": task_id})
-    one, two = info["data"]["response"]["sunoData"]
+    task_id, (one, two) = await wire.song(after_s=2.0)  # FIRST_SUCCESS: only track 1 has audio
     assert (await wire.lyrics({"taskId": task_id, "audioId": one["id"]}))[1]["code"] == 200
     _, early = await wire.lyrics({"taskId": task_id, "audioId": two["id"]})
     assert early["code"] == 400 and "not generated yet" in early["msg"]
@@ -167,14 +136,14 @@ async def test_not_before_the_audio_exists(wire: Wire) -> None:
         ([], "JSON object"),
     ],
 )
-async def test_bad_requests_answer_400(wire: Wire, body: Any, needle: str) -> None:
+async def test_bad_requests_answer_400(wire: LyricsWire, body: Any, needle: str) -> None:
     """Missing ids, an unknown task or a body that is not an object answer code 400."""
     status, answer = await wire.lyrics(body)
     assert status == 200 and answer["code"] == 400 and needle in answer["msg"]
 
 
 @pytest.mark.asyncio
-async def test_scripted_words_and_errors_through_the_control_endpoint(wire: Wire) -> None:
+async def test_scripted_words_and_errors_through_the_control_endpoint(wire: LyricsWire) -> None:
     """`lyrics` replaces the words as given; `lyrics_error_code` fails only this call."""
     task_id, tracks = await wire.song()
     odd = [{"word": "{\\b1}x", "success": True, "startS": -1, "endS": 0.5, "palign": 0}]
@@ -191,7 +160,7 @@ async def test_scripted_words_and_errors_through_the_control_endpoint(wire: Wire
 
 
 @pytest.mark.asyncio
-async def test_client_maps_a_lyrics_failure_to_the_error_tree(wire: Wire) -> None:
+async def test_client_maps_a_lyrics_failure_to_the_error_tree(wire: LyricsWire) -> None:
     """The client raises SunoTransient for a 500 and SunoRejected for an unknown track."""
     task_id, tracks = await wire.song()
     client = SunoApiClient(wire.session, "any-key", base_url=wire.url)

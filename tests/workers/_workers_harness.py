@@ -14,6 +14,7 @@ from clipjobs import (
     JobService,
     JobState,
     ProviderStatus,
+    SendState,
     ServiceConfig,
     SunoBudget,
     SystemClock,
@@ -158,19 +159,35 @@ async def wait_until(
             await asyncio.sleep(0.01)
 
 
-async def wait_for_stage(store: InMemoryEventStore, job_id: str, *stages: Any) -> JobState:
-    """The job once it is in one of ``stages``."""
+async def wait_for_state(
+    store: InMemoryEventStore, job_id: str, test: Callable[[JobState], bool], what: str
+) -> JobState:
+    """The job once ``test`` holds for its state."""
     found: list[JobState] = []
 
     async def check() -> bool:
         state = await store.load(job_id)
-        if state is not None and state.stage in stages:
+        if state is not None and test(state):
             found.append(state)
             return True
         return False
 
-    await wait_until(check, what=f"{job_id} in {stages}")
+    await wait_until(check, what=f"{job_id}: {what}")
     return found[-1]
+
+
+async def wait_for_stage(store: InMemoryEventStore, job_id: str, *stages: Any) -> JobState:
+    """The job once it is in one of ``stages``."""
+    return await wait_for_state(store, job_id, lambda s: s.stage in stages, f"in {stages}")
+
+
+async def wait_for_send_state(
+    store: InMemoryEventStore, job_id: str, send_state: SendState
+) -> JobState:
+    """The job once its send is in ``send_state``."""
+    return await wait_for_state(
+        store, job_id, lambda s: s.send_state is send_state, f"send {send_state}"
+    )
 
 
 def event_types(records: list[Any]) -> list[str]:

@@ -22,40 +22,6 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_waiters_are_served_generate_then_poll_then_credits_fifo_within() -> None:
-    """With the window full, waiting calls start generate first, then polls in arrival order, then
-    credit checks.
-    """
-    clock = FakeClock()
-    budget = SunoBudget(1.0, clock=clock, window_s=1.0)
-    await budget.acquire(Priority.POLL)  # fills the window
-    order: list[str] = []
-
-    async def call(name: str, priority: Priority) -> None:
-        await budget.acquire(priority)
-        order.append(name)
-
-    arrivals = [
-        ("p1", Priority.POLL),
-        ("c1", Priority.CREDITS),
-        ("p2", Priority.POLL),
-        ("g1", Priority.GENERATE),
-        ("p3", Priority.POLL),
-        ("g2", Priority.GENERATE),
-    ]
-    tasks = []
-    for name, priority in arrivals:
-        tasks.append(asyncio.create_task(call(name, priority)))
-        await settle()
-    assert order == []
-    for _ in arrivals:
-        await clock.advance(1.0)
-        await settle()
-    await asyncio.gather(*tasks)
-    assert order == ["g1", "g2", "p1", "p2", "p3", "c1"]
-    await budget.aclose()
-
-
 async def test_no_window_ever_holds_more_than_the_limit() -> None:
     """Many callers with random priorities and a clock moving in random steps never get more than
     `limit` starts in any window.
@@ -156,24 +122,6 @@ async def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
     assert second.done()
     assert [r.priority for r in budget.history] == [Priority.POLL, Priority.POLL]
     await budget.aclose()
-
-
-async def test_closing_fails_waiters_and_later_calls_as_transient() -> None:
-    """aclose wakes waiting calls with SunoTransient (not sent), refuses new ones, and is
-    idempotent.
-    """
-    clock = FakeClock()
-    budget = SunoBudget(1.0, clock=clock, window_s=1.0)
-    await budget.acquire(Priority.POLL)
-    waiter = asyncio.create_task(budget.acquire(Priority.GENERATE))
-    await settle()
-    await budget.aclose()
-    await budget.aclose()
-    with pytest.raises(SunoTransient) as caught:
-        await waiter
-    assert not caught.value.maybe_sent
-    with pytest.raises(SunoTransient):
-        await budget.acquire(Priority.POLL)
 
 
 async def test_budgeted_suno_acquires_with_the_call_s_priority() -> None:

@@ -16,6 +16,7 @@ from _workers_harness import (
     Rig,
     contiguous,
     event_types,
+    wait_for_send_state,
     wait_for_stage,
     wait_until,
 )
@@ -49,6 +50,17 @@ class SuspendedSuno(ProgressingSuno):
         raise AssertionError("unreachable")
 
 
+async def die_mid_send(dead: Rig, job_id: str) -> None:
+    """The dead process: it leased the job, recorded STAGE_20, sent (Suno made the task) and
+    died waiting for the answer.
+    """
+    await dead.store.claim(Work.SEND, dead.clock.now(), owner="dead", limit=1, lease_s=0.3)
+    crashed = asyncio.create_task(dead.service.send(job_id))
+    await wait_until(lambda: len(dead.inner.generated) == 1, what="the request reaches Suno")
+    crashed.cancel()
+    await asyncio.gather(crashed, return_exceptions=True)
+
+
 async def test_a_send_left_in_flight_by_a_crash_is_not_resent_and_a_callback_adopts_it() -> None:
     """A job a dead sender left IN_FLIGHT becomes uncertain, is not sent again before the resend
     delay, and its task's callback adopts it.
@@ -57,19 +69,14 @@ async def test_a_send_left_in_flight_by_a_crash_is_not_resent_and_a_callback_ado
     suno = SuspendedSuno()
     dead = Rig(store, suno, policy=NO_POLL)
     job = await dead.start()
-    # The dead process: it leased the job, recorded STAGE_20, sent, and died waiting.
-    await store.claim(Work.SEND, dead.clock.now(), owner="dead", limit=1, lease_s=0.3)
-    crashed = asyncio.create_task(dead.service.send(job.job_id))
-    await wait_until(lambda: len(suno.generated) == 1, what="the request reaches Suno")
-    crashed.cancel()
-    await asyncio.gather(crashed, return_exceptions=True)
+    await die_mid_send(dead, job.job_id)
     in_flight = await store.load(job.job_id)
     assert in_flight is not None
     assert (in_flight.stage, in_flight.send_state) == (Stage.SUNO_REQUEST_SENT, SendState.IN_FLIGHT)
 
     alive = Rig(store, ProgressingSuno(), policy=NO_POLL)
     async with alive.workers("alive"):
-        uncertain = await wait_until_send_state(store, job.job_id, SendState.UNCERTAIN)
+        uncertain = await wait_for_send_state(store, job.job_id, SendState.UNCERTAIN)
         assert uncertain.stage is Stage.SUNO_REQUEST_SENT
         # Sent again only if no callback names the job within the resend delay (120 s).
         assert uncertain.uncertain_since is not None
@@ -108,15 +115,11 @@ async def test_an_uncertain_send_without_a_callback_is_resent_once() -> None:
     )
     dead = Rig(store, suno, policy=policy)
     job = await dead.start()
-    await store.claim(Work.SEND, dead.clock.now(), owner="dead", limit=1, lease_s=0.3)
-    crashed = asyncio.create_task(dead.service.send(job.job_id))
-    await wait_until(lambda: len(suno.generated) == 1, what="the request reaches Suno")
-    crashed.cancel()
-    await asyncio.gather(crashed, return_exceptions=True)
+    await die_mid_send(dead, job.job_id)
 
     alive = Rig(store, ProgressingSuno(), policy=policy)
     async with alive.workers("alive"):
-        await wait_until_send_state(store, job.job_id, SendState.UNCERTAIN)
+        await wait_for_send_state(store, job.job_id, SendState.UNCERTAIN)
         resent = await wait_for_stage(store, job.job_id, Stage.SUNO_TASK_CREATED)
         (_, _, second_task) = alive.inner.generated[0]
         assert resent.task_id == second_task and resent.resends == 1
@@ -140,22 +143,6 @@ async def test_an_uncertain_send_without_a_callback_is_resent_once() -> None:
     assert contiguous(records)
     await dead.aclose()
     await alive.aclose()
-
-
-async def wait_until_send_state(
-    store: InMemoryEventStore, job_id: str, send_state: SendState
-) -> JobState:
-    found: list[JobState] = []
-
-    async def check() -> bool:
-        state = await store.load(job_id)
-        if state is not None and state.send_state is send_state:
-            found.append(state)
-            return True
-        return False
-
-    await wait_until(check)
-    return found[-1]
 
 
 async def test_lease_expiry_hands_a_dead_workers_jobs_to_another() -> None:

@@ -22,6 +22,7 @@ from _workers_harness import (
 from clipjobs import (
     InMemoryEventStore,
     JobPolicy,
+    JobState,
     LoopLimits,
     ProviderStatus,
     SendState,
@@ -172,27 +173,34 @@ async def test_heartbeat_goes_stale_while_nobody_observes(store: InMemoryEventSt
     await rig.aclose()
 
 
-async def test_failed_generation_via_poll(store: InMemoryEventStore) -> None:
-    """GENERATE_AUDIO_FAILED from record-info ends the job in STAGE_90 with that code."""
-    suno = ProgressingSuno(path=(ProviderStatus.PENDING, ProviderStatus.GENERATE_AUDIO_FAILED))
+async def _failed(store: InMemoryEventStore, suno: ProgressingSuno) -> JobState:
+    """The job the workers started over ``suno``, once it failed."""
     rig = Rig(store, suno)
     async with rig.workers():
         job = await rig.start()
         failed = await wait_for_stage(store, job.job_id, Stage.FAILED)
-    assert failed.error_code == "GENERATE_AUDIO_FAILED"
     await rig.aclose()
+    return failed
 
 
-async def test_sensitive_word_via_poll(store: InMemoryEventStore) -> None:
-    """SENSITIVE_WORD_ERROR from record-info ends the job in STAGE_90 with that code."""
-    suno = ProgressingSuno(path=(ProviderStatus.SENSITIVE_WORD_ERROR,))
-    rig = Rig(store, suno)
-    async with rig.workers():
-        job = await rig.start()
-        failed = await wait_for_stage(store, job.job_id, Stage.FAILED)
-    assert failed.error_code == "SENSITIVE_WORD_ERROR"
-    assert "SENSITIVE_WORD_ERROR" in (failed.error_message or "")
-    await rig.aclose()
+@pytest.mark.parametrize(
+    "path",
+    [
+        (ProviderStatus.PENDING, ProviderStatus.GENERATE_AUDIO_FAILED),
+        (ProviderStatus.SENSITIVE_WORD_ERROR,),
+    ],
+    ids=["generate-audio-failed", "sensitive-word"],
+)
+async def test_a_failure_from_record_info_fails_the_job_with_its_code(
+    store: InMemoryEventStore, path: tuple[ProviderStatus, ...]
+) -> None:
+    """GENERATE_AUDIO_FAILED or SENSITIVE_WORD_ERROR from record-info ends the job in STAGE_90
+    with that code, named in the message too.
+    """
+    failed = await _failed(store, ProgressingSuno(path=path))
+    code = path[-1].value
+    assert failed.error_code == code
+    assert code in (failed.error_message or "")
 
 
 async def test_failed_generation_via_callback(store: InMemoryEventStore) -> None:
@@ -209,31 +217,29 @@ async def test_failed_generation_via_callback(store: InMemoryEventStore) -> None
     await rig.aclose()
 
 
-async def test_no_credits(store: InMemoryEventStore) -> None:
-    """A 429 to the generate call fails the job with SUNO_NO_CREDITS and no retry."""
+@pytest.mark.parametrize(
+    ("error", "code", "says"),
+    [
+        # No credits is told in the service's own words, not Suno's.
+        (SunoNoCredits("insufficient credits", code=429), "SUNO_NO_CREDITS", None),
+        (SunoRejected("prompt too long (code 413)", code=413), "SUNO_REJECTED", "prompt too long"),
+    ],
+    ids=["no-credits", "rejected-params"],
+)
+async def test_a_refused_generate_fails_the_job_without_a_retry(
+    store: InMemoryEventStore, error: Exception, code: str, says: str | None
+) -> None:
+    """A 429 (no credits) or a 413 (rejected params, with Suno's message) to the generate call
+    fails the job with its code, and is not retried.
+    """
     suno = ProgressingSuno()
-    suno.generate_errors.append(SunoNoCredits("insufficient credits", code=429))
-    rig = Rig(store, suno)
-    async with rig.workers():
-        job = await rig.start()
-        failed = await wait_for_stage(store, job.job_id, Stage.FAILED)
-    assert failed.error_code == "SUNO_NO_CREDITS"
+    suno.generate_errors.append(error)
+    failed = await _failed(store, suno)
+    assert failed.error_code == code
+    if says is not None:
+        assert says in (failed.error_message or "")
     assert suno.generated == []
-    assert event_types(await store.read(job.job_id)).count("SunoRequestSent") == 1
-    await rig.aclose()
-
-
-async def test_rejected_params(store: InMemoryEventStore) -> None:
-    """A 413 to the generate call fails the job with SUNO_REJECTED and Suno's message."""
-    suno = ProgressingSuno()
-    suno.generate_errors.append(SunoRejected("prompt too long (code 413)", code=413))
-    rig = Rig(store, suno)
-    async with rig.workers():
-        job = await rig.start()
-        failed = await wait_for_stage(store, job.job_id, Stage.FAILED)
-    assert failed.error_code == "SUNO_REJECTED"
-    assert "prompt too long" in (failed.error_message or "")
-    await rig.aclose()
+    assert event_types(await store.read(failed.job_id)).count("SunoRequestSent") == 1
 
 
 async def test_transient_errors_are_retried_with_backoff_then_succeed(

@@ -31,7 +31,7 @@ from ..domain.errors import SunoTransient
 from ..domain.events import GenerationParams, Observation
 from .fakes import ScriptedSuno
 
-__all__ = ["BudgetContract", "BudgetFactory", "peak"]
+__all__ = ["BudgetContract", "BudgetFactory", "SlowSuno", "peak"]
 
 #: ``await budget(max_rps, **options)``: a budget on the test's clock, closed after the test.
 BudgetFactory = Callable[..., Awaitable[CallBudget]]
@@ -43,13 +43,16 @@ def peak(starts: list[datetime], window_s: float) -> int:
     return busiest([(at - starts[0]) // us for at in starts], timedelta(seconds=window_s) // us)
 
 
-class _SlowSuno(ScriptedSuno):
-    """Each record-info reaches "Suno" 0 to ``max_delay_s`` (fake time) after it started."""
+class SlowSuno(ScriptedSuno):
+    """Each record-info reaches "Suno" 0 to ``max_delay_s`` (fake time) after it started, and
+    each credit check is answered ``credits_delay_s`` after it.
+    """
 
-    def __init__(self, clock: FakeClock, max_delay_s: float) -> None:
+    def __init__(self, clock: FakeClock, max_delay_s: float, credits_delay_s: float = 0.0) -> None:
         super().__init__()
         self.clock = clock
         self.max_delay_s = max_delay_s
+        self.credits_delay_s = credits_delay_s
         self.rng = random.Random(7)
         self.arrivals: list[datetime] = []
 
@@ -57,6 +60,10 @@ class _SlowSuno(ScriptedSuno):
         await self.clock.sleep(self.rng.uniform(0.0, self.max_delay_s))
         self.arrivals.append(self.clock.now())
         return await super().record_info(task_id)
+
+    async def credits(self) -> int:
+        await self.clock.sleep(self.credits_delay_s)
+        return await super().credits()
 
 
 class BudgetContract:
@@ -252,7 +259,7 @@ class BudgetContract:
         one of Suno's windows, measured at their arrival as Suno measures it.
         """
         b = await budget(2.0, window_s=10.0)
-        inner = _SlowSuno(clock, max_delay_s=0.6)
+        inner = SlowSuno(clock, max_delay_s=0.6)
         suno = BudgetedSuno(inner, b)
         task_id = await inner.generate(GenerationParams(prompt="a song"), "https://cb.example")
         tasks = [asyncio.create_task(suno.record_info(task_id)) for _ in range(50)]

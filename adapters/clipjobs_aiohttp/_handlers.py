@@ -16,7 +16,7 @@ from clipjobs.app.metrics import histogram_text
 from clipjobs.app.ports import Identity
 from clipjobs.app.service import ErrorCode, JobRequest, Unauthorized
 from clipjobs.domain.codec import format_ts
-from clipjobs.domain.errors import ClipjobsError, StoreError
+from clipjobs.domain.errors import ClipjobsError, JobNotFound, StoreError
 from clipjobs.domain.i18n import Lang, accepted_message, pick_language
 from clipjobs.domain.state import JobState
 
@@ -56,7 +56,7 @@ JOB_ROUTE = "clipjobs-job"
 
 def request_id(request: web.Request) -> str:
     rid = current_request_id.get()
-    return rid if rid is not None else new_request_id(request.app[SERVICE].clock.now())
+    return rid if rid is not None else new_request_id(request.app[SERVICE].now())
 
 
 #: ``json.dumps(body, ensure_ascii=False)`` without building an encoder per answer.
@@ -118,9 +118,8 @@ async def _user(request: web.Request) -> str:
 async def _reader(request: web.Request, identity: Identity, job_id: str) -> str:
     """Whom to read ``job_id`` as: the caller, or for an admin the job's owner (SPEC 10.3)."""
     if identity.admin:
-        state = await request.app[SERVICE].store.load(job_id)
-        if state is not None:
-            return state.user_id
+        with contextlib.suppress(JobNotFound):
+            return (await request.app[SERVICE].load(job_id)).user_id
     return identity.user_id
 
 
@@ -157,7 +156,7 @@ async def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, 
     body = job_body(
         state,
         lang=lang,
-        now=service.clock.now(),
+        now=service.now(),
         stale_after_s=_stale_after(request),
         request_id=request_id(request),
         queue=await service.queue_position(state),
@@ -284,7 +283,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     channel_id = request.match_info["channel_id"]
     limit = parse_limit(request.query.get("limit"), config.list_limit)
     jobs = await service.list_jobs(user, channel_id, limit)
-    lang, now, stale = _lang(request), service.clock.now(), _stale_after(request)
+    lang, now, stale = _lang(request), service.now(), _stale_after(request)
     return _json(
         {
             "success": True,
@@ -390,7 +389,7 @@ async def suno_webhook(request: web.Request) -> web.Response:
         payload = parse_json_object(raw, optional=False)
     except ApiError:
         # Tell forgers nothing about the body before they prove the token.
-        if not job_id or not service.signer.verify(job_id, token):
+        if not job_id or not service.verify_callback_token(job_id, token):
             raise ApiError(401, "UNAUTHORIZED", "Invalid or missing webhook token.") from None
         raise
     assert payload is not None
@@ -425,7 +424,7 @@ async def readyz(request: web.Request) -> web.Response:
         status = await service.status()
     except ClipjobsError:
         raise ApiError(503, "STORE_UNAVAILABLE", "The job store does not answer.") from None
-    now = service.clock.now()
+    now = service.now()
     held: dict[str, dict[str, int]] = {}
     for lease in status.leases:
         if lease.until > now:
@@ -473,7 +472,7 @@ async def metrics(request: web.Request) -> web.Response:
     gauges: dict[str, float] = {}
     extra = ""
     with contextlib.suppress(StoreError):  # metrics stay readable while the database is down
-        gauges["clipjobs_active_jobs"] = await service.store.count_active()
+        gauges["clipjobs_active_jobs"] = await service.count_active()
         status = await service.status()
         gauges["clipjobs_workers"] = len(status.workers)
         gauges["clipjobs_send_queue_jobs"] = status.queued

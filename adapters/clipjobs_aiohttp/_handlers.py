@@ -14,7 +14,7 @@ from clipjobs.app.ids import JOB_ID_PATTERN, new_request_id
 from clipjobs.app.logs import current_request_id
 from clipjobs.app.metrics import histogram_text
 from clipjobs.app.ports import Identity
-from clipjobs.app.service import ErrorCode, JobRequest, Unauthorized
+from clipjobs.app.service import ErrorCode, JobRequest, StartOutcome, Unauthorized
 from clipjobs.domain.codec import format_ts
 from clipjobs.domain.errors import ClipjobsError, JobNotFound, StoreError
 from clipjobs.domain.i18n import Lang, accepted_message, pick_language
@@ -202,27 +202,35 @@ async def run_once(request: web.Request) -> web.Response:
             request_id=request_id(request),
         )
     )
+    return accepted(request, outcome)
+
+
+def accepted(request: web.Request, outcome: StartOutcome, *, retry: bool = False) -> web.Response:
+    """The answer to a started job (runOnce, or a retry's new job: ``retryOf`` too): 202
+    with where to read it, or the error it failed with at once (400 no callback URL, 402
+    no Suno credits).
+    """
     job = outcome.job
     failed = outcome.failed_at_once
     if failed == ErrorCode.CALLBACK_URL_NOT_CONFIGURED:
         raise ApiError(400, failed, job.error_message or failed, jobId=job.job_id)
     if failed == ErrorCode.SUNO_NO_CREDITS:
         raise ApiError(402, failed, job.error_message or failed, credits=0, jobId=job.job_id)
+    body = {
+        "success": True,
+        "ok": True,
+        "jobId": job.job_id,
+        "channelId": job.channel_id,
+        "stage": job.stage.value,
+        "createdAt": format_ts(job.created_at),
+        "message": accepted_message(_lang(request)),
+    }
+    if retry:
+        body["retryOf"] = job.retry_of
+    body["requestId"] = request_id(request)
     location = str(request.app.router[JOB_ROUTE].url_for(job_id=job.job_id))
-    return _json(
-        {
-            "success": True,
-            "ok": True,
-            "jobId": job.job_id,
-            "channelId": job.channel_id,
-            "stage": job.stage.value,
-            "createdAt": format_ts(job.created_at),
-            "message": accepted_message(_lang(request)),
-            "requestId": request_id(request),
-        },
-        status=202,
-        headers={"Location": location, "Retry-After": str(config.retry_after_s)},
-    )
+    retry_after = str(request.app[CONFIG].retry_after_s)
+    return _json(body, status=202, headers={"Location": location, "Retry-After": retry_after})
 
 
 # --- reading jobs --------------------------------------------------------------

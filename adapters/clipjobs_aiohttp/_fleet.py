@@ -33,7 +33,9 @@ from ._handlers import (
     _lang,
     _stale_after,
     _unless_closing,
+    end_with_error,
     identify,
+    open_event_stream,
     request_id,
 )
 from ._input import parse_json_object, read_body
@@ -369,15 +371,7 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
     #: again by the database; the second announcement of a version sends nothing.
     sent: dict[str, int] = {}
     with service.changes() as feed:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-                "X-Request-Id": request_id(request),
-            }
-        )
-        await response.prepare(request)
+        response = await open_event_stream(request)
         try:
             await response.write(f"retry: {config.retry_after_s * 1000}\n\n".encode())
             while True:
@@ -412,17 +406,7 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
         except ConnectionError:
             pass  # the client went away
         except ClipjobsError:
-            try:
-                error = {
-                    "success": False,
-                    "ok": False,
-                    "error": "STORE_UNAVAILABLE",
-                    "requestId": request_id(request),
-                }
-                await response.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
-                await response.write_eof()
-            except ConnectionError:
-                pass
+            await end_with_error(request, response, "STORE_UNAVAILABLE")
     return response
 
 

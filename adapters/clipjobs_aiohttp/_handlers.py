@@ -316,6 +316,28 @@ async def list_jobs(request: web.Request) -> web.Response:
 # --- SSE -------------------------------------------------------------------------
 
 
+async def open_event_stream(request: web.Request) -> web.StreamResponse:
+    """A prepared ``text/event-stream`` answer, neither cached nor buffered by proxies."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Request-Id": request_id(request),
+        }
+    )
+    await response.prepare(request)
+    return response
+
+
+async def end_with_error(request: web.Request, response: web.StreamResponse, code: str) -> None:
+    """End a stream with an ``error`` event saying ``code``, unless the client has gone."""
+    body = {"success": False, "ok": False, "error": code, "requestId": request_id(request)}
+    with contextlib.suppress(ConnectionError):
+        await response.write(f"event: error\ndata: {json.dumps(body)}\n\n".encode())
+        await response.write_eof()
+
+
 async def job_events(request: web.Request) -> web.StreamResponse:
     """GET /api/music-clips/jobs/{jobId}/events — one SSE event per change until done.
 
@@ -334,15 +356,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         # An id this job never had (a typo, another server's id): waiting for the job
         # to reach it would outlive the job. Start over; each event is the whole state.
         sent = 0
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            "X-Request-Id": request_id(request),
-        }
-    )
-    await response.prepare(request)
+    response = await open_event_stream(request)
     try:
         await response.write(f"retry: {config.retry_after_s * 1000}\n\n".encode())
         shown: object = None  # the queue place last sent
@@ -375,12 +389,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     except ClipjobsError as exc:
         error = translate(exc, config.retry_after_s)
         code = error.code if error is not None else "INTERNAL_ERROR"
-        body = {"success": False, "ok": False, "error": code, "requestId": request_id(request)}
-        try:
-            await response.write(f"event: error\ndata: {json.dumps(body)}\n\n".encode())
-            await response.write_eof()
-        except ConnectionError:
-            pass
+        await end_with_error(request, response, code)
     return response
 
 

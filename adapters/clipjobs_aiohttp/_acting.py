@@ -11,12 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from clipjobs.app.service import ErrorCode
-from clipjobs.domain.codec import format_ts
-from clipjobs.domain.i18n import accepted_message
-
 from ._errors import ApiError
-from ._handlers import JOB_ROUTE, _body, _job_id, _json, _lang, _user, request_id
+from ._handlers import _body, _job_id, _json, _lang, _user, accepted, request_id
 from ._input import parse_json_object, read_body
 from ._keys import CONFIG, SERVICE
 
@@ -52,7 +48,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 async def retry_job(request: web.Request) -> web.Response:
     """POST /api/music-clips/jobs/{jobId}/retry — 202 with runOnce's body for the new job."""
-    service, config = request.app[SERVICE], request.app[CONFIG]
+    service = request.app[SERVICE]
     user = await _user(request)
     job_id = _job_id(request)
     body = await _action_body(request, {"from"})
@@ -66,25 +62,4 @@ async def retry_job(request: web.Request) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key"),
         request_id=request_id(request),
     )
-    job = outcome.job
-    failed = outcome.failed_at_once
-    if failed == ErrorCode.CALLBACK_URL_NOT_CONFIGURED:
-        raise ApiError(400, failed, job.error_message or failed, jobId=job.job_id)
-    if failed == ErrorCode.SUNO_NO_CREDITS:
-        raise ApiError(402, failed, job.error_message or failed, credits=0, jobId=job.job_id)
-    location = str(request.app.router[JOB_ROUTE].url_for(job_id=job.job_id))
-    return _json(
-        {
-            "success": True,
-            "ok": True,
-            "jobId": job.job_id,
-            "channelId": job.channel_id,
-            "stage": job.stage.value,
-            "createdAt": format_ts(job.created_at),
-            "message": accepted_message(_lang(request)),
-            "retryOf": job.retry_of,
-            "requestId": request_id(request),
-        },
-        status=202,
-        headers={"Location": location, "Retry-After": str(config.retry_after_s)},
-    )
+    return accepted(request, outcome, retry=True)

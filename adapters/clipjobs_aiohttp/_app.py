@@ -92,7 +92,7 @@ def _middleware(config: ApiConfig, service: JobService, metrics: Metrics) -> Any
     @web.middleware
     async def clipjobs_api(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        rid = new_request_id(service.clock.now())
+        rid = new_request_id(service.now())
         reset = current_request_id.set(rid)
         status = 500
         try:

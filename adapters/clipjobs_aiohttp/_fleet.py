@@ -33,7 +33,9 @@ from ._handlers import (
     _lang,
     _stale_after,
     _unless_closing,
+    end_with_error,
     identify,
+    open_event_stream,
     request_id,
 )
 from ._input import parse_json_object, read_body
@@ -169,7 +171,7 @@ def _limit(given: dict[str, list[str]]) -> int:
 
 
 def _sign(service: JobService, payload: str) -> str:
-    return service.signer.token(_CURSOR_DOMAIN + payload)
+    return service.sign(_CURSOR_DOMAIN + payload)
 
 
 def encode_cursor(service: JobService, key: PageKey) -> str:
@@ -224,9 +226,9 @@ async def list_fleet(request: web.Request) -> web.Response:
     after = (
         decode_cursor(service, _one(given.pop("cursor"), "cursor")) if "cursor" in given else None
     )
-    now, stale = service.clock.now(), _stale_after(request)
+    now, stale = service.now(), _stale_after(request)
     where = parse_filter(given, identity, now=now, stale_after_s=stale)
-    found = await service.store.find_jobs(where, after=after, limit=limit + 1)
+    found = await service.find_jobs(where, after=after, limit=limit + 1)
     page = found[:limit]
     next_cursor = encode_cursor(service, PageKey.of(page[-1])) if len(found) > limit else None
     lang, rid = _lang(request), request_id(request)
@@ -241,17 +243,16 @@ async def stats(request: web.Request) -> web.Response:
     """GET /api/music-clips/stats — counts by stage, active and stale, over what the caller sees."""
     service = request.app[SERVICE]
     identity = await identify(request)
-    now, stale_after = service.clock.now(), _stale_after(request)
+    now, stale_after = service.now(), _stale_after(request)
     where = parse_filter(_query(request, _FILTERS), identity, now=now, stale_after_s=stale_after)
-    store = service.store
-    by_stage = await store.count_jobs(where)
-    active = sum((await store.count_jobs(attrs.evolve(where, done=False))).values())
+    by_stage = await service.count_jobs(where)
+    active = sum((await service.count_jobs(attrs.evolve(where, done=False))).values())
     stale_since = now - timedelta(seconds=stale_after)
     if where.stale_before is None:
         stale_where = attrs.evolve(where, stale_before=stale_since)
     else:
         stale_where = where
-    stale = sum((await store.count_jobs(stale_where)).values())
+    stale = sum((await service.count_jobs(stale_where)).values())
     waiting = (await service.status()).waiting_by_user
     users_waiting = len(waiting) if identity.admin else int(waiting.get(identity.user_id, 0) > 0)
     return _json(
@@ -313,13 +314,13 @@ async def bulk_cancel(request: web.Request) -> web.Response:
                 given[key] = [value]
     if not given:
         raise _bad("Give at least one filter: a bulk cancel of everything is not allowed.", "stage")
-    now = service.clock.now()
+    now = service.now()
     where = parse_filter(given, identity, now=now, stale_after_s=_stale_after(request))
     rid = request_id(request)
     # Finished jobs cannot be cancelled: only undone ones match (none if done=true was asked).
     undone = attrs.evolve(where, done=False) if where.done is not True else None
     if dry_run:
-        total = sum((await service.store.count_jobs(undone)).values()) if undone else 0
+        total = sum((await service.count_jobs(undone)).values()) if undone else 0
         return _json(
             {
                 "success": True,
@@ -331,7 +332,7 @@ async def bulk_cancel(request: web.Request) -> web.Response:
                 "requestId": rid,
             }
         )
-    found = await service.store.find_jobs(undone, limit=BULK_LIMIT + 1) if undone else []
+    found = await service.find_jobs(undone, limit=BULK_LIMIT + 1) if undone else []
     matched = [s.job_id for s in found[:BULK_LIMIT]]
     more = len(found) > BULK_LIMIT
     total = len(matched)
@@ -362,23 +363,15 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
     """
     service, config = request.app[SERVICE], request.app[CONFIG]
     identity = await identify(request)
-    now, stale_after = service.clock.now(), _stale_after(request)
+    now, stale_after = service.now(), _stale_after(request)
     where = parse_filter(_query(request, _FILTERS), identity, now=now, stale_after_s=stale_after)
     where = attrs.evolve(where, stale_before=None)
     lang = _lang(request)
     #: The version last sent per job: a commit is announced locally and, on PostgreSQL,
     #: again by the database; the second announcement of a version sends nothing.
     sent: dict[str, int] = {}
-    with service.store.changes() as feed:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-                "X-Request-Id": request_id(request),
-            }
-        )
-        await response.prepare(request)
+    with service.changes() as feed:
+        response = await open_event_stream(request)
         try:
             await response.write(f"retry: {config.retry_after_s * 1000}\n\n".encode())
             while True:
@@ -391,8 +384,11 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
                 if not ids and not missed:
                     await response.write(b": keep-alive\n\n")
                 for job_id in ids:
-                    state = await service.store.load(job_id)
-                    if state is None or not matches(where, state):
+                    try:
+                        state = await service.load(job_id)
+                    except JobNotFound:
+                        continue  # pruned since it changed
+                    if not matches(where, state):
                         continue
                     if sent.get(job_id, 0) >= state.version:
                         continue
@@ -400,7 +396,7 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
                     sent[job_id] = state.version
                     if len(sent) > _SENT_MEMORY:
                         del sent[next(iter(sent))]
-                    now = service.clock.now()
+                    now = service.now()
                     body = await _item(request, state, lang, now, stale_after, request_id(request))
                     data = _encode(body)
                     await response.write(
@@ -410,17 +406,7 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
         except ConnectionError:
             pass  # the client went away
         except ClipjobsError:
-            try:
-                error = {
-                    "success": False,
-                    "ok": False,
-                    "error": "STORE_UNAVAILABLE",
-                    "requestId": request_id(request),
-                }
-                await response.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
-                await response.write_eof()
-            except ConnectionError:
-                pass
+            await end_with_error(request, response, "STORE_UNAVAILABLE")
     return response
 
 

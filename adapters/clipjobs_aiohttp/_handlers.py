@@ -14,9 +14,9 @@ from clipjobs.app.ids import JOB_ID_PATTERN, new_request_id
 from clipjobs.app.logs import current_request_id
 from clipjobs.app.metrics import histogram_text
 from clipjobs.app.ports import Identity
-from clipjobs.app.service import ErrorCode, JobRequest, Unauthorized
+from clipjobs.app.service import ErrorCode, JobRequest, StartOutcome, Unauthorized
 from clipjobs.domain.codec import format_ts
-from clipjobs.domain.errors import ClipjobsError, StoreError
+from clipjobs.domain.errors import ClipjobsError, JobNotFound, StoreError
 from clipjobs.domain.i18n import Lang, accepted_message, pick_language
 from clipjobs.domain.state import JobState
 
@@ -56,7 +56,7 @@ JOB_ROUTE = "clipjobs-job"
 
 def request_id(request: web.Request) -> str:
     rid = current_request_id.get()
-    return rid if rid is not None else new_request_id(request.app[SERVICE].clock.now())
+    return rid if rid is not None else new_request_id(request.app[SERVICE].now())
 
 
 #: ``json.dumps(body, ensure_ascii=False)`` without building an encoder per answer.
@@ -118,9 +118,8 @@ async def _user(request: web.Request) -> str:
 async def _reader(request: web.Request, identity: Identity, job_id: str) -> str:
     """Whom to read ``job_id`` as: the caller, or for an admin the job's owner (SPEC 10.3)."""
     if identity.admin:
-        state = await request.app[SERVICE].store.load(job_id)
-        if state is not None:
-            return state.user_id
+        with contextlib.suppress(JobNotFound):
+            return (await request.app[SERVICE].load(job_id)).user_id
     return identity.user_id
 
 
@@ -157,7 +156,7 @@ async def _body(request: web.Request, state: JobState, lang: Lang) -> dict[str, 
     body = job_body(
         state,
         lang=lang,
-        now=service.clock.now(),
+        now=service.now(),
         stale_after_s=_stale_after(request),
         request_id=request_id(request),
         queue=await service.queue_position(state),
@@ -203,27 +202,35 @@ async def run_once(request: web.Request) -> web.Response:
             request_id=request_id(request),
         )
     )
+    return accepted(request, outcome)
+
+
+def accepted(request: web.Request, outcome: StartOutcome, *, retry: bool = False) -> web.Response:
+    """The answer to a started job (runOnce, or a retry's new job: ``retryOf`` too): 202
+    with where to read it, or the error it failed with at once (400 no callback URL, 402
+    no Suno credits).
+    """
     job = outcome.job
     failed = outcome.failed_at_once
     if failed == ErrorCode.CALLBACK_URL_NOT_CONFIGURED:
         raise ApiError(400, failed, job.error_message or failed, jobId=job.job_id)
     if failed == ErrorCode.SUNO_NO_CREDITS:
         raise ApiError(402, failed, job.error_message or failed, credits=0, jobId=job.job_id)
+    body = {
+        "success": True,
+        "ok": True,
+        "jobId": job.job_id,
+        "channelId": job.channel_id,
+        "stage": job.stage.value,
+        "createdAt": format_ts(job.created_at),
+        "message": accepted_message(_lang(request)),
+    }
+    if retry:
+        body["retryOf"] = job.retry_of
+    body["requestId"] = request_id(request)
     location = str(request.app.router[JOB_ROUTE].url_for(job_id=job.job_id))
-    return _json(
-        {
-            "success": True,
-            "ok": True,
-            "jobId": job.job_id,
-            "channelId": job.channel_id,
-            "stage": job.stage.value,
-            "createdAt": format_ts(job.created_at),
-            "message": accepted_message(_lang(request)),
-            "requestId": request_id(request),
-        },
-        status=202,
-        headers={"Location": location, "Retry-After": str(config.retry_after_s)},
-    )
+    retry_after = str(request.app[CONFIG].retry_after_s)
+    return _json(body, status=202, headers={"Location": location, "Retry-After": retry_after})
 
 
 # --- reading jobs --------------------------------------------------------------
@@ -284,7 +291,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     channel_id = request.match_info["channel_id"]
     limit = parse_limit(request.query.get("limit"), config.list_limit)
     jobs = await service.list_jobs(user, channel_id, limit)
-    lang, now, stale = _lang(request), service.clock.now(), _stale_after(request)
+    lang, now, stale = _lang(request), service.now(), _stale_after(request)
     return _json(
         {
             "success": True,
@@ -309,6 +316,28 @@ async def list_jobs(request: web.Request) -> web.Response:
 # --- SSE -------------------------------------------------------------------------
 
 
+async def open_event_stream(request: web.Request) -> web.StreamResponse:
+    """A prepared ``text/event-stream`` answer, neither cached nor buffered by proxies."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Request-Id": request_id(request),
+        }
+    )
+    await response.prepare(request)
+    return response
+
+
+async def end_with_error(request: web.Request, response: web.StreamResponse, code: str) -> None:
+    """End a stream with an ``error`` event saying ``code``, unless the client has gone."""
+    body = {"success": False, "ok": False, "error": code, "requestId": request_id(request)}
+    with contextlib.suppress(ConnectionError):
+        await response.write(f"event: error\ndata: {json.dumps(body)}\n\n".encode())
+        await response.write_eof()
+
+
 async def job_events(request: web.Request) -> web.StreamResponse:
     """GET /api/music-clips/jobs/{jobId}/events — one SSE event per change until done.
 
@@ -327,15 +356,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         # An id this job never had (a typo, another server's id): waiting for the job
         # to reach it would outlive the job. Start over; each event is the whole state.
         sent = 0
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            "X-Request-Id": request_id(request),
-        }
-    )
-    await response.prepare(request)
+    response = await open_event_stream(request)
     try:
         await response.write(f"retry: {config.retry_after_s * 1000}\n\n".encode())
         shown: object = None  # the queue place last sent
@@ -368,12 +389,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     except ClipjobsError as exc:
         error = translate(exc, config.retry_after_s)
         code = error.code if error is not None else "INTERNAL_ERROR"
-        body = {"success": False, "ok": False, "error": code, "requestId": request_id(request)}
-        try:
-            await response.write(f"event: error\ndata: {json.dumps(body)}\n\n".encode())
-            await response.write_eof()
-        except ConnectionError:
-            pass
+        await end_with_error(request, response, code)
     return response
 
 
@@ -390,7 +406,7 @@ async def suno_webhook(request: web.Request) -> web.Response:
         payload = parse_json_object(raw, optional=False)
     except ApiError:
         # Tell forgers nothing about the body before they prove the token.
-        if not job_id or not service.signer.verify(job_id, token):
+        if not job_id or not service.verify_callback_token(job_id, token):
             raise ApiError(401, "UNAUTHORIZED", "Invalid or missing webhook token.") from None
         raise
     assert payload is not None
@@ -425,7 +441,7 @@ async def readyz(request: web.Request) -> web.Response:
         status = await service.status()
     except ClipjobsError:
         raise ApiError(503, "STORE_UNAVAILABLE", "The job store does not answer.") from None
-    now = service.clock.now()
+    now = service.now()
     held: dict[str, dict[str, int]] = {}
     for lease in status.leases:
         if lease.until > now:
@@ -473,7 +489,7 @@ async def metrics(request: web.Request) -> web.Response:
     gauges: dict[str, float] = {}
     extra = ""
     with contextlib.suppress(StoreError):  # metrics stay readable while the database is down
-        gauges["clipjobs_active_jobs"] = await service.store.count_active()
+        gauges["clipjobs_active_jobs"] = await service.count_active()
         status = await service.status()
         gauges["clipjobs_workers"] = len(status.workers)
         gauges["clipjobs_send_queue_jobs"] = status.queued

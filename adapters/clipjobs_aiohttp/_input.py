@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -105,21 +106,26 @@ def parse_run_once(body: dict[str, Any] | None) -> tuple[ParamOverrides, str | N
             raise _invalid("userId must be a string.", "userId")
         _check_text(user_id, "userId")
     values: dict[str, Any] = {}
-    for name, attr in _STRING_FIELDS.items():
-        value = body.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise _invalid(f"{name} must be a string.", name)
+    for name, attr, value in _given(body, _STRING_FIELDS, str, "a string"):
         values[attr] = _check_text(value, name)
-    for name, attr in _BOOL_FIELDS.items():
-        value = body.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, bool):
-            raise _invalid(f"{name} must be true or false.", name)
+    for _, attr, value in _given(body, _BOOL_FIELDS, bool, "true or false"):
         values[attr] = value
     return ParamOverrides(**values), user_id
+
+
+def _given(
+    body: dict[str, Any], fields: dict[str, str], kind: type, what: str
+) -> Iterator[tuple[str, str, Any]]:
+    """``(name, attribute, value)`` of each of ``fields`` the body gives (null: not given);
+    a value not of ``kind`` is refused (``name must be {what}``).
+    """
+    for name, attr in fields.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            raise _invalid(f"{name} must be {what}.", name)
+        yield name, attr, value
 
 
 def parse_limit(raw: str | None, default: int) -> int:

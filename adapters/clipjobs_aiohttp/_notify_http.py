@@ -104,7 +104,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         url=url,
         events=events,
         secret=new_webhook_secret(),
-        created_at=request.app[SERVICE].clock.now(),
+        created_at=request.app[SERVICE].now(),
     )
     try:
         await api.store.add_subscription(sub, limit=api.max_subscriptions)

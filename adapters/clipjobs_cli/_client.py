@@ -46,6 +46,11 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 RECONNECT_FOR_S = 30.0
 #: The server's default ``CLIPJOBS_STALE_AFTER_S``: the live line's stale mark between views.
 DEFAULT_STALE_AFTER_S = 60.0
+#: The exit codes, under every client command's ``--help``.
+EPILOG = (
+    "Exit codes: 0 success, 1 job failed, 2 usage, 3 job timed out or --timeout,"
+    " 4 server unreachable or request refused, 130 Ctrl-C."
+)
 
 #: How each terminal stage ends the command.
 _OUTCOMES = {
@@ -235,21 +240,35 @@ async def _run(args: argparse.Namespace, url: str, token: str, renderer: Rendere
         try:
             started = await api.run_once(args.channel, body, args.idempotency_key)
         except ApiAnswerError as exc:
-            _api_error(args, exc)
-            # 402, and a 400 that names a job: the job exists and failed at once.
-            failed_job = exc.body.get("jobId") and exc.status in (400, 402)
-            return EXIT_FAILED if failed_job else EXIT_ERROR
-        job_id = args.job_id = str(started["jobId"])
-        page = f"{url}/music-clips/jobs/{job_id}"
-        if args.json:
-            if not args.watch:
-                _json_line(started)
-        else:
-            print(f"{text(args.lang, 'job')}: {job_id}", flush=True)
-            print(f"{text(args.lang, 'page')}: {page}", flush=True)
+            return _refused_start(args, exc)
+        return await _report_started(args, api, started, renderer)
+
+
+def _refused_start(args: argparse.Namespace, exc: ApiAnswerError) -> int:
+    """A start (run, retry) the server refused, said as it said it: exit 1 when the job
+    exists and failed at once (402, and a 400 that names a job), else 4.
+    """
+    _api_error(args, exc)
+    failed_job = exc.body.get("jobId") and exc.status in (400, 402)
+    return EXIT_FAILED if failed_job else EXIT_ERROR
+
+
+async def _report_started(
+    args: argparse.Namespace, api: JobsApi, started: Mapping[str, Any], renderer: Renderer
+) -> int:
+    """A job just started (run, retry): its id and status page, or with ``--watch`` followed
+    to its end (exit by its outcome).
+    """
+    job_id = args.job_id = str(started["jobId"])
+    if args.json:
         if not args.watch:
-            return EXIT_OK
-        return await _watch_and_report(args, api, job_id, renderer)
+            _json_line(started)
+    else:
+        print(f"{text(args.lang, 'job')}: {job_id}", flush=True)
+        print(f"{text(args.lang, 'page')}: {api.base_url}/music-clips/jobs/{job_id}", flush=True)
+    if not args.watch:
+        return EXIT_OK
+    return await _watch_and_report(args, api, job_id, renderer)
 
 
 async def _watch(args: argparse.Namespace, url: str, token: str, renderer: Renderer) -> int:
@@ -411,26 +430,40 @@ def _follow_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``run``, ``watch`` and ``history`` to the ``clipjobs`` command's subparsers."""
-    common = _common()
-    epilog = (
-        "Exit codes: 0 success, 1 job failed, 2 usage, 3 job timed out or --timeout,"
-        " 4 server unreachable or request refused, 130 Ctrl-C."
+def client_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    epilog: str = EPILOG,
+) -> argparse.ArgumentParser:
+    """A client command's parser: the server options (``--url``, ``--token``, ``--lang``,
+    ``--json``) and the exit codes.
+    """
+    return sub.add_parser(
+        name, parents=[_common()], help=summary, description=description, epilog=epilog
     )
 
-    run_p = sub.add_parser(
-        "run",
-        parents=[common],
-        help="start a job for a channel (and follow it with --watch)",
-        description="POST runOnce for a channel; print the job id and its status page.",
-        epilog=epilog,
-    )
-    run_p.add_argument("--channel", required=True, metavar="ID", help="the channel id")
-    run_p.add_argument("--watch", action="store_true", help="follow the job until it ends")
-    run_p.add_argument(
+
+def start_options(parser: argparse.ArgumentParser, watch_help: str) -> None:
+    """``--watch`` and ``--idempotency-key``, of the commands that start a job (run, retry)."""
+    parser.add_argument("--watch", action="store_true", help=watch_help)
+    parser.add_argument(
         "--idempotency-key", metavar="K", help="a retry with the same key gets the same job"
     )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``run``, ``watch`` and ``history`` to the ``clipjobs`` command's subparsers."""
+    run_p = client_parser(
+        sub,
+        "run",
+        summary="start a job for a channel (and follow it with --watch)",
+        description="POST runOnce for a channel; print the job id and its status page.",
+    )
+    run_p.add_argument("--channel", required=True, metavar="ID", help="the channel id")
+    start_options(run_p, "follow the job until it ends")
     run_p.add_argument("--prompt", help="generation prompt (else the channel's default)")
     run_p.add_argument("--style")
     run_p.add_argument("--title")
@@ -444,23 +477,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _follow_options(run_p)
     run_p.set_defaults(func=_with_renderer(_run))
 
-    watch_p = sub.add_parser(
+    watch_p = client_parser(
+        sub,
         "watch",
-        parents=[common],
-        help="follow a job until it ends (a live line on a terminal)",
+        summary="follow a job until it ends (a live line on a terminal)",
         description="Follow a job over SSE (long-polling if the stream breaks) until it ends.",
-        epilog=epilog,
     )
     watch_p.add_argument("job_id", metavar="JOB_ID")
     _follow_options(watch_p)
     watch_p.set_defaults(func=_with_renderer(_watch))
 
-    history_p = sub.add_parser(
+    history_p = client_parser(
+        sub,
         "history",
-        parents=[common],
-        help="print a job's event log",
+        summary="print a job's event log",
         description="The job's event log: version, time, type and the stage after each event.",
-        epilog=epilog.replace("3 job timed out or --timeout", "3 job timed out"),
+        epilog=EPILOG.replace("3 job timed out or --timeout", "3 job timed out"),
     )
     history_p.add_argument("job_id", metavar="JOB_ID")
     history_p.set_defaults(func=_command(_history))

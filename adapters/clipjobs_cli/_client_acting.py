@@ -12,18 +12,19 @@ from typing import Any
 from urllib.parse import quote
 
 from ._client import (
-    _api_error,
     _command,
-    _common,
     _follow_options,
     _json_line,
+    _refused_start,
+    _report_started,
     _session,
-    _watch_and_report,
     _with_renderer,
+    client_parser,
+    start_options,
 )
 from ._client_http import ApiAnswerError, JobsApi
-from ._client_render import Renderer, text
-from ._exit import EXIT_ERROR, EXIT_FAILED, EXIT_OK
+from ._client_render import Renderer
+from ._exit import EXIT_OK
 
 __all__ = ["register_acting"]
 
@@ -57,49 +58,31 @@ async def _retry(args: argparse.Namespace, url: str, token: str, renderer: Rende
                 "POST", _action_url(api, args.job_id, "retry"), headers=headers, body=body
             )
         except ApiAnswerError as exc:
-            _api_error(args, exc)
-            failed_job = exc.body.get("jobId") and exc.status in (400, 402)
-            return EXIT_FAILED if failed_job else EXIT_ERROR
+            return _refused_start(args, exc)
         assert started is not None
-        job_id = args.job_id = str(started["jobId"])
-        if args.json:
-            if not args.watch:
-                _json_line(started)
-        else:
-            print(f"{text(args.lang, 'job')}: {job_id}", flush=True)
-            print(f"{text(args.lang, 'page')}: {url}/music-clips/jobs/{job_id}", flush=True)
-        if not args.watch:
-            return EXIT_OK
-        return await _watch_and_report(args, api, job_id, renderer)
+        return await _report_started(args, api, started, renderer)
 
 
 def register_acting(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``cancel`` and ``retry`` to the ``clipjobs`` command's subparsers."""
-    common = _common()
-    epilog = (
-        "Exit codes: 0 success, 1 job failed, 2 usage, 3 job timed out or --timeout,"
-        " 4 server unreachable or request refused, 130 Ctrl-C."
-    )
-    cancel_p = sub.add_parser(
+    cancel_p = client_parser(
+        sub,
         "cancel",
-        parents=[common],
-        help="cancel a running job (nothing more is sent, polled or rendered)",
+        summary="cancel a running job (nothing more is sent, polled or rendered)",
         description="POST the job's cancel: it ends in STAGE_98_CANCELLED.",
-        epilog=epilog,
     )
     cancel_p.add_argument("job_id", metavar="JOB_ID")
     cancel_p.add_argument("--reason", help="why (shown as the job's error)")
     cancel_p.set_defaults(func=_command(_cancel))
 
-    retry_p = sub.add_parser(
+    retry_p = client_parser(
+        sub,
         "retry",
-        parents=[common],
-        help="start a new job retrying a failed, cancelled or timed-out one",
+        summary="start a new job retrying a failed, cancelled or timed-out one",
         description=(
             "POST the job's retry. --from clip reuses the song and only renders the clip again"
             " (no Suno call, no credits)."
         ),
-        epilog=epilog,
     )
     retry_p.add_argument("job_id", metavar="JOB_ID")
     retry_p.add_argument(
@@ -109,9 +92,6 @@ def register_acting(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="start (default) or clip",
     )
-    retry_p.add_argument("--watch", action="store_true", help="follow the new job until it ends")
-    retry_p.add_argument(
-        "--idempotency-key", metavar="K", help="a retry with the same key gets the same job"
-    )
+    start_options(retry_p, "follow the new job until it ends")
     _follow_options(retry_p)
     retry_p.set_defaults(func=_with_renderer(_retry))

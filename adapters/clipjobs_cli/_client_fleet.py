@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from clipjobs.domain.stages import Stage
 
-from ._client import _command, _common, _json_line, _session
+from ._client import _command, _json_line, _session, client_parser
 from ._client_http import JobsApi
 
 __all__ = ["register_jobs"]
@@ -110,10 +110,10 @@ async def _jobs(args: argparse.Namespace, url: str, token: str) -> int:
 
 def register_jobs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``clipjobs jobs`` to the ``clipjobs`` command's subparsers."""
-    jobs_p = sub.add_parser(
+    jobs_p = client_parser(
+        sub,
         "jobs",
-        parents=[_common()],
-        help="list jobs: yours, or every job with an admin token",
+        summary="list jobs: yours, or every job with an admin token",
         description=(
             "The newest jobs you may see (an admin token sees everyone's), filtered;"
             " stale ones are marked."

@@ -17,8 +17,9 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from clipjobs.app.config import Settings
 from clipjobs.app.retention import RetentionStore, prune_once
@@ -33,6 +34,8 @@ __all__ = ["EXPORT_FORMAT", "export_jobs", "register"]
 
 EXPORT_FORMAT = "clipjobs-export-1"
 _PAGE = 200
+
+T = TypeVar("T")
 
 
 def _fail(message: str, code: int) -> int:
@@ -93,40 +96,55 @@ async def export_jobs(
     return count
 
 
-def _export(args: argparse.Namespace) -> int:
-    try:
-        settings = _settings()
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+def _store_command(
+    work: Callable[[argparse.Namespace, Settings], int],
+) -> Callable[[argparse.Namespace], int]:
+    """A command on the store the settings name: bad settings exit 2 and a store that fails
+    exits 4, each said in one line.
+    """
 
-    async def run() -> int:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return work(args, _settings())
+        except ConfigError as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        except ClipjobsError as exc:
+            return _fail(str(exc), EXIT_ERROR)
+
+    return run
+
+
+def _on_store(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """``work(store)`` on a store opened for it and closed after."""
+
+    async def run() -> T:
         store = await _store(settings)
         try:
-            return await export_jobs(
-                store,
-                sys.stdout,
-                before=args.before,
-                channel=args.channel,
-                stale_after_s=settings.stale_after_s,
-            )
+            return await work(store)
         finally:
             await store.aclose()
 
-    try:
-        count = asyncio.run(run())
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except ClipjobsError as exc:
-        return _fail(str(exc), EXIT_ERROR)
+    return asyncio.run(run())
+
+
+@_store_command
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    count = _on_store(
+        settings,
+        lambda store: export_jobs(
+            store,
+            sys.stdout,
+            before=args.before,
+            channel=args.channel,
+            stale_after_s=settings.stale_after_s,
+        ),
+    )
     print(f"clipjobs: exported {count} jobs", file=sys.stderr, flush=True)
     return EXIT_OK
 
 
-def _prune(args: argparse.Namespace) -> int:
-    try:
-        settings = _settings()
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+@_store_command
+def _prune(args: argparse.Namespace, settings: Settings) -> int:
     days = args.days if args.days is not None else settings.retention_days
     if days <= 0:
         return _fail(
@@ -134,35 +152,25 @@ def _prune(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
 
-    async def run() -> list[str]:
-        store = await _store(settings)
-        try:
-            lines = []
-            retention = timedelta(days=days)
-            now = datetime.now(UTC)
-            media = KeptFiles(settings.media_dir)
-            dry = await prune_once(store, now, retention, media=media, dry_run=True)
+    async def prune(store: Any) -> list[str]:
+        lines = []
+        retention = timedelta(days=days)
+        now = datetime.now(UTC)
+        media = KeptFiles(settings.media_dir)
+        dry = await prune_once(store, now, retention, media=media, dry_run=True)
+        lines.append(
+            f"would delete {dry.jobs} finished jobs older than {days:g} days"
+            + (f" ({dry.oldest:%Y-%m-%d} … {dry.newest:%Y-%m-%d})" if dry.oldest else "")
+            + f" and {dry.files} kept files no other job names"
+        )
+        if not args.dry_run and dry.jobs:
+            done = await prune_once(store, now, retention, media=media)
             lines.append(
-                f"would delete {dry.jobs} finished jobs older than {days:g} days"
-                + (f" ({dry.oldest:%Y-%m-%d} … {dry.newest:%Y-%m-%d})" if dry.oldest else "")
-                + f" and {dry.files} kept files no other job names"
+                f"deleted {done.jobs} jobs and {done.files} kept files ({done.bytes} bytes)"
             )
-            if not args.dry_run and dry.jobs:
-                done = await prune_once(store, now, retention, media=media)
-                lines.append(
-                    f"deleted {done.jobs} jobs and {done.files} kept files ({done.bytes} bytes)"
-                )
-            return lines
-        finally:
-            await store.aclose()
+        return lines
 
-    try:
-        lines = asyncio.run(run())
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except ClipjobsError as exc:
-        return _fail(str(exc), EXIT_ERROR)
-    for line in lines:
+    for line in _on_store(settings, prune):
         print(f"clipjobs: {line}", flush=True)
     return EXIT_OK
 

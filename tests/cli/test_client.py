@@ -128,6 +128,15 @@ class Server:
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.status == 200
 
+    @contextlib.contextmanager
+    def fake_scenario(self, name: str) -> Iterator[None]:
+        """Jobs started in the block get the fake's ``name`` scenario; ``success`` after it."""
+        self.configure_fake(scenario=name)
+        try:
+            yield
+        finally:
+            self.configure_fake(scenario="success")
+
 
 @contextlib.contextmanager
 def _fake_suno(tmp: Path, args: tuple[str, ...]) -> Iterator[str]:
@@ -191,9 +200,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def scenario(server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
     """The fake's scenario for jobs started in this test (``success`` unless parametrized)."""
     name = getattr(request, "param", "success")
-    server.configure_fake(scenario=name)
-    yield name
-    server.configure_fake(scenario="success")
+    with server.fake_scenario(name):
+        yield name
 
 
 @define
@@ -232,6 +240,13 @@ _counter = iter(range(1, 10_000))
 def _channel() -> str:
     """A channel no other test used (one running job per channel is the server's rule)."""
     return f"cli-{next(_counter)}"
+
+
+def _stuck_job(server: Server) -> str:
+    """The id of a job started under the ``stuck`` scenario: Suno never finishes it."""
+    with server.fake_scenario("stuck"):
+        started = clipjobs("run", "--channel", _channel(), "--json", env=server.client_env())
+    return str(started.views[0]["jobId"])
 
 
 # --- success -------------------------------------------------------------------------------
@@ -360,11 +375,8 @@ def test_a_failed_job_exits_1_with_its_error(server: Server, scenario: str, code
 
 def test_history_of_a_failed_job_exits_1(server: Server) -> None:
     """history exits like the job ended: 1 for a failed job, its last row STAGE_90."""
-    server.configure_fake(scenario="generate-failed")
-    try:
+    with server.fake_scenario("generate-failed"):
         run = clipjobs("run", "--channel", _channel(), "--watch", "--json", env=server.client_env())
-    finally:
-        server.configure_fake(scenario="success")
     result = clipjobs("history", run.views[-1]["jobId"], env=server.client_env())
     assert result.code == 1, result
     assert "JobFailed" in result.out
@@ -449,33 +461,15 @@ def test_an_unreachable_server_exits_4(tmp_path: Path) -> None:
 def test_a_second_run_on_a_busy_channel_is_refused_with_the_running_job(server: Server) -> None:
     """409 JOB_ALREADY_RUNNING: exit 4 and the running job's id printed; the retry with the
     same Idempotency-Key gets the same job instead."""
-    server.configure_fake(scenario="stuck")
-    try:
+    with server.fake_scenario("stuck"):
         channel = _channel()
-        first = clipjobs(
-            "run",
-            "--channel",
-            channel,
-            "--idempotency-key",
-            "k1",
-            "--json",
-            env=server.client_env(),
-        )
+        keyed = ("run", "--channel", channel, "--idempotency-key", "k1", "--json")
+        first = clipjobs(*keyed, env=server.client_env())
         assert first.code == 0, first
         job_id = first.views[0]["jobId"]
-        retry = clipjobs(
-            "run",
-            "--channel",
-            channel,
-            "--idempotency-key",
-            "k1",
-            "--json",
-            env=server.client_env(),
-        )
+        retry = clipjobs(*keyed, env=server.client_env())
         assert retry.code == 0 and retry.views[0]["jobId"] == job_id
         second = clipjobs("run", "--channel", channel, env=server.client_env())
-    finally:
-        server.configure_fake(scenario="success")
     assert second.code == 4, second
     assert "HTTP 409 JOB_ALREADY_RUNNING" in second.err and job_id in second.err
 
@@ -485,12 +479,7 @@ def test_a_second_run_on_a_busy_channel_is_refused_with_the_running_job(server: 
 
 def test_watch_timeout_gives_up_with_exit_3_and_the_job_keeps_running(server: Server) -> None:
     """--timeout passes before the job ends: exit 3, a line saying it is still running."""
-    server.configure_fake(scenario="stuck")
-    try:
-        started = clipjobs("run", "--channel", _channel(), "--json", env=server.client_env())
-    finally:
-        server.configure_fake(scenario="success")
-    job_id = started.views[0]["jobId"]
+    job_id = _stuck_job(server)
     result = clipjobs("watch", job_id, "--timeout", "1", "--json", env=server.client_env())
     assert result.code == 3, result
     assert result.views and not result.views[-1]["done"]
@@ -546,12 +535,7 @@ def test_on_a_terminal_one_line_is_rewritten_in_place(server: Server, scenario: 
 def test_a_silent_job_is_marked_stale_on_the_terminal(server: Server) -> None:
     """No sign of life for --stale-after seconds: the live line says STALE; --timeout then ends
     the watch with exit 3 and leaves the last state on screen."""
-    server.configure_fake(scenario="stuck")
-    try:
-        started = clipjobs("run", "--channel", _channel(), "--json", env=server.client_env())
-    finally:
-        server.configure_fake(scenario="success")
-    job_id = started.views[0]["jobId"]
+    job_id = _stuck_job(server)
     code, output, err = _on_a_terminal(
         "watch",
         job_id,
@@ -596,8 +580,7 @@ def test_generation_options_reach_the_job(server: Server, scenario: str) -> None
 
 def test_ctrl_c_stops_watching_with_130_and_no_traceback(server: Server) -> None:
     """SIGINT while following: exit 130, one line saying the job keeps running, no traceback."""
-    server.configure_fake(scenario="stuck")
-    try:
+    with server.fake_scenario("stuck"):
         proc = subprocess.Popen(
             [sys.executable, "-m", "clipjobs_cli", "run", "--channel", _channel(), "--watch"],
             env=server.client_env(),
@@ -612,8 +595,6 @@ def test_ctrl_c_stops_watching_with_130_and_no_traceback(server: Server) -> None
             seen.append(line)
             if "STAGE_30_SUNO_TASK_CREATED" in line:
                 break
-    finally:
-        server.configure_fake(scenario="success")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=COMMAND_LIMIT_S)
     assert proc.returncode == 130, (seen, out, err)

@@ -33,11 +33,8 @@ def test_cancel_a_finished_job_exits_4(server: Server) -> None:
 
 
 def test_retry_after_a_failure_watches_the_new_job_to_success(server: Server) -> None:
-    server.configure_fake(scenario="generate-failed")
-    try:
+    with server.fake_scenario("generate-failed"):
         run = clipjobs("run", "--channel", _channel(), "--watch", "--json", env=server.client_env())
-    finally:
-        server.configure_fake(scenario="success")
     assert run.code == 1
     parent = run.views[-1]["jobId"]
     result = clipjobs("retry", parent, "--watch", "--json", env=server.client_env())

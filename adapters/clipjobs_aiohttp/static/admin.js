@@ -4,7 +4,8 @@
  * #token=... as on the job page and stays in sessionStorage. The table is
  * filled from GET /api/music-clips/jobs and kept current by the fleet SSE
  * stream (read with fetch: EventSource cannot send an Authorization header);
- * ages and stale marks move every second on the page's own clock.
+ * ages and stale marks move every second on the page's own clock. The helpers
+ * every page shares come from clipjobs.js (window.ClipJobs), loaded first.
  */
 (function () {
   "use strict";
@@ -39,41 +40,12 @@
   };
   // The server's stages, in its order (from /stats): the page knows no stage list of its own.
   var STAGES = [];
-  var TOKEN_KEY = "clipjobs.token";
   var LIST_LIMIT = 200;
 
-  function pickLanguage() {
-    var wanted = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""];
-    for (var i = 0; i < wanted.length; i++) {
-      var tag = String(wanted[i]).toLowerCase();
-      if (tag.indexOf("ru") === 0) return "ru";
-      if (tag.indexOf("en") === 0) return "en";
-    }
-    return "ru";
-  }
-  var lang = pickLanguage();
-  function t(key, vars) {
-    var s = TEXTS[lang][key] || TEXTS.ru[key] || key;
-    for (var k in vars || {}) s = s.replace("{" + k + "}", vars[k]);
-    return s;
-  }
-  function $(id) { return document.getElementById(id); }
-  function show(el, visible) { el.classList.toggle("hidden", !visible); }
-  var root = document.body.getAttribute("data-root") || "";
-  function api(path) { return root + "api/music-clips/" + path; }
-
-  var match = location.hash.match(/(?:^#|&)token=([^&]+)/);
-  if (match) {
-    try { sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1])); } catch (e) { /* storage off */ }
-    history.replaceState(null, "", location.pathname + location.search);
-  }
-  function token() { try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; } }
-  function headers(extra) {
-    var h = { "Accept-Language": lang };
-    if (token()) h.Authorization = "Bearer " + token();
-    for (var k in extra || {}) h[k] = extra[k];
-    return h;
-  }
+  var shared = window.ClipJobs;
+  var lang = shared.lang, $ = shared.$, show = shared.show, root = shared.root, api = shared.api;
+  var token = shared.token, headers = shared.headers;
+  var t = shared.texts(TEXTS);
 
   var rows = {};       // jobId -> {job, received (ms), tr}
   var staleAfter = 60; // seconds, from /stats
@@ -137,10 +109,7 @@
   // --- fetching ------------------------------------------------------------------
 
   function getJson(path, init) {
-    return fetch(api(path), init || { headers: headers(), cache: "no-store" }).then(function (res) {
-      return res.json().then(function (body) { return { status: res.status, body: body }; },
-                             function () { return { status: res.status, body: {} }; });
-    });
+    return shared.answer(fetch(api(path), init || { headers: headers(), cache: "no-store" }));
   }
   function showError(r) {
     var text = r.status === 401 ? t("unauthorized") : t("failed") + ": " + ((r.body && r.body.message) || r.status);
@@ -273,24 +242,13 @@
     controller = new AbortController();
     var mine = controller;
     var q = query(filters, true);
-    fetch(api("events" + (q ? "?" + q : "")), { headers: headers(), signal: mine.signal, cache: "no-store" })
+    var streamHeaders = headers({ "Accept": "text/event-stream" });
+    fetch(api("events" + (q ? "?" + q : "")), { headers: streamHeaders, signal: mine.signal, cache: "no-store" })
       .then(function (res) {
         if (res.status !== 200 || !res.body) throw new Error("status " + res.status);
         $("live-mode").textContent = t("live");
         document.body.setAttribute("data-live", "1");
-        var reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-        var buffer = "";
-        function pump() {
-          return reader.read().then(function (chunk) {
-            if (chunk.done) return;
-            buffer += chunk.value;
-            var parts = buffer.split("\n\n");
-            buffer = parts.pop();
-            parts.forEach(handle);
-            return pump();
-          });
-        }
-        return pump();
+        return shared.readBlocks(res, handle);
       })
       .then(function () { if (mine === controller) retry(); }, function () { if (mine === controller && !mine.signal.aborted) retry(); });
   }
@@ -340,9 +298,7 @@
     });
   }
 
-  document.documentElement.lang = lang;
-  var nodes = document.querySelectorAll("[data-t]");
-  for (var i = 0; i < nodes.length; i++) nodes[i].textContent = t(nodes[i].getAttribute("data-t"));
+  shared.applyTexts(t);
   buildForm();
   $("bulk-cancel").addEventListener("click", bulkCancel);
   if (!token()) {

@@ -6,6 +6,10 @@
  * the API is mounted.
  * Live updates: the SSE stream read with fetch() (EventSource cannot send an
  * Authorization header), falling back to polling GET every 3 s.
+ *
+ * The fleet page (admin.js) loads this script first and takes the helpers every
+ * page shares from window.ClipJobs: the language and its texts, the token, the
+ * API's URLs and headers, JSON answers and SSE blocks read with fetch().
  */
 (function () {
   "use strict";
@@ -51,6 +55,8 @@
   var POLL_MS = 3000;
   var TOKEN_KEY = "clipjobs.token";
 
+  // --- what every page shares (window.ClipJobs) ------------------------------------
+
   function pickLanguage() {
     var wanted = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""];
     for (var i = 0; i < wanted.length; i++) {
@@ -61,15 +67,24 @@
     return "ru";
   }
   var lang = pickLanguage();
-  function t(key) { return TEXTS[lang][key] || TEXTS.ru[key] || key; }
+  function texts(table) {
+    // A page's t(key, vars): its text in the page's language ({name} replaced by vars.name).
+    return function (key, vars) {
+      var s = table[lang][key] || table.ru[key] || key;
+      for (var k in vars || {}) s = s.replace("{" + k + "}", vars[k]);
+      return s;
+    };
+  }
+  var t = texts(TEXTS);
   function $(id) { return document.getElementById(id); }
   function show(el, visible) { el.classList.toggle("hidden", !visible); }
-  var root = "";
+  var root = document.body.getAttribute("data-root") || "";
 
-  function applyTexts() {
+  function applyTexts(text) {
+    // Every [data-t] element gets its text from the page's t.
     document.documentElement.lang = lang;
     var nodes = document.querySelectorAll("[data-t]");
-    for (var i = 0; i < nodes.length; i++) nodes[i].textContent = t(nodes[i].getAttribute("data-t"));
+    for (var i = 0; i < nodes.length; i++) nodes[i].textContent = text(nodes[i].getAttribute("data-t"));
   }
 
   function readToken() {
@@ -94,6 +109,40 @@
 
   function api(path) { return root + "api/music-clips/" + path; }
 
+  function answer(fetching) {
+    // A fetch() promise as {status, body}; a body that is not JSON is {}.
+    return fetching.then(function (res) {
+      return res.json().then(function (body) { return { status: res.status, body: body }; },
+                             function () { return { status: res.status, body: {} }; });
+    });
+  }
+
+  function readBlocks(res, onBlock) {
+    // Each block ("event: …\ndata: …") of an SSE answer read with fetch(), until it ends.
+    var reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    var buffer = "";
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done) return;
+        buffer += chunk.value.replace(/\r\n?/g, "\n");
+        var cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          var block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          onBlock(block);
+        }
+        return pump();
+      });
+    }
+    return pump();
+  }
+
+  readToken();
+  window.ClipJobs = {
+    state: null, lang: lang, texts: texts, $: $, show: show, root: root, api: api, token: token,
+    headers: headers, applyTexts: applyTexts, answer: answer, readBlocks: readBlocks
+  };
+
   function mmss(seconds) {
     seconds = Math.max(0, Math.floor(seconds));
     var s = seconds % 60;
@@ -116,12 +165,9 @@
       show(error, false);
       button.disabled = true;
       button.textContent = t("starting");
-      fetch(api("channels/" + encodeURIComponent(channel) + "/runOnce"), {
+      answer(fetch(api("channels/" + encodeURIComponent(channel) + "/runOnce"), {
         method: "POST", headers: headers({ "Content-Type": "application/json" }), body: "{}"
-      }).then(function (res) {
-        return res.json().then(function (body) { return { status: res.status, body: body }; },
-                               function () { return { status: res.status, body: {} }; });
-      }).then(function (r) {
+      })).then(function (r) {
         // 202 started; 409 one is already running; 400/402 created and failed at once: show it.
         var jobId = r.body.jobId;
         if (jobId && [202, 409, 400, 402].indexOf(r.status) >= 0) {
@@ -313,22 +359,7 @@
       }).then(function (res) {
         if (res.status !== 200 || !res.body || !window.TextDecoderStream) throw new Error("no stream");
         failures = 0;
-        var reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-        var buffer = "";
-        function pump() {
-          return reader.read().then(function (chunk) {
-            if (chunk.done) return;
-            buffer += chunk.value.replace(/\r\n?/g, "\n");
-            var cut;
-            while ((cut = buffer.indexOf("\n\n")) >= 0) {
-              var block = buffer.slice(0, cut);
-              buffer = buffer.slice(cut + 2);
-              handleBlock(block);
-            }
-            return pump();
-          });
-        }
-        return pump();
+        return readBlocks(res, handleBlock);
       }).then(function () {
         // The server ends the stream after a terminal stage, or when it restarts.
         if (!state.stopped) setTimeout(function () { sse(0); }, 1000);
@@ -370,13 +401,10 @@
     function act(action, payload) {
       // POST cancel or retry; a retry's answer names the new job, which the page then follows.
       ["cancel", "retry", "rerender"].forEach(function (id) { $(id).disabled = true; });
-      return fetch(api("jobs/" + encodeURIComponent(jobId) + "/" + action), {
+      return answer(fetch(api("jobs/" + encodeURIComponent(jobId) + "/" + action), {
         method: "POST", headers: headers({ "Content-Type": "application/json" }),
         body: JSON.stringify(payload || {})
-      }).then(function (res) {
-        return res.json().then(function (body) { return { status: res.status, body: body }; },
-                               function () { return { status: res.status, body: {} }; });
-      }).then(function (r) {
+      })).then(function (r) {
         if (action === "retry" && r.status === 202 && r.body.jobId) {
           location.href = root + "music-clips/jobs/" + encodeURIComponent(r.body.jobId);
           return;
@@ -444,13 +472,11 @@
     });
   }
 
-  window.ClipJobs = { state: null };
   document.addEventListener("DOMContentLoaded", function () {
-    root = document.body.getAttribute("data-root") || "";
-    readToken();
-    applyTexts();
     var page = document.body.getAttribute("data-page");
+    if (page !== "start" && page !== "job") return; // another page's script runs it
+    applyTexts(t);
     if (page === "start") startPage();
-    else if (page === "job") jobPage();
+    else jobPage();
   });
 })();

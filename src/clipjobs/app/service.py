@@ -67,10 +67,12 @@ from ..domain.events import (
     SunoSucceeded,
     Track,
 )
+from ..domain.fleet import JobFilter, PageKey
 from ..domain.stages import Stage, Work
 from ..domain.state import JobState, SendState
 from . import _acting
 from .budget import BudgetedSuno, SunoBudget, run_in_slot
+from .changes import ChangeFeed
 from .ids import new_job_id, new_request_id
 from .keeping import KeepConfig, MediaKeeper, keep_media
 from .logs import current_request_id, job_log, pipeline_log
@@ -331,6 +333,41 @@ class JobService:
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers (``/readyz``)."""
         await self.store.ping()
+
+    def now(self) -> datetime:
+        """The service clock's time: what answers are stamped with and staleness is seen from."""
+        return self.clock.now()
+
+    async def count_active(self) -> int:
+        """How many jobs, everyone's, have not finished (the ``clipjobs_active_jobs`` gauge)."""
+        return await self.store.count_active()
+
+    def verify_callback_token(self, job_id: str, token: str | None) -> bool:
+        """Whether ``token`` is the webhook token this server gave Suno for ``job_id``."""
+        return self.signer.verify(job_id, token)
+
+    def sign(self, text: str) -> str:
+        """This server's HMAC token of ``text`` under the webhook secret (the fleet's cursors
+        are signed with it, under a prefix of their own so no cursor is a webhook token).
+        """
+        return self.signer.token(text)
+
+    # --- the fleet (SPEC 10.3): whoever the jobs belong to ------------------
+    # The callers pin ``where`` to what the asker may see (``visible_to``).
+
+    async def find_jobs(
+        self, where: JobFilter, *, after: PageKey | None = None, limit: int = 50
+    ) -> list[JobState]:
+        """Jobs ``where`` selects, newest first; ``after`` continues a keyset page."""
+        return await self.store.find_jobs(where, after=after, limit=limit)
+
+    async def count_jobs(self, where: JobFilter) -> dict[Stage, int]:
+        """How many jobs ``where`` selects, by stage (stages with none are left out)."""
+        return await self.store.count_jobs(where)
+
+    def changes(self) -> ChangeFeed:
+        """A feed of every job changed from now on, by any process sharing the store."""
+        return self.store.changes()
 
     async def status(self) -> ServiceStatus:
         """What ``/readyz`` and ``/metrics`` show: live workers and their leases, the Suno
@@ -678,7 +715,7 @@ class JobService:
         self, job_id: str | None, token: str | None, payload: Mapping[str, Any]
     ) -> CallbackResult:
         """Record a Suno callback. Unauthorized (and nothing recorded) without a valid token."""
-        if not job_id or not self.signer.verify(job_id, token):
+        if not job_id or not self.verify_callback_token(job_id, token):
             self.metrics.inc("clipjobs_callbacks_total", result=CallbackResult.FORGED.value)
             raise Unauthorized("invalid or missing webhook token")
         try:
@@ -865,7 +902,7 @@ class JobService:
         return await keep_media(self, self.media_keeper, self.keep_config, job_id)
 
     async def load(self, job_id: str) -> JobState:
-        """The job whoever it belongs to (workers); JobNotFound when there is none."""
+        """The job whoever it belongs to (workers, an admin's reads); JobNotFound if none."""
         return await self._load(job_id)
 
     async def _load(self, job_id: str) -> JobState:

@@ -28,6 +28,7 @@ from clipjobs.domain.state import JobState
 
 from ._errors import ApiError
 from ._handlers import (
+    _body,
     _encode,
     _json,
     _lang,
@@ -40,7 +41,6 @@ from ._handlers import (
 )
 from ._input import parse_json_object, read_body
 from ._keys import CONFIG, SERVICE
-from ._views import job_body
 
 __all__ = ["add_fleet_routes"]
 
@@ -201,18 +201,9 @@ def decode_cursor(service: JobService, cursor: str) -> PageKey:
 # --- the routes ---------------------------------------------------------------------
 
 
-async def _item(
-    request: web.Request, state: JobState, lang: Lang, now: datetime, stale: float, rid: str
-) -> dict[str, Any]:
+async def _item(request: web.Request, state: JobState, lang: Lang) -> dict[str, Any]:
     """A job as the fleet shows it: its GET body, and whose job it is (for admins' tables)."""
-    body = job_body(
-        state,
-        lang=lang,
-        now=now,
-        stale_after_s=stale,
-        request_id=rid,
-        queue=await request.app[SERVICE].queue_position(state),
-    )
+    body = await _body(request, state, lang)
     body["userId"] = state.user_id
     return body
 
@@ -232,7 +223,7 @@ async def list_fleet(request: web.Request) -> web.Response:
     page = found[:limit]
     next_cursor = encode_cursor(service, PageKey.of(page[-1])) if len(found) > limit else None
     lang, rid = _lang(request), request_id(request)
-    jobs = [await _item(request, state, lang, now, stale, rid) for state in page]
+    jobs = [await _item(request, state, lang) for state in page]
     return _json(
         {"success": True, "ok": True, "jobs": jobs, "nextCursor": next_cursor, "requestId": rid},
         headers={"Cache-Control": "no-cache", "Vary": "Accept-Language"},
@@ -396,8 +387,7 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
                     sent[job_id] = state.version
                     if len(sent) > _SENT_MEMORY:
                         del sent[next(iter(sent))]
-                    now = service.now()
-                    body = await _item(request, state, lang, now, stale_after, request_id(request))
+                    body = await _item(request, state, lang)
                     data = _encode(body)
                     await response.write(
                         f"id: {state.job_id}:{state.version}\nevent: job\ndata: {data}\n\n".encode()

@@ -1,15 +1,21 @@
-"""Shared helpers for the benchmarks: medians over repeats, machine facts, a table."""
+"""Shared helpers for the benchmarks: medians over repeats, machine facts, a table, the CLI."""
 
 from __future__ import annotations
 
+import argparse
 import gc
+import json
 import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
+
+#: Where a PostgreSQL bench finds its server when ``--dsn`` is not given, in this order.
+PG_DSN_VARIABLES = ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")
 
 
 def machine() -> str:
@@ -36,33 +42,50 @@ def table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
-def paired_ratio(
-    baseline: Callable[[], object],
-    candidate: Callable[[], object],
-    *,
-    baseline_calls: int,
-    candidate_calls: int,
-    repeats: int = 11,
-) -> tuple[float, float, float]:
-    """Median per-call times and the median of per-repeat ratios (baseline / candidate).
+def verdict(goal_met: bool) -> str:
+    """How a bench's table says whether a goal was reached."""
+    return "met" if goal_met else "MISSED"
 
-    Each repeat times both sides back to back, so a noisy neighbour slows both
-    alike and the ratio stays fair on a 2-core machine.
+
+def print_table(title: str, notes: list[str], rows: list[tuple[str, ...]]) -> None:
+    """A bench's report: ``# title — machine``, a ``# `` line per note on the method, the table."""
+    print(f"# {title} — {machine()}")
+    for note in notes:
+        print(f"# {note}")
+    print(table(rows))
+
+
+def bench_parser(doc: str, *, quick: bool = True) -> argparse.ArgumentParser:
+    """The command line every bench starts from: its docstring's first line as the
+    description, ``--json PATH`` and (unless ``quick=False``) ``--quick``.
+
+    bench/run.py passes ``--json`` and the ``--quick`` sizes only to a bench whose
+    text names them, so a bench's docstring shows them in its "Run:" line.
     """
-    b_samples, c_samples, ratios = [], [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(baseline_calls):
-            baseline()
-        b = (time.perf_counter() - start) / baseline_calls
-        start = time.perf_counter()
-        for _ in range(candidate_calls):
-            candidate()
-        c = (time.perf_counter() - start) / candidate_calls
-        b_samples.append(b)
-        c_samples.append(c)
-        ratios.append(b / c)
-    return statistics.median(b_samples), statistics.median(c_samples), statistics.median(ratios)
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    if quick:
+        parser.add_argument("--quick", action="store_true", help="smallest sizes (smoke test)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    return parser
+
+
+def parse_with_dsn(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse with a ``--dsn`` option for the PostgreSQL server, which must be named somewhere.
+
+    It defaults to ``CLIPJOBS_BENCH_PG_DSN``, then ``CLIPJOBS_TEST_PG_DSN``.
+    """
+    default = next((os.environ[v] for v in PG_DSN_VARIABLES if os.environ.get(v)), "")
+    parser.add_argument("--dsn", default=default)
+    args = parser.parse_args()
+    if not args.dsn:
+        parser.error("no PostgreSQL: pass --dsn or set " + "/".join(PG_DSN_VARIABLES))
+    return args
+
+
+def write_json(path: str | Path | None, figures: Any) -> None:
+    """Write the figures to ``path`` (a bench's ``--json``), if one was given."""
+    if path:
+        Path(path).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 class Paired(NamedTuple):
@@ -104,10 +127,12 @@ def paired_times(
     repeats: int = 21,
     gc_enabled: bool = True,
 ) -> Paired:
-    """Like :func:`paired_ratio`, on CPU and wall time, with the GC the same for both sides.
+    """Median per-call times of both sides and the median of per-repeat ratios (baseline /
+    candidate), on CPU and wall time, with the GC the same for both sides.
 
     Each repeat times both sides back to back (a noisy neighbour slows both
-    alike) and alternates which goes first (so drift favours neither). Before
+    alike, so the ratio stays fair on a 2-core machine) and alternates which
+    goes first (so drift favours neither). Before
     every timed block ``gc.collect()`` runs outside the timing, so neither side
     pays for collecting the other's garbage; inside the blocks the collector
     runs as in production (``gc_enabled=True``) or is off for both sides.

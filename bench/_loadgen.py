@@ -47,6 +47,31 @@ from urllib.parse import urlsplit
 from attrs import define
 
 
+def settle_answer(buf: bytearray, waiter: asyncio.Future[tuple[int, bytes]] | None) -> None:
+    """Once the HTTP/1.1 answer at the front of ``buf`` has all arrived, cut it out and give
+    the waiting request its (status, body); an answer without ``Content-Length`` fails it.
+    """
+    if waiter is None or waiter.done():
+        return
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return
+    head = bytes(buf[:end]).lower()
+    at = head.find(b"\r\ncontent-length:")
+    if at < 0:
+        waiter.set_exception(ConnectionError("no Content-Length in the answer"))
+        return
+    line_end = head.find(b"\r\n", at + 2)
+    length = int(head[at + 17 : line_end if line_end >= 0 else len(head)])
+    total = end + 4 + length
+    if len(buf) < total:
+        return
+    status = int(head[9:12])
+    body = bytes(buf[end + 4 : total])
+    del buf[:total]
+    waiter.set_result((status, body))
+
+
 class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -59,26 +84,7 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = bytes(self.buf[:end]).lower()
-        at = head.find(b"\r\ncontent-length:")
-        if at < 0:
-            waiter.set_exception(ConnectionError("no Content-Length in the answer"))
-            return
-        line_end = head.find(b"\r\n", at + 2)
-        length = int(head[at + 17 : line_end if line_end >= 0 else len(head)])
-        total = end + 4 + length
-        if len(self.buf) < total:
-            return
-        status = int(head[9:12])
-        body = bytes(self.buf[end + 4 : total])
-        del self.buf[:total]
-        waiter.set_result((status, body))
+        settle_answer(self.buf, self.waiter)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.waiter is not None and not self.waiter.done():

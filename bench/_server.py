@@ -65,6 +65,7 @@ from clipjobs.domain.events import Event
 from clipjobs_cli._compose import HttpLimits, bind, compose, url_of
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno import SunoApiClient
+from clipjobs_suno._fake_state import FakeTask, callback_payload
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
 TOKEN = "bench-token-0000000001"
@@ -84,6 +85,23 @@ def job_id(kind: str, i: int, epoch_ms: int) -> str:
 
 def task_id(job: str) -> str:
     return hashlib.sha256(job.encode()).hexdigest()[:32]
+
+
+def suno_callback(job: str, stage: str) -> dict[str, Any]:
+    """The body of Suno's progress callback at ``stage`` for a seeded job's task, as the
+    fake Suno would post it to the webhook.
+    """
+    task = FakeTask(
+        task_id=task_id(job),
+        created_at=datetime.now().astimezone(),
+        origin="http://127.0.0.1",
+        body={"callBackUrl": "", "model": "V4_5", "prompt": "bench"},
+        scenario="success",
+        text_after_s=1,
+        first_after_s=2,
+        complete_after_s=3,
+    )
+    return callback_payload(task, stage)
 
 
 def job_events(kind: str, job: str, at: datetime, policy: JobPolicy) -> list[Event]:

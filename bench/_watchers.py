@@ -36,11 +36,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _loadgen import cpu_seconds, percentile
-from _server import task_id
+from _loadgen import cpu_seconds, percentile, settle_answer
+from _server import suno_callback
 
 from clipjobs.app.webhook import WebhookSigner
-from clipjobs_suno._fake_state import FakeTask, callback_payload
 
 
 def _updated_at(body: dict[str, Any]) -> float:
@@ -55,7 +54,7 @@ class Watcher(asyncio.Protocol):
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.version = 0
-        self.answer: asyncio.Future[bytes] | None = None
+        self.answer: asyncio.Future[tuple[int, bytes]] | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,7 +71,7 @@ class Watcher(asyncio.Protocol):
         if self.bench.mode == "sse":
             self._sse_lines()
         else:
-            self._http_answer()
+            settle_answer(self.buf, self.answer)
 
     # SSE: the body is chunked; every event's ``data:`` line is whole within one chunk.
     def _sse_lines(self) -> None:
@@ -81,23 +80,6 @@ class Watcher(asyncio.Protocol):
             del self.buf[: end + 1]
             if line.startswith(b"data: "):
                 self.bench.seen(self, json.loads(line[6:]))
-
-    def _http_answer(self) -> None:
-        waiter = self.answer
-        if waiter is None or waiter.done():
-            return
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = bytes(self.buf[:end]).lower()
-        at = head.find(b"\r\ncontent-length:")
-        line_end = head.find(b"\r\n", at + 2)
-        length = int(head[at + 17 : line_end if line_end >= 0 else len(head)])
-        if len(self.buf) < end + 4 + length:
-            return
-        body = bytes(self.buf[end + 4 : end + 4 + length])
-        del self.buf[: end + 4 + length]
-        waiter.set_result(body if head[9:12] == b"200" else b"")
 
     async def poll_forever(self, every: float) -> None:
         assert self.transport is not None
@@ -108,10 +90,10 @@ class Watcher(asyncio.Protocol):
             self.answer = asyncio.get_running_loop().create_future()
             self.transport.write(request)
             try:
-                body = await self.answer
+                status, body = await self.answer
             except ConnectionError:
                 return
-            if body:
+            if status == 200:
                 self.bench.seen(self, json.loads(body))
             next_at += every
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
@@ -209,17 +191,7 @@ class Bench:
             while (item := await queue.get()) is not None:
                 scheduled, job = item
                 n = counts[job] = counts.get(job, 0) + 1
-                task = FakeTask(
-                    task_id=task_id(job),
-                    created_at=datetime.now().astimezone(),
-                    origin="http://127.0.0.1",
-                    body={"callBackUrl": "", "model": "V4_5", "prompt": "bench"},
-                    scenario="success",
-                    text_after_s=1,
-                    first_after_s=2,
-                    complete_after_s=3,
-                )
-                body = json.dumps(callback_payload(task, stages[n % 2])).encode()
+                body = json.dumps(suno_callback(job, stages[n % 2])).encode()
                 path = f"/api/webhooks/suno/music?job={job}&token={signer.token(job)}"
                 writer.write(
                     f"POST {path} HTTP/1.1\r\nHost: {self.netloc}\r\nContent-Type: "

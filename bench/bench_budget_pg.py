@@ -16,16 +16,14 @@
    the same with one process SIGKILLed a third of the way in.
 
 Run: python bench/bench_budget_pg.py [--dsn postgresql://…] [--jobs 300] [--turns 2000]
+                                     [--quick] [--json PATH]
 (the DSN defaults to CLIPJOBS_BENCH_PG_DSN, then CLIPJOBS_TEST_PG_DSN).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
-import os
 import secrets
 import statistics
 import sys
@@ -42,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "postgres"))
 from _budget_fleet import SUNO_LIMIT, FleetRun, run_fleet  # noqa: E402 -- after the path insert
-from _common import machine, table  # noqa: E402
+from _common import bench_parser, parse_with_dsn, print_table, write_json  # noqa: E402
 
 from clipjobs import Priority, SunoBudget, SystemClock  # noqa: E402
 from clipjobs.app.ports import CallBudget, Slot  # noqa: E402
@@ -194,7 +192,7 @@ async def per_turn(dsn: str, turns: int) -> tuple[list[tuple[str, ...]], dict[st
             figures["other_round_trips"] = costs
         finally:
             await local.aclose()
-            await _drop(shared, schema)
+            await _drop(dsn, schema)
             await shared.aclose()
             await watched.aclose()
     return rows, figures
@@ -227,7 +225,7 @@ async def saturated(dsn: str, seconds: float) -> tuple[list[tuple[str, ...]], di
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         trips = proxy.round_trips - before
-        await _drop(budgets[0], schema)
+        await _drop(dsn, schema)
         for budget in budgets:
             await budget.aclose()
     turns = sum(counts.values())
@@ -243,8 +241,8 @@ async def saturated(dsn: str, seconds: float) -> tuple[list[tuple[str, ...]], di
     return rows, {"turns": turns, "shares": shares, "round_trips_per_turn": per_turn_trips}
 
 
-async def _drop(budget: PostgresCallBudget, schema: str) -> None:
-    conn = await asyncpg.connect(budget._dsn)
+async def _drop(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
@@ -265,11 +263,7 @@ async def fleet(dsn: str, jobs: int, kill: bool) -> FleetRun:
                 finish_limit_s=expected_s * 3 + 60,
             )
         finally:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
+            await _drop(dsn, schema)
 
 
 def _fleet_figures(run: FleetRun) -> dict[str, Any]:
@@ -287,19 +281,11 @@ def _fleet_figures(run: FleetRun) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_dsn = os.environ.get("CLIPJOBS_BENCH_PG_DSN") or os.environ.get(
-        "CLIPJOBS_TEST_PG_DSN", ""
-    )
-    parser.add_argument("--dsn", default=default_dsn)
+    parser = bench_parser(__doc__)
     parser.add_argument("--turns", type=int, default=2000, help="turns timed per row")
     parser.add_argument("--saturated-s", type=float, default=10.0)
     parser.add_argument("--jobs", type=int, default=300, help="jobs of the multi-process runs")
-    parser.add_argument("--quick", action="store_true", help="smoke sizes (figures meaningless)")
-    parser.add_argument("--json", help="also write the figures here")
-    args = parser.parse_args()
-    if not args.dsn:
-        parser.error("no PostgreSQL: pass --dsn or set CLIPJOBS_BENCH_PG_DSN/CLIPJOBS_TEST_PG_DSN")
+    args = parse_with_dsn(parser)
     if args.quick:
         args.turns, args.saturated_s, args.jobs = 100, 2.0, 12
 
@@ -308,12 +294,11 @@ def main() -> None:
     rows += turn_rows
     sat_rows, sat_figures = asyncio.run(saturated(args.dsn, args.saturated_s))
     rows += sat_rows
-    print(f"# Shared PostgreSQL Suno budget — {machine()}")
-    print(
-        f"# default budget (20 per 10 s) with 19 calls counted; {args.turns} turns per row taken"
+    note = (
+        f"default budget (20 per 10 s) with 19 calls counted; {args.turns} turns per row taken"
         " one at a time, each given back; round trips counted at a TCP proxy"
     )
-    print(table(rows))
+    print_table("Shared PostgreSQL Suno budget", [note], rows)
 
     runs = [asyncio.run(fleet(args.dsn, args.jobs, kill)) for kill in (False, True)]
     print()
@@ -323,13 +308,12 @@ def main() -> None:
     )
     for run in runs:
         print(run.summary())
-    if args.json:
-        figures = {
-            "per_turn": turn_figures,
-            "saturated": sat_figures,
-            "fleet": [_fleet_figures(r) for r in runs],
-        }
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    figures = {
+        "per_turn": turn_figures,
+        "saturated": sat_figures,
+        "fleet": [_fleet_figures(r) for r in runs],
+    }
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ Run: python bench/bench_fair.py [--heavy 10000] [--light 50] [--quick] [--json P
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import math
 import random
 import sys
@@ -36,7 +34,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import machine, table  # noqa: E402 -- after the path insert
+from _common import bench_parser, print_table, write_json  # noqa: E402 -- after the path insert
 
 from clipjobs import InMemoryEventStore, fair_order  # noqa: E402
 from clipjobs.app.ports import Due  # noqa: E402
@@ -135,13 +133,11 @@ def summary(waits: dict[str, float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--heavy", type=int, default=10_000, help="the burst of one user")
     parser.add_argument("--light", type=int, default=50, help="users with one job each")
     parser.add_argument("--spread-s", type=float, default=60.0, help="when the light users come")
     parser.add_argument("--seed", type=int, default=23)
-    parser.add_argument("--quick", action="store_true", help="smoke sizes (figures meaningless)")
-    parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     if args.quick:
         args.heavy, args.light = 500, 10
@@ -158,36 +154,27 @@ def main() -> None:
     oldest = summary(simulate(jobs, one_user=True))
     ratio = oldest["p99_s"] / fair["p99_s"]
 
-    print(f"# Fair queue — {machine()}")
-    print(
-        f"# {args.heavy} jobs of one user waiting, {args.light} users with one job each arriving"
+    note = (
+        f"{args.heavy} jobs of one user waiting, {args.light} users with one job each arriving"
         f" over {args.spread_s:g} s; {SLOTS_PER_WINDOW} Suno slots per {WINDOW_S:g} s (paced),"
         " virtual time; start of wait -> Suno call slot"
     )
     rows: list[tuple[str, ...]] = [("order", "p50", "p99", "max")]
     for name, figures in (("fair (round-robin by user)", fair), ("oldest first", oldest)):
-        rows.append(
-            (
-                name,
-                f"{figures['p50_s']:.1f} s",
-                f"{figures['p99_s']:.1f} s",
-                f"{figures['max_s']:.1f} s",
-            )
-        )
-    print(table(rows))
+        rows.append((name, *(f"{figures[k]:.1f} s" for k in ("p50_s", "p99_s", "max_s"))))
+    print_table("Fair queue", [note], rows)
     print(f"p99 oldest first / fair: {ratio:.0f}x")
     print(
         f"(checked: InMemoryEventStore.claim gave the same order for {len(simulated)} slots"
         f" of a {min(args.heavy, 300)}-job burst)"
     )
-    if args.json:
-        out: dict[str, Any] = {
-            "sizes": {"heavy": args.heavy, "light": args.light, "spread_s": args.spread_s},
-            "fair": fair,
-            "oldest_first": oldest,
-            "p99_ratio": ratio,
-        }
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    out: dict[str, Any] = {
+        "sizes": {"heavy": args.heavy, "light": args.light, "spread_s": args.spread_s},
+        "fair": fair,
+        "oldest_first": oldest,
+        "p99_ratio": ratio,
+    }
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,6 @@ Run: python bench/bench_fold.py [--json PATH]
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +37,7 @@ from typing import Any
 from transitions import Machine
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Paired, machine, paired_times, table
+from _common import Paired, bench_parser, machine, paired_times, table, write_json
 
 from clipjobs import (
     ClipStep,
@@ -199,16 +197,21 @@ class _Job:
         )
 
 
-def machine_per_job(events: list[Any]) -> JobState:
-    """The baseline: a Machine for this job, one trigger per event, the same state changes."""
-    job = _Job(events[0])
-    Machine(
-        model=job,
+def _machine(model: _Job | None) -> Machine:
+    """A Machine of the core's stages and transitions, driving ``model`` (None: none yet)."""
+    return Machine(
+        model=model,
         states=_STATES,
         transitions=_MACHINE_TRANSITIONS,
         initial=Stage.REQUEST_ACCEPTED.value,
         auto_transitions=False,
     )
+
+
+def machine_per_job(events: list[Any]) -> JobState:
+    """The baseline: a Machine for this job, one trigger per event, the same state changes."""
+    job = _Job(events[0])
+    _machine(job)
     return _play(job, events)
 
 
@@ -231,13 +234,7 @@ def _play(job: _Job, events: list[Any]) -> JobState:
 
 
 #: The second baseline's one Machine for every job, as a careful user would build it.
-SHARED = Machine(
-    model=None,
-    states=_STATES,
-    transitions=_MACHINE_TRANSITIONS,
-    initial=Stage.REQUEST_ACCEPTED.value,
-    auto_transitions=False,
-)
+SHARED = _machine(None)
 
 
 def shared_machine(events: list[Any]) -> JobState:
@@ -255,13 +252,7 @@ def shared_machine(events: list[Any]) -> JobState:
 def machine_triggers_only(events: list[Any]) -> str:
     """For reference: a Machine per job that fires the triggers and computes only the stage."""
     job = _Job(events[0])
-    Machine(
-        model=job,
-        states=_STATES,
-        transitions=_MACHINE_TRANSITIONS,
-        initial=Stage.REQUEST_ACCEPTED.value,
-        auto_transitions=False,
-    )
+    _machine(job)
     for event in events[1:]:
         getattr(job, TRIGGERS[type(event)])()
     return job.state
@@ -278,9 +269,7 @@ def _measure(baseline: Any, events: list[Any], *, gc_enabled: bool = True) -> Pa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args()
+    args = bench_parser(__doc__, quick=False).parse_args()
     events = ten_events()
     folded = fold(events)
     # Like with like: the baseline computes exactly what the fold computes.
@@ -338,31 +327,30 @@ def main() -> None:
         f"like with like (first row, CPU time): {like.ratio:.0f}x "
         f"(wall clock {like.wall_ratio:.0f}x); the former >= 100x goal is retired (issue 16)"
     )
-    if args.json:
-        figures: dict[str, Any] = {
-            name: {
-                "baseline_us": p.baseline * 1e6,
-                "fold_us": p.candidate * 1e6,
-                "ratio": p.ratio,
-                "ratio_low": p.ratio_low,
-                "ratio_high": p.ratio_high,
-                "wall_baseline_us": p.wall_baseline * 1e6,
-                "wall_fold_us": p.wall_candidate * 1e6,
-                "wall_ratio": p.wall_ratio,
-                "wall_ratio_low": p.wall_ratio_low,
-                "wall_ratio_high": p.wall_ratio_high,
-                "repeats": p.repeats,
-                "baseline_gcs_per_call": p.baseline_gcs_per_call,
-                "fold_gcs_per_call": p.candidate_gcs_per_call,
-            }
-            for name, p in (
-                ("like_for_like", like),
-                ("gc_off", no_gc),
-                ("shared_machine", shared),
-                ("triggers_only", stage_only),
-            )
+    figures: dict[str, Any] = {
+        name: {
+            "baseline_us": p.baseline * 1e6,
+            "fold_us": p.candidate * 1e6,
+            "ratio": p.ratio,
+            "ratio_low": p.ratio_low,
+            "ratio_high": p.ratio_high,
+            "wall_baseline_us": p.wall_baseline * 1e6,
+            "wall_fold_us": p.wall_candidate * 1e6,
+            "wall_ratio": p.wall_ratio,
+            "wall_ratio_low": p.wall_ratio_low,
+            "wall_ratio_high": p.wall_ratio_high,
+            "repeats": p.repeats,
+            "baseline_gcs_per_call": p.baseline_gcs_per_call,
+            "fold_gcs_per_call": p.candidate_gcs_per_call,
         }
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+        for name, p in (
+            ("like_for_like", like),
+            ("gc_off", no_gc),
+            ("shared_machine", shared),
+            ("triggers_only", stage_only),
+        )
+    }
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Run: python bench/bench_http.py [--quick] [--json PATH]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -37,12 +36,11 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, table
+from _common import bench_parser, machine, print_table, verdict, write_json
 from _loadgen import get_json, load, percentile, start
-from _server import TOKEN, WEBHOOK_SECRET, task_id
+from _server import TOKEN, WEBHOOK_SECRET, suno_callback
 
 from clipjobs.app.webhook import WebhookSigner
-from clipjobs_suno._fake_state import FakeTask, callback_payload
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JOBS_API = "/api/music-clips/jobs"
@@ -202,22 +200,13 @@ async def _progress(url: str, jobs: list[str]) -> dict[str, Any]:
             versions = {j: await asyncio.wait_for(seen[j].get(), 10) for j in jobs}
             for stage in ("first", "complete"):
                 for job in jobs:
-                    task = FakeTask(
-                        task_id=task_id(job),
-                        created_at=datetime.now().astimezone(),
-                        origin="http://127.0.0.1",
-                        body={"callBackUrl": "", "model": "V4_5", "prompt": "bench"},
-                        scenario="success",
-                        text_after_s=1,
-                        first_after_s=2,
-                        complete_after_s=3,
-                    )
+                    payload = suno_callback(job, stage)
                     versions[job] += 1
                     sent_at[job, versions[job]] = time.time()
                     async with session.post(
                         f"{url}/api/webhooks/suno/music",
                         params={"job": job, "token": signer.token(job)},
-                        json=callback_payload(task, stage),
+                        json=payload,
                     ) as resp:
                         assert resp.status == 200, await resp.text()
                     got = await asyncio.wait_for(seen[job].get(), 10)
@@ -277,10 +266,6 @@ def run(quick: bool) -> dict[str, Any]:
 def rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
     g, n, o, p = r["get"], r["get_length"], r["run_once"], r["progress"]
     jobs = r["sizes"]["jobs"]
-
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "MISSED"
-
     return [
         ("what", "figure", "vs baseline / goal"),
         (
@@ -322,19 +307,15 @@ def rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smallest sizes (smoke test)")
-    parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args()
+    args = bench_parser(__doc__).parse_args()
     results = run(args.quick)
-    print(f"# HTTP API — {results['machine']}")
-    print(
-        f"# server, baseline and load generator in separate processes; medians of "
-        f"{results['sizes']['repeats']} paired repeats of {results['sizes']['duration']:g} s"
+    size = results["sizes"]
+    note = (
+        "server, baseline and load generator in separate processes; medians of "
+        f"{size['repeats']} paired repeats of {size['duration']:g} s"
     )
-    print(table(rows(results)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    print_table("HTTP API", [note], rows(results))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ Run: python bench/bench_load.py [--quick] [--json PATH]
 
 from __future__ import annotations
 
-import argparse
-import json
 import signal
 import sqlite3
 import statistics
@@ -39,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, table
+from _common import bench_parser, machine, print_table, verdict, write_json
 from _loadgen import RssSampler, Server, get_json, load, rss_mb, start
 from _server import TOKEN, peak
 
@@ -226,10 +224,6 @@ def run(quick: bool) -> dict[str, Any]:
 def rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
     ld, g, m, s = r["load"], r["load"]["get"], r["load"]["rss_mb"], r["load"]["suno"]
     fast, slow = r["restart_fast"], r["restart_default"]
-
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "MISSED"
-
     exceeded = max(s["budget_peak"], s["fake_peak"]) > s["limit"] or s["fake_refused_430"] > 0
     all_s = fast["all_resumed_s"]
     return [
@@ -275,19 +269,14 @@ def rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smallest sizes (smoke test)")
-    parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args()
+    args = bench_parser(__doc__).parse_args()
     results = run(args.quick)
-    print(f"# Load and restart — {results['machine']}")
-    print(
-        f"# fake Suno, server and load generator in separate processes;"
+    note = (
+        "fake Suno, server and load generator in separate processes;"
         f" default budget CLIPJOBS_SUNO_MAX_RPS=2 unless said; {results['sizes']['duration']:g} s"
     )
-    print(table(rows(results)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    print_table("Load and restart", [note], rows(results))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

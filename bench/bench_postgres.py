@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import statistics
 import sys
@@ -31,8 +30,8 @@ from urllib.parse import urlsplit
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, table
-from bench_sqlite import APPENDS_PER_JOB, JOBS, chain
+from _common import parse_with_dsn, print_table
+from bench_sqlite import APPENDS_PER_JOB, JOBS, chain, clipjobs_appends, timed_appends
 
 from clipjobs import Commit
 from clipjobs.app.ports import EventStore
@@ -46,28 +45,13 @@ def _schema() -> str:
     return f"bench_{secrets.token_hex(4)}"
 
 
-async def _appends(store: EventStore, chains: list[list[Commit]]) -> float:
-    async def one_job(commits: list[Commit]) -> None:
-        for commit in commits:
-            await store.append(commit)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(one_job(c) for c in chains))
-    return time.perf_counter() - start
-
-
 async def pg_appends(dsn: str, pool: int, chains: list[list[Commit]]) -> float:
     store = await PostgresEventStore.open(dsn, _schema(), min_size=pool, max_size=pool)
     try:
-        return await _appends(store, chains)
+        return await timed_appends(store, chains)
     finally:
         await store.drop_schema()
         await store.aclose()
-
-
-async def sqlite_appends(path: Path, chains: list[list[Commit]]) -> float:
-    async with SQLiteEventStore(path, synchronous="FULL") as store:
-        return await _appends(store, chains)
 
 
 def bench_appends(dsn: str, pool: int, repeats: int) -> list[tuple[str, ...]]:
@@ -80,7 +64,7 @@ def bench_appends(dsn: str, pool: int, repeats: int) -> list[tuple[str, ...]]:
     sq, pg, ratios = [], [], []
     for run in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            s = asyncio.run(sqlite_appends(Path(tmp, "bench.db"), chains(run, "s")))
+            s = asyncio.run(clipjobs_appends(Path(tmp, "bench.db"), chains(run, "s"), "FULL"))
         p = asyncio.run(pg_appends(dsn, pool, chains(run, "p")))
         sq.append(total / s)
         pg.append(total / p)
@@ -176,26 +160,18 @@ async def server_facts(dsn: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_dsn = os.environ.get("CLIPJOBS_BENCH_PG_DSN") or os.environ.get(
-        "CLIPJOBS_TEST_PG_DSN", ""
-    )
-    parser.add_argument("--dsn", default=default_dsn)
     parser.add_argument("--pool", type=int, default=10, help="PostgreSQL pool size (default 10)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--read-calls", type=int, default=2000)
-    args = parser.parse_args()
-    if not args.dsn:
-        parser.error("no PostgreSQL: pass --dsn or set CLIPJOBS_BENCH_PG_DSN/CLIPJOBS_TEST_PG_DSN")
+    args = parse_with_dsn(parser)
     rows: list[tuple[str, ...]] = [("what", "median", "PostgreSQL / SQLite")]
     rows += bench_appends(args.dsn, args.pool, args.repeats)
     rows += asyncio.run(bench_reads(args.dsn, args.pool, args.repeats, args.read_calls))
-    print(f"# PostgreSQL vs SQLite store — {machine()}")
-    print(f"# {asyncio.run(server_facts(args.dsn))}")
-    print(
-        f"# SQLite: WAL, synchronous=FULL; medians of {args.repeats} paired repeats,"
+    method = (
+        f"SQLite: WAL, synchronous=FULL; medians of {args.repeats} paired repeats,"
         " a fresh schema / file per append repeat"
     )
-    print(table(rows))
+    print_table("PostgreSQL vs SQLite store", [asyncio.run(server_facts(args.dsn)), method], rows)
 
 
 if __name__ == "__main__":

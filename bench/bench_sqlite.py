@@ -16,9 +16,7 @@ Run: python bench/bench_sqlite.py [--synchronous FULL|NORMAL] [--repeats 7] [--j
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -33,7 +31,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnectionPool, SQLiteDatastore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, table
+from _common import bench_parser, machine, print_table, verdict, write_json
 
 from clipjobs import (
     Commit,
@@ -46,6 +44,7 @@ from clipjobs import (
     SunoTaskCreated,
     fold,
 )
+from clipjobs.app.ports import EventStore
 from clipjobs.domain.codec import encode_event
 from clipjobs.domain.events import Event
 from clipjobs_sqlite import SQLiteEventStore, Synchronous
@@ -83,18 +82,23 @@ def chain(job_id: str, appends: int, per_append: int = 1) -> list[Commit]:
 # --- appends -----------------------------------------------------------------
 
 
+async def timed_appends(store: EventStore, chains: list[list[Commit]]) -> float:
+    """Seconds to append every job's chain, the jobs at once, each job's commits in order."""
+
+    async def one_job(commits: list[Commit]) -> None:
+        for commit in commits:
+            await store.append(commit)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one_job(c) for c in chains))
+    return time.perf_counter() - start
+
+
 async def clipjobs_appends(
     path: Path, chains: list[list[Commit]], synchronous: Synchronous
 ) -> float:
     async with SQLiteEventStore(path, synchronous=synchronous) as store:
-
-        async def one_job(commits: list[Commit]) -> None:
-            for commit in commits:
-                await store.append(commit)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one_job(c) for c in chains))
-        return time.perf_counter() - start
+        return await timed_appends(store, chains)
 
 
 def _recorder(path: Path, synchronous: str) -> tuple[SQLiteDatastore, SQLiteApplicationRecorder]:
@@ -196,7 +200,7 @@ def append_rows(f: dict[str, Any]) -> list[tuple[str, ...]]:
         (
             "clipjobs SQLiteEventStore (group commit)",
             f"{f['clipjobs_appends_per_s']:,.0f} appends/s",
-            f"{ratio:.1f}x  goal >= 2x: {'met' if ratio >= 2 else 'MISSED'}",
+            f"{ratio:.1f}x  goal >= 2x: {verdict(ratio >= 2)}",
         ),
         (
             "  (baseline thread probe, appends/s)",
@@ -263,7 +267,7 @@ def load_rows(f: dict[str, Any]) -> list[tuple[str, ...]]:
         (
             "load, job with 500 events",
             f"{f['load_500_per_s']:,.0f} reads/s",
-            f"{ratio:.2f}x  goal ~1x: {'met' if 0.85 <= ratio <= 1.15 else 'MISSED'}",
+            f"{ratio:.2f}x  goal ~1x: {verdict(0.85 <= ratio <= 1.15)}",
         ),
         ("  (read + fold, 5 events)", f"{f['replay_5_per_s']:,.0f} reads/s", ""),
         ("  (read + fold, 500 events)", f"{f['replay_500_per_s']:,.0f} reads/s", ""),
@@ -271,11 +275,10 @@ def load_rows(f: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, quick=False)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--load-calls", type=int, default=2000)
-    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     synchronous: Synchronous = args.synchronous
     figures = {
@@ -287,15 +290,13 @@ def main() -> None:
     }
     rows: list[tuple[str, ...]] = [("what", "median", "ratio")]
     rows += append_rows(figures["appends"]) + load_rows(figures["loads"])
-    print(f"# SQLite store — {machine()}")
-    print(
-        f"# journal_mode=WAL, synchronous={args.synchronous} on both sides;"
+    note = (
+        f"journal_mode=WAL, synchronous={args.synchronous} on both sides;"
         f" {JOBS} jobs x {APPENDS_PER_JOB} appends; medians of {args.repeats} paired repeats,"
         " which side first alternating"
     )
-    print(table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    print_table("SQLite store", [note], rows)
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Run: python bench/bench_watchers.py [--quick] [--repeats N] [--json PATH]
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, table
+from _common import bench_parser, machine, print_table, write_json
 from _loadgen import RssSampler, get_json, rss_mb, start
 from _server import TOKEN, WEBHOOK_SECRET
 
@@ -200,22 +199,18 @@ def rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smallest sizes (smoke test)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     results = run(args.quick, args.repeats)
     size = results["sizes"]
-    print(f"# Many watchers — {results['machine']}")
-    print(
-        f"# one server, {size['watchers']:,} jobs, one watcher each; {size['rate']} updates/s for"
+    note = (
+        f"one server, {size['watchers']:,} jobs, one watcher each; {size['rate']} updates/s for"
         f" {size['duration_s']:g} s; a fresh server per side; medians of {results['repeats']}"
         " repeat(s), sides alternating"
     )
-    print(table(rows(results)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    print_table("Many watchers", [note], rows(results))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import machine  # noqa: E402 -- after the path insert
+from _common import PG_DSN_VARIABLES, machine  # noqa: E402 -- after the path insert
 
 #: name, file, extra args for --quick (a bench that writes figures takes ``--json PATH``)
 BENCHES: list[tuple[str, str, list[str]]] = [
@@ -49,8 +49,7 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("fleet", "bench_fleet.py", ["--quick"]),
 ]
 #: Benches that need a server: run only when one of these variables names it.
-_PG = ("CLIPJOBS_BENCH_PG_DSN", "CLIPJOBS_TEST_PG_DSN")
-NEEDS = {"postgres": _PG, "budget_pg": _PG}
+NEEDS = {"postgres": PG_DSN_VARIABLES, "budget_pg": PG_DSN_VARIABLES}
 #: No bench may hang the harness (the full run takes about 14 minutes).
 TIMEOUT_S = 600
 

@@ -39,6 +39,12 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
     return done.stdout, record, (out / "latest.md").read_text()
 
 
+def figures_of(quick_run: tuple[str, dict[str, Any], str], bench: str) -> dict[str, Any]:
+    """The figures one bench of the quick run wrote with ``--json``."""
+    figures: dict[str, Any] = quick_run[1]["benches"][bench]["figures"]
+    return figures
+
+
 @pytest.mark.slow
 def test_quick_run_records_the_machine_and_every_bench(
     quick_run: tuple[str, dict[str, Any], str],
@@ -55,7 +61,7 @@ def test_quick_run_records_the_machine_and_every_bench(
     assert "the former >= 100x goal is retired" in record["benches"]["fold"]["output"]
     assert "shared Machine" in record["benches"]["fold"]["output"]
     assert "appends/s" in record["benches"]["sqlite"]["output"]
-    sqlite = record["benches"]["sqlite"]["figures"]
+    sqlite = figures_of(quick_run, "sqlite")
     assert sqlite["appends"]["clipjobs_appends_per_s"] > 0 and sqlite["loads"]["load_5_per_s"] > 0
 
 
@@ -64,8 +70,7 @@ def test_http_bench_measures_get_run_once_and_progress(
     quick_run: tuple[str, dict[str, Any], str],
 ) -> None:
     """The HTTP bench reports GET vs the bare handler, 5 vs 500 events, runOnce and SSE latency."""
-    _, record, _ = quick_run
-    figures = record["benches"]["http"]["figures"]
+    figures = figures_of(quick_run, "http")
     get = figures["get"]
     assert get["bare_rps"] > 0 and get["clipjobs_rps"] > 0
     assert get["ratio"] == pytest.approx(get["ratios"][0])
@@ -76,7 +81,7 @@ def test_http_bench_measures_get_run_once_and_progress(
     # Each SSE job got its "first" and "complete" callbacks, each seen once.
     assert progress["samples"] == 2 * figures["sizes"]["sse_jobs"]
     assert 0 < progress["p50_ms"] <= progress["p99_ms"]
-    output = record["benches"]["http"]["output"]
+    output = quick_run[1]["benches"]["http"]["output"]
     for label in ("bare aiohttp handler", "GET job, 64 connections", "runOnce", "SSE client"):
         assert label in output
 
@@ -86,8 +91,7 @@ def test_load_bench_measures_latency_memory_budget_and_restart(
     quick_run: tuple[str, dict[str, Any], str],
 ) -> None:
     """The load bench reports GET latency, server RSS, Suno calls on both sides, and restart."""
-    _, record, _ = quick_run
-    figures = record["benches"]["load"]["figures"]
+    figures = figures_of(quick_run, "load")
     load = figures["load"]
     assert load["get"]["requests"] > 0 and load["get"]["errors"] == 0
     assert set(load["get"]["statuses"]) == {"200"}
@@ -109,8 +113,7 @@ def test_watchers_bench_measures_sse_and_polling_watchers(
     """The watchers bench reports, for SSE and for polling, append -> seen latency, server CPU
     per change seen and server memory, every update accounted for (seen or counted unseen).
     """
-    _, record, _ = quick_run
-    figures = record["benches"]["watchers"]["figures"]
+    figures = figures_of(quick_run, "watchers")
     for mode in ("poll", "sse"):
         side = figures[mode]
         (run,) = side["runs"]

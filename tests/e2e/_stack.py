@@ -22,18 +22,17 @@ import json
 import os
 import random
 import secrets
-import socket
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from aiohttp import web
-from attrs import define, field
+from attrs import define
 
+from _procs import CallLog
 from clipjobs import (
     FakeClock,
     JobPolicy,
@@ -50,7 +49,6 @@ from clipjobs import (
     evolve,
     fold,
 )
-from clipjobs.app.budget import busiest
 from clipjobs.app.ports import CallBudget, Clock, EventStore, RecordedEvent
 from clipjobs.app.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig
@@ -79,52 +77,6 @@ CALLBACKS_ONLY = JobPolicy(timeout_s=120, poll_after_s=3600, poll_interval_s=360
 FAST_POLL = JobPolicy(timeout_s=120, poll_after_s=0.05, poll_interval_s=0.05)
 
 TERMINAL_EVENTS = frozenset({"SunoSucceeded", "JobFailed", "JobTimedOut", "ClipReady"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# --- what the fake answered ---------------------------------------------------
-
-
-@define
-class Call:
-    """One Suno API call as the fake saw it."""
-
-    at: float  # time.monotonic() when it arrived, just before the fake's rate limiter
-    endpoint: str  # generate, record-info, credit
-    code: int | None  # the envelope's code the fake answered
-
-
-@define
-class CallLog:
-    """A middleware for the fake's app: every API call, when it came and what it was answered."""
-
-    calls: list[Call] = field(factory=list)
-
-    @web.middleware
-    async def middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        # Taken with no await before the fake's limiter runs: the same order, microseconds apart.
-        at = time.monotonic()
-        response = await handler(request)
-        if request.path.startswith("/api/v1/") and isinstance(response, web.Response):
-            code = None
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                code = json.loads(response.text or "null").get("code")
-            self.calls.append(Call(at, request.path.rsplit("/", 1)[-1], code))
-        return response
-
-    def codes(self, endpoint: str | None = None) -> Counter[int | None]:
-        return Counter(c.code for c in self.calls if endpoint in (None, c.endpoint))
-
-    def peak(self, window_s: float, *, admitted_only: bool = True) -> int:
-        """The most calls that came within any ``window_s`` (by default those not refused 430)."""
-        return busiest((c.at for c in self.calls if not admitted_only or c.code != 430), window_s)
 
 
 # --- a relay between the fake's callbacks and the webhook ------------------------

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,10 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))  # for _backends
 from _common import machine, table
 
+from _backends import scratch_pg_store
 from clipjobs import (
     ChannelDefaults,
     EventStore,
@@ -148,18 +150,8 @@ async def sqlite_store() -> AsyncIterator[EventStore]:
             yield store
 
 
-@asynccontextmanager
-async def postgres_store(dsn: str) -> AsyncIterator[EventStore]:
-    from clipjobs_postgres import PostgresEventStore
-
-    store = await PostgresEventStore.open(dsn, f"bench_{secrets.token_hex(4)}", max_size=8)
-    try:
-        yield store
-    finally:
-        try:
-            await store.drop_schema()
-        finally:
-            await store.aclose()
+def postgres_store(dsn: str) -> AbstractAsyncContextManager[EventStore]:
+    return scratch_pg_store(dsn, f"bench_{secrets.token_hex(4)}", max_size=8)
 
 
 async def run_one(name: str, opener: Callable[[], Any], jobs: int, rounds: int) -> dict[str, Any]:

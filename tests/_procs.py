@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from attrs import define, field
 
@@ -190,6 +191,16 @@ class Serve:
         if self._reader is not None:
             await asyncio.wait_for(self._reader, 5)
         return code
+
+
+async def run_once(http: aiohttp.ClientSession, url: str, channel: str, token: str = TOKEN) -> str:
+    """runOnce on ``channel`` at the server at ``url``, which must answer 202: the new job's id."""
+    async with http.post(
+        f"{url}/api/music-clips/channels/{channel}/runOnce",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
+        assert response.status == 202, await response.text()
+        return str((await response.json())["jobId"])
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import random
 import secrets
 from collections import Counter
@@ -32,6 +31,7 @@ import aiohttp
 from aiohttp import web
 from attrs import define
 
+from _backends import PG_DSN, scratch_pg_store
 from _procs import CallLog
 from clipjobs import (
     FakeClock,
@@ -56,9 +56,6 @@ from clipjobs_cli._compose import HttpLimits, bind, compose
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno import SunoApiClient, SunoTimeouts
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
-
-#: The PostgreSQL the ``postgres`` backend runs on (unset: those tests skip).
-PG_DSN = os.environ.get("CLIPJOBS_TEST_PG_DSN", "")
 
 TOKEN = "e2e-token-000001"
 USER = "e2e-user"
@@ -337,16 +334,8 @@ async def open_store(backend: str, tmp_path: Path) -> AsyncIterator[EventStore]:
             yield sqlite
         return
     assert backend == "postgres" and PG_DSN, backend
-    from clipjobs_postgres import PostgresEventStore
-
-    pg = await PostgresEventStore.open(PG_DSN, f"e2e_{secrets.token_hex(6)}", max_size=8)
-    try:
+    async with scratch_pg_store(PG_DSN, f"e2e_{secrets.token_hex(6)}", max_size=8) as pg:
         yield pg
-    finally:
-        try:
-            await pg.drop_schema()
-        finally:
-            await pg.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -11,21 +11,19 @@ sent to Suno twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
 import pytest
 from _stack import (
-    PG_DSN,
     contiguous,
     event_types,
     job_of,
@@ -36,9 +34,9 @@ from _stack import (
 )
 from aiohttp import web
 
+from _backends import PG_DSN, scratch_pg_store
 from _procs import HEADERS, SUNO_KEY, USER, Serve, free_port, process_env
 from clipjobs import EventStore, SendState, Stage
-from clipjobs_postgres import PostgresEventStore
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
@@ -263,28 +261,16 @@ async def test_two_processes_on_postgres_killed_in_turn_lose_nothing(tmp_path: P
     """
     schema = f"e2e_crash_{secrets.token_hex(4)}"
     db_url = "postgresql://" + PG_DSN.split("://", 1)[1]
-
-    @contextlib.asynccontextmanager
-    async def pg() -> AsyncIterator[EventStore]:
-        store = await PostgresEventStore.open(PG_DSN, schema)
-        try:
-            yield store
-        finally:
-            try:
-                await store.drop_schema()
-            finally:
-                await store.aclose()
-
     try:
         line = await crash_run(
             tmp_path,
             "success",
             db_url,
-            pg,
+            lambda: scratch_pg_store(PG_DSN, schema),
             processes=2,
             extra_env={"CLIPJOBS_PG_SCHEMA": schema},
         )
     finally:
-        async with pg():
+        async with scratch_pg_store(PG_DSN, schema):
             pass  # drop the schema even when the run failed before reading it
     print("\n" + line)

@@ -25,12 +25,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _stack import PG_DSN, contiguous, event_types, tasks_per_job
+from _stack import contiguous, event_types, tasks_per_job
 from aiohttp import web
 
-from _procs import HEADERS, SUNO_KEY, CallLog, Serve, free_port, process_env
+from _backends import PG_DSN, scratch_pg_store
+from _procs import HEADERS, SUNO_KEY, CallLog, Serve, free_port, process_env, run_once
 from clipjobs import EventStore, Stage
-from clipjobs_postgres import PostgresEventStore
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
@@ -43,14 +43,6 @@ SETTINGS = {
     "CLIPJOBS_POLL_INTERVAL_S": "1",
     "CLIPJOBS_MAX_ACTIVE_PER_USER": "1000",
 }
-
-
-async def run_once(http: aiohttp.ClientSession, url: str, channel: str) -> str:
-    async with http.post(
-        f"{url}/api/music-clips/channels/{channel}/runOnce", headers=HEADERS
-    ) as response:
-        assert response.status == 202, await response.text()
-        return str((await response.json())["jobId"])
 
 
 async def get_job(http: aiohttp.ClientSession, url: str, job_id: str) -> dict[str, Any]:
@@ -198,7 +190,7 @@ async def test_two_processes_behind_one_url_one_killed_every_job_succeeds(
         ) as (fake_url, _),
         proxy.running(free_port()) as public,
         aiohttp.ClientSession() as http,
-        PostgresEventStore(PG_DSN, schema) as store,
+        scratch_pg_store(PG_DSN, schema) as store,
     ):
         servers = []
         for n in range(2):
@@ -229,7 +221,6 @@ async def test_two_processes_behind_one_url_one_killed_every_job_succeeds(
             assert max(tasks_per_job(fake.tasks()).values()) <= 2
         finally:
             await asyncio.gather(*(s.ensure_dead() for s in servers))
-            await store.drop_schema()
 
 
 async def test_sigterm_starts_no_new_suno_call(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from _procs import HEADERS, SUNO_KEY, Serve, free_port, process_env
+from _procs import SUNO_KEY, Serve, free_port, process_env, run_once
 from clipjobs import MediaKind, Stage
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno.fake import MEDIA_DIR, running_fake_suno
@@ -92,15 +92,8 @@ async def test_sigkill_mid_copy_leaves_no_partial_file_and_the_copy_finishes_aft
             )
             server = Serve(env, tmp_path)
             await server.start()
-            async with (
-                aiohttp.ClientSession() as http,
-                http.post(
-                    f"{url}/api/music-clips/channels/crash/runOnce",
-                    headers=HEADERS,
-                ) as response,
-            ):
-                assert response.status == 202, await response.text()
-                job_id = (await response.json())["jobId"]
+            async with aiohttp.ClientSession() as http:
+                job_id = await run_once(http, url, "crash")
             async with asyncio.timeout(60):
                 await cdn.trickling.wait()
             await asyncio.sleep(0.5)  # a few chunks are in the part file

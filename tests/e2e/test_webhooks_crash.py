@@ -18,10 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 from _receiver import Receiver, serving
-from _stack import FAKE_DEFAULTS, PG_DSN
+from _stack import FAKE_DEFAULTS
 from aiohttp import web
 
-from _procs import HEADERS, SUNO_KEY, Serve, free_port, process_env
+from _backends import PG_DSN
+from _procs import HEADERS, SUNO_KEY, Serve, free_port, process_env, run_once
 from clipjobs_suno.fake import running_fake_suno
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -55,15 +56,7 @@ async def subscribe(http: aiohttp.ClientSession, url: str, hook: str) -> dict[st
 
 
 async def start_jobs(http: aiohttp.ClientSession, urls: list[str], n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        url = urls[i % len(urls)]
-        async with http.post(
-            f"{url}/api/music-clips/channels/ch{i}/runOnce", headers=HEADERS
-        ) as response:
-            assert response.status == 202, await response.text()
-            ids.append((await response.json())["jobId"])
-    return ids
+    return [await run_once(http, urls[i % len(urls)], f"ch{i}") for i in range(n)]
 
 
 async def wait_done(http: aiohttp.ClientSession, url: str, job_ids: list[str]) -> None:

@@ -8,7 +8,6 @@ have left them; the API is a real server on 127.0.0.1:0.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import define
 
+from _backends import PG_DSN, scratch_pg_store
 from clipjobs import (
     ChannelDefaults,
     EventStore,
@@ -39,7 +39,6 @@ BOB = "bob-fleet-token-0002"
 ROOT = "root-fleet-token-003"
 TOKENS = {ALICE: "alice", BOB: "bob"}
 ADMINS = {ROOT: "root"}
-PG_DSN = os.environ.get("CLIPJOBS_TEST_PG_DSN", "")
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
@@ -99,16 +98,8 @@ async def open_store(backend: str, tmp_path: Path) -> AsyncIterator[EventStore]:
         async with SQLiteEventStore(tmp_path / "fleet.db", synchronous="NORMAL") as store:
             yield store
         return
-    from clipjobs_postgres import PostgresEventStore
-
-    pg = await PostgresEventStore.open(PG_DSN, f"t_{secrets.token_hex(6)}", max_size=4)
-    try:
+    async with scratch_pg_store(PG_DSN, f"t_{secrets.token_hex(6)}", max_size=4) as pg:
         yield pg
-    finally:
-        try:
-            await pg.drop_schema()
-        finally:
-            await pg.aclose()
 
 
 @contextlib.asynccontextmanager

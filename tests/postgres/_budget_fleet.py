@@ -28,7 +28,7 @@ from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
 # bench/bench_budget_pg.py imports this module outside pytest, which has tests/ on the path.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-from _procs import HEADERS, SUNO_KEY, Call, CallLog, Serve, free_port, process_env, running
+from _procs import SUNO_KEY, Call, CallLog, Serve, free_port, process_env, run_once, running
 
 PROCESSES = 3
 SUNO_WINDOW_S = 10.0
@@ -144,17 +144,13 @@ async def run_fleet(
             servers(dsn, schema, suno_url, tmp) as fleet,
             aiohttp.ClientSession() as http,
         ):
-
-            async def start(i: int) -> str:
-                server = fleet[i % PROCESSES]
-                url = f"{server.url}/api/music-clips/channels/fleet-ch-{i:04d}/runOnce"
-                async with http.post(url, headers=HEADERS) as response:
-                    body = await response.json()
-                    assert response.status == 202, body
-                    return str(body["jobId"])
-
             began = time.monotonic()
-            job_ids = await asyncio.gather(*(start(i) for i in range(jobs)))
+            job_ids = await asyncio.gather(
+                *(
+                    run_once(http, fleet[i % PROCESSES].url, f"fleet-ch-{i:04d}")
+                    for i in range(jobs)
+                )
+            )
             if kill_after_s is not None:
                 await asyncio.sleep(max(0.0, kill_after_s - (time.monotonic() - began)))
                 victim = fleet[-1]

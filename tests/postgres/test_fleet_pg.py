@@ -19,6 +19,7 @@ from _pg_harness import DSN, fresh_schema
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
+from _backends import scratch_pg_store
 from clipjobs import (
     ChannelDefaults,
     FakeClock,
@@ -29,7 +30,6 @@ from clipjobs import (
 )
 from clipjobs.testing import ScriptedSuno
 from clipjobs_aiohttp import ApiConfig, create_app
-from clipjobs_postgres import PostgresEventStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -67,8 +67,7 @@ OTHER = textwrap.dedent(
 @pytest_asyncio.fixture
 async def served() -> AsyncIterator[tuple[TestClient, str]]:  # type: ignore[type-arg]
     schema = fresh_schema()
-    store = await PostgresEventStore.open(DSN, schema, max_size=4)
-    try:
+    async with scratch_pg_store(DSN, schema, max_size=4) as store:
         service = JobService(
             store,
             ScriptedSuno(),
@@ -80,11 +79,6 @@ async def served() -> AsyncIterator[tuple[TestClient, str]]:  # type: ignore[typ
         app = create_app(service, TokenAuthenticator({BOB: "bob"}, {ROOT: "root"}), ApiConfig())
         async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
             yield client, schema
-    finally:
-        try:
-            await store.drop_schema()
-        finally:
-            await store.aclose()
 
 
 async def _open(client: TestClient, token: str) -> ClientResponse:  # type: ignore[type-arg]

@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 from _pg_harness import DSN, StoreFactory
 
-from _procs import HEADERS, SUNO_KEY, Serve, free_port, process_env, running
+from _procs import HEADERS, SUNO_KEY, Serve, free_port, process_env, run_once, running
 from clipjobs import fold
 from clipjobs.domain.events import SunoRequestSent, SunoTaskCreated
 from clipjobs.domain.stages import Stage
@@ -129,11 +129,7 @@ async def test_three_processes_one_killed_every_job_ends_exactly_once(
         streams: dict[str, asyncio.Task[list[tuple[int, dict[str, Any]]]]] = {}
 
         async def start(i: int) -> str:
-            server = servers[i % 3]
-            url = f"{server.url}/api/music-clips/channels/mp-ch-{i:03d}/runOnce"
-            async with session.post(url, headers=HEADERS) as r:
-                assert r.status == 202, await r.text()
-                job = str((await r.json())["jobId"])
+            job = await run_once(session, servers[i % 3].url, f"mp-ch-{i:03d}")
             if i < 3 * WATCHED_PER_PROCESS:
                 # Followed on the survivor whichever process created it.
                 events = f"{survivor.url}/api/music-clips/jobs/{job}/events"

@@ -41,19 +41,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))  # for _backends
 from _common import machine, table
 
-from _backends import scratch_pg_store
+from _backends import scratch_pg_store, scripted_service
 from clipjobs import (
-    ChannelDefaults,
     EventStore,
     FakeClock,
-    JobService,
     PageKey,
-    ServiceConfig,
     TokenAuthenticator,
-    WebhookSigner,
 )
 from clipjobs.domain.commands import FailJob
-from clipjobs.testing import ScriptedSuno, new_job, step
+from clipjobs.testing import new_job, step
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_aiohttp._fleet import encode_cursor
 from clipjobs_sqlite import SQLiteEventStore
@@ -90,14 +86,7 @@ def _percentile(samples: list[float], q: float) -> float:
 
 async def measure(store: EventStore, ids: list[str], rounds: int) -> dict[str, Any]:
     clock = FakeClock(T0 + timedelta(seconds=len(ids) + 60))
-    service = JobService(
-        store,
-        ScriptedSuno(),
-        ChannelDefaults(),
-        WebhookSigner("bench-fleet-webhook-secret"),
-        clock=clock,
-        config=ServiceConfig(callback_base_url="https://clips.example"),
-    )
+    service = scripted_service(store, clock)
     app = create_app(service, TokenAuthenticator({}, {ADMIN: "root"}), ApiConfig())
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()

@@ -1,5 +1,6 @@
 """The stores the tests (and ``bench/bench_fleet.py``) run on: SQLite always, PostgreSQL when
-``CLIPJOBS_TEST_PG_DSN`` names a server (``.ci/run`` sets it), else those cases skip and say why.
+``CLIPJOBS_TEST_PG_DSN`` names a server (``.ci/run`` sets it), else those cases skip and say why;
+and the service the API's tests put over such a store.
 """
 
 from __future__ import annotations
@@ -10,6 +11,17 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from clipjobs import (
+    ChannelDefaults,
+    EventStore,
+    FakeClock,
+    JobService,
+    ServiceConfig,
+    WebhookSigner,
+)
+from clipjobs.app.ports import Clock
+from clipjobs.testing import ScriptedSuno
 
 if TYPE_CHECKING:
     from clipjobs_postgres import PostgresEventStore
@@ -47,3 +59,18 @@ async def scratch_pg_store(
             await store.drop_schema()
         finally:
             await store.aclose()
+
+
+def scripted_service(store: EventStore, clock: Clock | None = None, **config: Any) -> JobService:
+    """A ``JobService`` over ``store`` for what the API reads and writes there: Suno is scripted
+    (the tests append jobs themselves), callbacks would go to https://clips.example, the clock is
+    a ``FakeClock`` unless ``clock`` is given; ``config`` sets more of ``ServiceConfig``.
+    """
+    return JobService(
+        store,
+        ScriptedSuno(),
+        ChannelDefaults(),
+        WebhookSigner("webhook-secret-for-api-tests"),
+        clock=clock or FakeClock(),
+        config=ServiceConfig(callback_base_url="https://clips.example", **config),
+    )

@@ -18,19 +18,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import define
 
-from _backends import PG_DSN, scratch_pg_store
+from _backends import PG_DSN, scratch_pg_store, scripted_service
 from clipjobs import (
-    ChannelDefaults,
     EventStore,
     FakeClock,
     JobService,
     JobState,
-    ServiceConfig,
     TokenAuthenticator,
-    WebhookSigner,
 )
 from clipjobs.domain.commands import FailJob, MarkRequestSent
-from clipjobs.testing import ScriptedSuno, new_job, step
+from clipjobs.testing import new_job, step
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_sqlite import SQLiteEventStore
 
@@ -108,19 +105,9 @@ async def running_fleet(
     *,
     config: ApiConfig | None = None,
     stale_after_s: float = 60.0,
-    service_class: type[JobService] = JobService,
 ) -> AsyncIterator[Fleet]:
     clock = FakeClock(T0 + timedelta(days=1))
-    service = service_class(
-        store,
-        ScriptedSuno(),
-        ChannelDefaults(),
-        WebhookSigner("fleet-test-webhook-secret"),
-        clock=clock,
-        config=ServiceConfig(
-            callback_base_url="https://clips.example", stale_after_s=stale_after_s
-        ),
-    )
+    service = scripted_service(store, clock, stale_after_s=stale_after_s)
     app = create_app(service, TokenAuthenticator(TOKENS, ADMINS), config or ApiConfig())
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         yield Fleet(client, service, store, clock)

@@ -19,16 +19,10 @@ from _pg_harness import DSN, fresh_schema
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from _backends import scratch_pg_store
+from _backends import scratch_pg_store, scripted_service
 from clipjobs import (
-    ChannelDefaults,
-    FakeClock,
-    JobService,
-    ServiceConfig,
     TokenAuthenticator,
-    WebhookSigner,
 )
-from clipjobs.testing import ScriptedSuno
 from clipjobs_aiohttp import ApiConfig, create_app
 
 pytestmark = pytest.mark.asyncio
@@ -68,15 +62,9 @@ OTHER = textwrap.dedent(
 async def served() -> AsyncIterator[tuple[TestClient, str]]:  # type: ignore[type-arg]
     schema = fresh_schema()
     async with scratch_pg_store(DSN, schema, max_size=4) as store:
-        service = JobService(
-            store,
-            ScriptedSuno(),
-            ChannelDefaults(),
-            WebhookSigner("pg-fleet-webhook-secret"),
-            clock=FakeClock(),
-            config=ServiceConfig(callback_base_url="https://clips.example"),
+        app = create_app(
+            scripted_service(store), TokenAuthenticator({BOB: "bob"}, {ROOT: "root"}), ApiConfig()
         )
-        app = create_app(service, TokenAuthenticator({BOB: "bob"}, {ROOT: "root"}), ApiConfig())
         async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
             yield client, schema
 

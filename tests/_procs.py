@@ -1,6 +1,6 @@
-"""``clipjobs serve`` as a real subprocess against the fake Suno: the one harness of every test
-that runs it (tests/e2e's crash tests, tests/postgres's fleets, tests/cli's ``serve``) and of
-``bench/bench_budget_pg.py`` through ``tests/postgres/_budget_fleet.py``.
+"""``clipjobs serve`` as a real subprocess against the fake Suno, shared by the crash tests
+(tests/e2e), the PostgreSQL fleets (tests/postgres, and ``bench/bench_budget_pg.py`` through
+``_budget_fleet.py``) and ``serve``'s own tests (tests/cli/_serve_harness.py).
 
 ``process_env`` (or, for ``serve``'s own defaults, ``clean_env``) is the environment it starts
 with; ``Serve`` starts it, waits until it listens, keeps what it prints, and stops it or kills it

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,20 +38,18 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))  # for _backends
 from _common import machine, table
 
+from _backends import scratch_pg_store, scripted_service
 from clipjobs import (
-    ChannelDefaults,
     EventStore,
     FakeClock,
-    JobService,
     PageKey,
-    ServiceConfig,
     TokenAuthenticator,
-    WebhookSigner,
 )
 from clipjobs.domain.commands import FailJob
-from clipjobs.testing import ScriptedSuno, new_job, step
+from clipjobs.testing import new_job, step
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_aiohttp._fleet import encode_cursor
 from clipjobs_sqlite import SQLiteEventStore
@@ -88,14 +86,7 @@ def _percentile(samples: list[float], q: float) -> float:
 
 async def measure(store: EventStore, ids: list[str], rounds: int) -> dict[str, Any]:
     clock = FakeClock(T0 + timedelta(seconds=len(ids) + 60))
-    service = JobService(
-        store,
-        ScriptedSuno(),
-        ChannelDefaults(),
-        WebhookSigner("bench-fleet-webhook-secret"),
-        clock=clock,
-        config=ServiceConfig(callback_base_url="https://clips.example"),
-    )
+    service = scripted_service(store, clock)
     app = create_app(service, TokenAuthenticator({}, {ADMIN: "root"}), ApiConfig())
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
@@ -148,18 +139,8 @@ async def sqlite_store() -> AsyncIterator[EventStore]:
             yield store
 
 
-@asynccontextmanager
-async def postgres_store(dsn: str) -> AsyncIterator[EventStore]:
-    from clipjobs_postgres import PostgresEventStore
-
-    store = await PostgresEventStore.open(dsn, f"bench_{secrets.token_hex(4)}", max_size=8)
-    try:
-        yield store
-    finally:
-        try:
-            await store.drop_schema()
-        finally:
-            await store.aclose()
+def postgres_store(dsn: str) -> AbstractAsyncContextManager[EventStore]:
+    return scratch_pg_store(dsn, f"bench_{secrets.token_hex(4)}", max_size=8)
 
 
 async def run_one(name: str, opener: Callable[[], Any], jobs: int, rounds: int) -> dict[str, Any]:

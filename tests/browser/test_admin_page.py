@@ -24,17 +24,14 @@ from aiohttp.test_utils import TestServer
 from attrs import define
 from playwright.async_api import Page, expect
 
+from _backends import scripted_service
 from clipjobs import (
-    ChannelDefaults,
-    JobService,
     JobState,
-    ServiceConfig,
     SystemClock,
     TokenAuthenticator,
-    WebhookSigner,
 )
 from clipjobs.domain.commands import FailJob
-from clipjobs.testing import ScriptedSuno, new_job, step
+from clipjobs.testing import new_job, step
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_sqlite import SQLiteEventStore
 
@@ -70,16 +67,8 @@ class Site:
 @contextlib.asynccontextmanager
 async def serving(tmp_path: Path, *, stale_after_s: float = 60.0) -> AsyncIterator[Site]:
     async with SQLiteEventStore(tmp_path / "admin.db", synchronous="NORMAL") as store:
-        service = JobService(
-            store,
-            ScriptedSuno(),
-            ChannelDefaults(),
-            WebhookSigner("admin-page-webhook-secret"),
-            clock=SystemClock(),
-            config=ServiceConfig(callback_base_url="https://clips.example"),
-        )
         app = create_app(
-            service,
+            scripted_service(store, SystemClock()),
             TokenAuthenticator({ALICE: "alice"}, {ADMIN: "root"}),
             ApiConfig(stale_after_s=stale_after_s, sse_keepalive_s=1.0),
         )

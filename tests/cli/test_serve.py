@@ -15,17 +15,11 @@ import aiohttp
 import pytest
 from _serve_harness import run_cli, serve_env, serving
 
+from _procs import free_port, run_once
 from clipjobs.app.webhook import WEBHOOK_SECRET_NAME, WebhookSigner
 from clipjobs_suno.fake import running_fake_suno
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _follow(url: str, token: str, job_id: str) -> dict[str, Any]:
@@ -47,16 +41,9 @@ async def _follow(url: str, token: str, job_id: str) -> dict[str, Any]:
                 return body
 
 
-async def _start(url: str, token: str, channel: str = "channel_1") -> str:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{url}/api/music-clips/channels/{channel}/runOnce",
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response,
-    ):
-        assert response.status == 202, await response.text()
-        return str((await response.json())["jobId"])
+async def _start(url: str, token: str) -> str:
+    async with aiohttp.ClientSession() as session:
+        return await run_once(session, url, "channel_1", token)
 
 
 async def test_demo_mode_runs_a_whole_job_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -126,7 +113,7 @@ async def test_a_taken_port_is_one_clear_line_and_no_database(tmp_path: Path) ->
 
 
 async def test_an_unreachable_database_is_one_line_and_exit_4(tmp_path: Path) -> None:
-    env = serve_env(tmp_path, CLIPJOBS_DB=f"postgresql://nobody@127.0.0.1:{_free_port()}/none")
+    env = serve_env(tmp_path, CLIPJOBS_DB=f"postgresql://nobody@127.0.0.1:{free_port()}/none")
     code, _, err = await run_cli("serve", env=env)
     assert code == 4
     assert "clipjobs: error: PostgreSQL is unavailable" in err
@@ -148,7 +135,7 @@ async def test_known_secrets_never_reach_the_logs_and_json_lines_carry_the_job(
 ) -> None:
     suno_key = "sk-suno-known-secret-7f3a9c"
     token = "tok-bearer-known-secret-51d2"
-    port = _free_port()
+    port = free_port()
     fake_config = {"text_after_s": 0.2, "first_after_s": 0.4, "complete_after_s": 0.6}
     async with running_fake_suno(api_key=suno_key, **fake_config) as (fake_url, fake):
         env = serve_env(

@@ -19,21 +19,20 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import random
 import secrets
-import socket
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from aiohttp import web
-from attrs import define, field
+from attrs import define
 
+from _backends import PG_DSN, scratch_pg_store
+from _procs import CallLog
 from clipjobs import (
     FakeClock,
     JobPolicy,
@@ -50,7 +49,6 @@ from clipjobs import (
     evolve,
     fold,
 )
-from clipjobs.app.budget import busiest
 from clipjobs.app.ports import CallBudget, Clock, EventStore, RecordedEvent
 from clipjobs.app.webhook import WEBHOOK_PATH, WEBHOOK_SECRET_NAME, WebhookSigner, new_secret
 from clipjobs_aiohttp import ApiConfig
@@ -58,9 +56,6 @@ from clipjobs_cli._compose import HttpLimits, bind, compose
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno import SunoApiClient, SunoTimeouts
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
-
-#: The PostgreSQL the ``postgres`` backend runs on (unset: those tests skip).
-PG_DSN = os.environ.get("CLIPJOBS_TEST_PG_DSN", "")
 
 TOKEN = "e2e-token-000001"
 USER = "e2e-user"
@@ -79,52 +74,6 @@ CALLBACKS_ONLY = JobPolicy(timeout_s=120, poll_after_s=3600, poll_interval_s=360
 FAST_POLL = JobPolicy(timeout_s=120, poll_after_s=0.05, poll_interval_s=0.05)
 
 TERMINAL_EVENTS = frozenset({"SunoSucceeded", "JobFailed", "JobTimedOut", "ClipReady"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# --- what the fake answered ---------------------------------------------------
-
-
-@define
-class Call:
-    """One Suno API call as the fake saw it."""
-
-    at: float  # time.monotonic() when it arrived, just before the fake's rate limiter
-    endpoint: str  # generate, record-info, credit
-    code: int | None  # the envelope's code the fake answered
-
-
-@define
-class CallLog:
-    """A middleware for the fake's app: every API call, when it came and what it was answered."""
-
-    calls: list[Call] = field(factory=list)
-
-    @web.middleware
-    async def middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        # Taken with no await before the fake's limiter runs: the same order, microseconds apart.
-        at = time.monotonic()
-        response = await handler(request)
-        if request.path.startswith("/api/v1/") and isinstance(response, web.Response):
-            code = None
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                code = json.loads(response.text or "null").get("code")
-            self.calls.append(Call(at, request.path.rsplit("/", 1)[-1], code))
-        return response
-
-    def codes(self, endpoint: str | None = None) -> Counter[int | None]:
-        return Counter(c.code for c in self.calls if endpoint in (None, c.endpoint))
-
-    def peak(self, window_s: float, *, admitted_only: bool = True) -> int:
-        """The most calls that came within any ``window_s`` (by default those not refused 430)."""
-        return busiest((c.at for c in self.calls if not admitted_only or c.code != 430), window_s)
 
 
 # --- a relay between the fake's callbacks and the webhook ------------------------
@@ -385,16 +334,8 @@ async def open_store(backend: str, tmp_path: Path) -> AsyncIterator[EventStore]:
             yield sqlite
         return
     assert backend == "postgres" and PG_DSN, backend
-    from clipjobs_postgres import PostgresEventStore
-
-    pg = await PostgresEventStore.open(PG_DSN, f"e2e_{secrets.token_hex(6)}", max_size=8)
-    try:
+    async with scratch_pg_store(PG_DSN, f"e2e_{secrets.token_hex(6)}", max_size=8) as pg:
         yield pg
-    finally:
-        try:
-            await pg.drop_schema()
-        finally:
-            await pg.aclose()
 
 
 @contextlib.asynccontextmanager

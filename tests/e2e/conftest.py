@@ -7,18 +7,8 @@ SQLite always; PostgreSQL too when ``CLIPJOBS_TEST_PG_DSN`` names a server
 from __future__ import annotations
 
 import pytest
-from _stack import PG_DSN
 
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgres",
-        marks=[
-            pytest.mark.postgres,
-            pytest.mark.skipif(not PG_DSN, reason="no CLIPJOBS_TEST_PG_DSN: PostgreSQL not set"),
-        ],
-    ),
-]
+from _backends import BACKENDS
 
 
 @pytest.fixture(params=BACKENDS)

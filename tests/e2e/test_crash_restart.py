@@ -11,25 +11,21 @@ sent to Suno twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
 import pytest
-from _processes import Server, process_env
 from _stack import (
-    PG_DSN,
     contiguous,
     event_types,
-    free_port,
     job_of,
     never_down,
     stage_numbers,
@@ -38,18 +34,26 @@ from _stack import (
 )
 from aiohttp import web
 
+from _backends import PG_DSN, scratch_pg_store
+from _procs import HEADERS, SUNO_KEY, USER, Serve, free_port, process_env
 from clipjobs import EventStore, SendState, Stage
-from clipjobs_postgres import PostgresEventStore
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 JOBS = 200
-TOKEN = "crash-token-0001"
-USER = "crash-user"
-SUNO_KEY = "crash-suno-key"
 TIMEOUT_S = 15
+#: The crash scenario's settings: fast polls, a short timeout, a budget that never binds,
+#: and the default worker id (``host:pid``: a restart finds its dead predecessor by its pid).
+SETTINGS = {
+    "CLIPJOBS_ONE_JOB_PER_CHANNEL": "off",
+    "CLIPJOBS_POLL_AFTER_S": "0.5",
+    "CLIPJOBS_POLL_INTERVAL_S": "0.5",
+    "CLIPJOBS_JOB_TIMEOUT_S": str(TIMEOUT_S),
+    "CLIPJOBS_SUNO_MAX_RPS": "1000",
+    "CLIPJOBS_MAX_ACTIVE_PER_USER": "100000",
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -81,7 +85,6 @@ async def submit(
     http: aiohttp.ClientSession, urls: list[str], keys: list[str], acknowledged: dict[str, str]
 ) -> None:
     """runOnce for each key, retried (same Idempotency-Key, next server) until one says 202."""
-    headers = {"Authorization": f"Bearer {TOKEN}"}
     turn = 0
     for key in keys:
         while True:
@@ -90,7 +93,7 @@ async def submit(
             try:
                 async with http.post(
                     f"{url}/api/music-clips/channels/{key}/runOnce",
-                    headers={**headers, "Idempotency-Key": key},
+                    headers={**HEADERS, "Idempotency-Key": key},
                     timeout=aiohttp.ClientTimeout(total=10),
                 ) as response:
                     if response.status == 202:
@@ -108,34 +111,11 @@ async def submit(
 async def unfinished(http: aiohttp.ClientSession, url: str, job_ids: list[str]) -> list[str]:
     left = []
     for job_id in job_ids:
-        async with http.get(
-            f"{url}/api/music-clips/jobs/{job_id}", headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as response:
+        async with http.get(f"{url}/api/music-clips/jobs/{job_id}", headers=HEADERS) as response:
             assert response.status == 200, await response.text()
             if not (await response.json())["done"]:
                 left.append(job_id)
     return left
-
-
-def serve_env(url: str, fake_url: str, db_url: str, **extra: str) -> dict[str, str]:
-    """The crash scenario's settings: fast polls, a short timeout, a budget that never binds,
-    and the default worker id (``host:pid``: a restart finds its dead predecessor by its pid).
-    """
-    return process_env(
-        url,
-        fake_url,
-        db_url,
-        token=TOKEN,
-        user=USER,
-        suno_key=SUNO_KEY,
-        CLIPJOBS_ONE_JOB_PER_CHANNEL="off",
-        CLIPJOBS_POLL_AFTER_S="0.5",
-        CLIPJOBS_POLL_INTERVAL_S="0.5",
-        CLIPJOBS_JOB_TIMEOUT_S=str(TIMEOUT_S),
-        CLIPJOBS_SUNO_MAX_RPS="1000",
-        CLIPJOBS_MAX_ACTIVE_PER_USER="100000",
-        **extra,
-    )
 
 
 async def crash_run(
@@ -170,8 +150,8 @@ async def crash_run(
     ):
         urls = [f"http://127.0.0.1:{free_port()}" for _ in range(processes)]
         servers = [
-            Server(
-                serve_env(url, fake_url, db_url, **(extra_env or {})),
+            Serve(
+                process_env(url, fake_url, db_url, **SETTINGS, **(extra_env or {})),
                 tmp_path,
                 f"serve{n}",
             )
@@ -281,28 +261,16 @@ async def test_two_processes_on_postgres_killed_in_turn_lose_nothing(tmp_path: P
     """
     schema = f"e2e_crash_{secrets.token_hex(4)}"
     db_url = "postgresql://" + PG_DSN.split("://", 1)[1]
-
-    @contextlib.asynccontextmanager
-    async def pg() -> AsyncIterator[EventStore]:
-        store = await PostgresEventStore.open(PG_DSN, schema)
-        try:
-            yield store
-        finally:
-            try:
-                await store.drop_schema()
-            finally:
-                await store.aclose()
-
     try:
         line = await crash_run(
             tmp_path,
             "success",
             db_url,
-            pg,
+            lambda: scratch_pg_store(PG_DSN, schema),
             processes=2,
             extra_env={"CLIPJOBS_PG_SCHEMA": schema},
         )
     finally:
-        async with pg():
+        async with scratch_pg_store(PG_DSN, schema):
             pass  # drop the schema even when the run failed before reading it
     print("\n" + line)

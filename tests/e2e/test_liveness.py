@@ -25,46 +25,24 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _processes import Server, process_env
-from _stack import PG_DSN, CallLog, contiguous, event_types, free_port, tasks_per_job
+from _stack import contiguous, event_types, tasks_per_job
 from aiohttp import web
 
+from _backends import PG_DSN, scratch_pg_store
+from _procs import HEADERS, SUNO_KEY, CallLog, Serve, free_port, process_env, run_once
 from clipjobs import EventStore, Stage
-from clipjobs_postgres import PostgresEventStore
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
-TOKEN = "liveness-token-0001"
-USER = "liveness-user"
-SUNO_KEY = "liveness-suno-key"
-HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 QUICK = {"text_after_s": 0.3, "first_after_s": 0.6, "complete_after_s": 1.0}
-
-
-def env(url: str, fake_url: str, db_url: str, **extra: str) -> dict[str, str]:
-    """Default settings but for what the scenario needs (fast polls, a cap for 60 jobs)."""
-    return process_env(
-        url,
-        fake_url,
-        db_url,
-        token=TOKEN,
-        user=USER,
-        suno_key=SUNO_KEY,
-        CLIPJOBS_POLL_AFTER_S="1",
-        CLIPJOBS_POLL_INTERVAL_S="1",
-        CLIPJOBS_MAX_ACTIVE_PER_USER="1000",
-        **extra,
-    )
-
-
-async def run_once(http: aiohttp.ClientSession, url: str, channel: str) -> str:
-    async with http.post(
-        f"{url}/api/music-clips/channels/{channel}/runOnce", headers=HEADERS
-    ) as response:
-        assert response.status == 202, await response.text()
-        return str((await response.json())["jobId"])
+#: Default settings but for what the scenarios need (fast polls, a cap for 60 jobs).
+SETTINGS = {
+    "CLIPJOBS_POLL_AFTER_S": "1",
+    "CLIPJOBS_POLL_INTERVAL_S": "1",
+    "CLIPJOBS_MAX_ACTIVE_PER_USER": "1000",
+}
 
 
 async def get_job(http: aiohttp.ClientSession, url: str, job_id: str) -> dict[str, Any]:
@@ -97,7 +75,8 @@ async def test_a_restart_after_kill_resumes_every_waiting_job_at_once(tmp_path: 
         aiohttp.ClientSession() as http,
     ):
         url = f"http://127.0.0.1:{free_port()}"
-        server = Server(env(url, fake_url, db_url, CLIPJOBS_SUNO_MAX_RPS="20"), tmp_path)
+        settings = process_env(url, fake_url, db_url, **SETTINGS, CLIPJOBS_SUNO_MAX_RPS="20")
+        server = Serve(settings, tmp_path)
         try:
             await server.start()
             jobs = [await run_once(http, url, f"channel_{i:02d}") for i in range(60)]
@@ -211,21 +190,22 @@ async def test_two_processes_behind_one_url_one_killed_every_job_succeeds(
         ) as (fake_url, _),
         proxy.running(free_port()) as public,
         aiohttp.ClientSession() as http,
-        PostgresEventStore(PG_DSN, schema) as store,
+        scratch_pg_store(PG_DSN, schema) as store,
     ):
         servers = []
         for n in range(2):
             url = f"http://127.0.0.1:{free_port()}"
-            settings = env(
+            settings = process_env(
                 url,
                 fake_url,
                 PG_DSN,
+                **SETTINGS,
                 PUBLIC_BASE_URL=public,
                 CLIPJOBS_PG_SCHEMA=schema,
                 CLIPJOBS_SUNO_MAX_RPS="50",
                 CLIPJOBS_RESEND_UNCERTAIN_AFTER_S="10",
             )
-            servers.append(Server(settings, tmp_path, f"serve{n}"))
+            servers.append(Serve(settings, tmp_path, f"serve{n}"))
             proxy.backends.append(url)
         try:
             await asyncio.gather(*(s.start() for s in servers))
@@ -241,7 +221,6 @@ async def test_two_processes_behind_one_url_one_killed_every_job_succeeds(
             assert max(tasks_per_job(fake.tasks()).values()) <= 2
         finally:
             await asyncio.gather(*(s.ensure_dead() for s in servers))
-            await store.drop_schema()
 
 
 async def test_sigterm_starts_no_new_suno_call(tmp_path: Path) -> None:
@@ -260,7 +239,8 @@ async def test_sigterm_starts_no_new_suno_call(tmp_path: Path) -> None:
         db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
         # 20 calls per 10 s: the sender waits in the budget for the next turn, which comes
         # within the shutdown grace (10 s) if it keeps asking.
-        server = Server(env(url, fake_url, db_url, CLIPJOBS_SUNO_MAX_RPS="2"), tmp_path)
+        settings = process_env(url, fake_url, db_url, **SETTINGS, CLIPJOBS_SUNO_MAX_RPS="2")
+        server = Serve(settings, tmp_path)
         try:
             await server.start()
             await asyncio.gather(*(run_once(http, url, f"channel_{i:03d}") for i in range(120)))

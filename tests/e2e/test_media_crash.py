@@ -13,19 +13,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from _processes import Server, process_env
-from _stack import free_port
 from aiohttp import web
 
+from _procs import SUNO_KEY, Serve, free_port, process_env, run_once
 from clipjobs import MediaKind, Stage
 from clipjobs_sqlite import SQLiteEventStore
 from clipjobs_suno.fake import MEDIA_DIR, running_fake_suno
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
-
-TOKEN = "media-crash-token-1"
-USER = "media-crash-user"
-SUNO_KEY = "media-crash-suno-key"
 
 
 class SlowCdn:
@@ -79,7 +74,7 @@ async def test_sigkill_mid_copy_leaves_no_partial_file_and_the_copy_finishes_aft
     url = f"http://127.0.0.1:{port}"
     media = tmp_path / "media"
     db = tmp_path / "clipjobs.db"
-    server: Server | None = None
+    server: Serve | None = None
     try:
         async with running_fake_suno(
             api_key=SUNO_KEY,
@@ -92,23 +87,13 @@ async def test_sigkill_mid_copy_leaves_no_partial_file_and_the_copy_finishes_aft
                 url,
                 fake_url,
                 f"sqlite:///{db}",
-                token=TOKEN,
-                user=USER,
-                suno_key=SUNO_KEY,
                 CLIPJOBS_MEDIA_DIR=str(media),
                 CLIPJOBS_CLIP_HOSTS=f"127.0.0.1:{cdn_port}",
             )
-            server = Server(env, tmp_path)
+            server = Serve(env, tmp_path)
             await server.start()
-            async with (
-                aiohttp.ClientSession() as http,
-                http.post(
-                    f"{url}/api/music-clips/channels/crash/runOnce",
-                    headers={"Authorization": f"Bearer {TOKEN}"},
-                ) as response,
-            ):
-                assert response.status == 202, await response.text()
-                job_id = (await response.json())["jobId"]
+            async with aiohttp.ClientSession() as http:
+                job_id = await run_once(http, url, "crash")
             async with asyncio.timeout(60):
                 await cdn.trickling.wait()
             await asyncio.sleep(0.5)  # a few chunks are in the part file

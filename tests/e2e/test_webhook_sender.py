@@ -23,6 +23,7 @@ from clipjobs.app.notify import DeliveryStatus, Subscription
 from clipjobs.domain.commands import FailJob
 from clipjobs.testing import new_job, step
 from clipjobs_aiohttp import NotifyConfig, WebhookSender, new_webhook_secret
+from clipjobs_aiohttp._notify_guard import Resolve
 from clipjobs_sqlite import SQLiteEventStore
 
 pytestmark = pytest.mark.asyncio
@@ -53,15 +54,21 @@ async def fail_jobs(store: SQLiteEventStore, n: int) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def sender(
-    store: SQLiteEventStore, metrics: Metrics | None = None, **config: object
+    store: SQLiteEventStore,
+    metrics: Metrics | None = None,
+    *,
+    owner: str = "test-sender",
+    resolve: Resolve | None = None,
+    **config: object,
 ) -> AsyncIterator[WebhookSender]:
     settings = {"allow_private": True, "backoff_s": 0.05, "poll_s": 0.05, **config}
     async with WebhookSender(
         store,
         store,
         clock=SystemClock(),
-        owner="test-sender",
+        owner=owner,
         config=NotifyConfig(**settings),  # type: ignore[arg-type]
+        resolve=resolve,
         metrics=metrics,
     ) as running:
         yield running
@@ -143,15 +150,7 @@ async def test_a_name_that_now_resolves_inward_gets_no_connection(tmp_path: Path
         for sub in (by_name, by_literal):
             await store.add_subscription(sub, limit=10)
         await fail_jobs(store, 1)
-        async with WebhookSender(
-            store,
-            store,
-            clock=SystemClock(),
-            owner="guarded",
-            config=NotifyConfig(allow_private=False, backoff_s=0.05, poll_s=0.05),
-            resolve=rebinding,
-            metrics=metrics,
-        ):
+        async with sender(store, metrics, owner="guarded", resolve=rebinding, allow_private=False):
             for _ in range(200):
                 got = [await store.attempts(subscription_id=s.id) for s in (by_name, by_literal)]
                 if all(len(a) >= 2 for a in got):
@@ -204,13 +203,7 @@ async def test_a_stopped_sender_hands_an_attempt_in_flight_back(tmp_path: Path) 
         [interrupted] = await store.attempts(subscription_id=sub.id)
         assert interrupted.error == "interrupted: the sender stopped"
         assert interrupted.next_at is not None
-        async with WebhookSender(
-            store,
-            store,
-            clock=SystemClock(),
-            owner="another-process",
-            config=NotifyConfig(allow_private=True, backoff_s=0.05, poll_s=0.05),
-        ):
+        async with sender(store, owner="another-process"):
             await receiver.wait(lambda: receiver.ok(), timeout=10)
         [delivered] = await store.deliveries(sub.id)
         assert delivered.status is DeliveryStatus.DELIVERED and delivered.attempts == 2

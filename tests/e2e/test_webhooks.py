@@ -17,8 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 from _receiver import Receiver, serving
-from _stack import FAKE_DEFAULTS, free_port
+from _stack import FAKE_DEFAULTS
 
+from _procs import free_port
 from clipjobs.app.config import Settings
 from clipjobs.app.notify import DeliveryStatus, NotifyStore
 from clipjobs_cli._serve import RunningServer, running_server

@@ -1,6 +1,6 @@
 """Webhooks survive a SIGKILL, and two processes on PostgreSQL never send one delivery at once.
 
-``clipjobs serve`` runs as real subprocesses (``_processes.Server``) against
+``clipjobs serve`` runs as real subprocesses (``_procs.Serve``) against
 the fake Suno and a verifying receiver in this test's process.
 """
 
@@ -17,19 +17,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _processes import Server, process_env
 from _receiver import Receiver, serving
-from _stack import FAKE_DEFAULTS, PG_DSN, free_port
+from _stack import FAKE_DEFAULTS
 from aiohttp import web
 
+from _backends import PG_DSN
+from _procs import HEADERS, SUNO_KEY, Serve, free_port, process_env, run_once
 from clipjobs_suno.fake import running_fake_suno
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
-TOKEN = "hook-crash-token-01"
-USER = "hook-crash-user"
-SUNO_KEY = "hook-crash-suno-key"
-HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 EVENTS = ["job.succeeded", "job.failed", "job.timed_out"]
 
 
@@ -38,9 +35,6 @@ def env(url: str, fake_url: str, db_url: str, **extra: str) -> dict[str, str]:
         url,
         fake_url,
         db_url,
-        token=TOKEN,
-        user=USER,
-        suno_key=SUNO_KEY,
         CLIPJOBS_POLL_AFTER_S="0.1",
         CLIPJOBS_POLL_INTERVAL_S="0.1",
         CLIPJOBS_ONE_JOB_PER_CHANNEL="off",
@@ -62,15 +56,7 @@ async def subscribe(http: aiohttp.ClientSession, url: str, hook: str) -> dict[st
 
 
 async def start_jobs(http: aiohttp.ClientSession, urls: list[str], n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        url = urls[i % len(urls)]
-        async with http.post(
-            f"{url}/api/music-clips/channels/ch{i}/runOnce", headers=HEADERS
-        ) as response:
-            assert response.status == 202, await response.text()
-            ids.append((await response.json())["jobId"])
-    return ids
+    return [await run_once(http, urls[i % len(urls)], f"ch{i}") for i in range(n)]
 
 
 async def wait_done(http: aiohttp.ClientSession, url: str, job_ids: list[str]) -> None:
@@ -96,7 +82,7 @@ async def test_sigkill_after_the_commit_still_delivers_after_restart(tmp_path: P
         aiohttp.ClientSession() as http,
     ):
         url = f"http://127.0.0.1:{free_port()}"
-        server = Server(env(url, fake_url, f"sqlite:///{tmp_path / 'c.db'}"), tmp_path)
+        server = Serve(env(url, fake_url, f"sqlite:///{tmp_path / 'c.db'}"), tmp_path)
         try:
             await server.start()
             sub = await subscribe(http, url, f"http://127.0.0.1:{port}/hook")
@@ -135,7 +121,7 @@ async def test_sigkill_during_an_attempt_sends_it_again_with_the_same_webhook_id
     ):
         url = f"http://127.0.0.1:{free_port()}"
         db_url = f"sqlite:///{tmp_path / 'c.db'}"
-        server = Server(env(url, fake_url, db_url, CLIPJOBS_LEASE_S="31"), tmp_path)
+        server = Serve(env(url, fake_url, db_url, CLIPJOBS_LEASE_S="31"), tmp_path)
         try:
             await server.start()
             sub = await subscribe(http, url, hook)
@@ -185,7 +171,7 @@ async def test_two_processes_on_postgres_never_send_one_delivery_at_once(tmp_pat
     ):
         urls = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
         servers = [
-            Server(
+            Serve(
                 env(
                     url,
                     fake_url,
@@ -210,9 +196,7 @@ async def test_two_processes_on_postgres_never_send_one_delivery_at_once(tmp_pat
             await asyncio.sleep(0.5)  # let the last attempts be logged
         finally:
             for server in servers:
-                if server.proc is not None and server.proc.returncode is None:
-                    await server.stop()
-                await server.ensure_dead()
+                await server.close()
             await _drop_schema(schema)
     assert overlaps == []
     assert len(seen) == 2 * jobs and set(seen.values()) == {2}

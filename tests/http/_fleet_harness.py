@@ -8,7 +8,6 @@ have left them; the API is a real server on 127.0.0.1:0.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,18 +18,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import define
 
+from _backends import PG_DSN, scratch_pg_store, scripted_service
 from clipjobs import (
-    ChannelDefaults,
     EventStore,
     FakeClock,
     JobService,
     JobState,
-    ServiceConfig,
     TokenAuthenticator,
-    WebhookSigner,
 )
 from clipjobs.domain.commands import FailJob, MarkRequestSent
-from clipjobs.testing import ScriptedSuno, new_job, step
+from clipjobs.testing import new_job, step
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_sqlite import SQLiteEventStore
 
@@ -39,7 +36,6 @@ BOB = "bob-fleet-token-0002"
 ROOT = "root-fleet-token-003"
 TOKENS = {ALICE: "alice", BOB: "bob"}
 ADMINS = {ROOT: "root"}
-PG_DSN = os.environ.get("CLIPJOBS_TEST_PG_DSN", "")
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
@@ -99,16 +95,8 @@ async def open_store(backend: str, tmp_path: Path) -> AsyncIterator[EventStore]:
         async with SQLiteEventStore(tmp_path / "fleet.db", synchronous="NORMAL") as store:
             yield store
         return
-    from clipjobs_postgres import PostgresEventStore
-
-    pg = await PostgresEventStore.open(PG_DSN, f"t_{secrets.token_hex(6)}", max_size=4)
-    try:
+    async with scratch_pg_store(PG_DSN, f"t_{secrets.token_hex(6)}", max_size=4) as pg:
         yield pg
-    finally:
-        try:
-            await pg.drop_schema()
-        finally:
-            await pg.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -117,19 +105,9 @@ async def running_fleet(
     *,
     config: ApiConfig | None = None,
     stale_after_s: float = 60.0,
-    service_class: type[JobService] = JobService,
 ) -> AsyncIterator[Fleet]:
     clock = FakeClock(T0 + timedelta(days=1))
-    service = service_class(
-        store,
-        ScriptedSuno(),
-        ChannelDefaults(),
-        WebhookSigner("fleet-test-webhook-secret"),
-        clock=clock,
-        config=ServiceConfig(
-            callback_base_url="https://clips.example", stale_after_s=stale_after_s
-        ),
-    )
+    service = scripted_service(store, clock, stale_after_s=stale_after_s)
     app = create_app(service, TokenAuthenticator(TOKENS, ADMINS), config or ApiConfig())
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         yield Fleet(client, service, store, clock)

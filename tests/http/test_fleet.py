@@ -17,23 +17,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from _fleet_harness import ALICE, BOB, PG_DSN, ROOT, T0, Fleet, auth, open_store, running_fleet
+from _fleet_harness import ALICE, BOB, ROOT, T0, Fleet, auth, open_store, running_fleet
 from aiohttp import ClientResponse
 
+from _backends import BACKENDS
 from clipjobs import EventStore, JobState, Stage
 
 pytestmark = pytest.mark.asyncio
-
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgres",
-        marks=[
-            pytest.mark.postgres,
-            pytest.mark.skipif(not PG_DSN, reason="no PostgreSQL: set CLIPJOBS_TEST_PG_DSN"),
-        ],
-    ),
-]
 
 
 @pytest_asyncio.fixture(params=BACKENDS)

@@ -12,58 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import signal
-import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
-from aiohttp import web
-from attrs import define, field, frozen
+from attrs import frozen
 
 from clipjobs.app.budget import busiest
 from clipjobs_postgres import PostgresEventStore
 from clipjobs_suno.fake import FakeSuno, running_fake_suno
 
+# bench/bench_budget_pg.py imports this module outside pytest, which has tests/ on the path.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from _procs import SUNO_KEY, Call, CallLog, Serve, free_port, process_env, run_once, running
+
 PROCESSES = 3
-TOKEN = "fleet-token-0001"
-USER = "fleet-user"
-SUNO_KEY = "fleet-suno-key"
 SUNO_WINDOW_S = 10.0
 SUNO_LIMIT = 20
-
-
-@frozen
-class Call:
-    at: float  # time.monotonic() when it reached the fake
-    endpoint: str
-    code: int | None
-
-
-@define
-class CallLog:
-    """A middleware for the fake's app: every API call, when it came and how it was answered."""
-
-    calls: list[Call] = field(factory=list)
-
-    @web.middleware
-    async def middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        at = time.monotonic()  # before the fake's own limiter runs
-        response = await handler(request)
-        if request.path.startswith("/api/v1/") and isinstance(response, web.Response):
-            code = None
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                code = json.loads(response.text or "null").get("code")
-            self.calls.append(Call(at, request.path.rsplit("/", 1)[-1], code))
-        return response
 
 
 peak = busiest
@@ -120,95 +89,29 @@ class FleetRun:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    def __init__(self, name: str, proc: asyncio.subprocess.Process, url: str, err: Path) -> None:
-        self.name, self.proc, self.url, self.err = name, proc, url, err
-        self._drain: asyncio.Task[None] | None = None
-
-    async def wait_listening(self) -> None:
-        assert self.proc.stdout is not None
-        while True:
-            raw = await self.proc.stdout.readline()
-            if not raw:
-                raise RuntimeError(f"clipjobs serve exited:\n{self.err.read_text()[-3000:]}")
-            if b"listening on http://127.0.0.1:" in raw:
-                break
-        self._drain = asyncio.create_task(self._read_rest())
-
-    async def _read_rest(self) -> None:
-        assert self.proc.stdout is not None
-        async for _ in self.proc.stdout:
-            pass
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._drain is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drain, 5)
-
-
 @contextlib.asynccontextmanager
-async def servers(dsn: str, schema: str, suno_url: str, tmp: Path) -> AsyncIterator[list[Server]]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CLIPJOBS_", "SUNO_", "PUBLIC_BASE_URL"))
-    }
-    started: list[Server] = []
-    try:
-        for i in range(PROCESSES):
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
-            env = {
-                **base,
-                "CLIPJOBS_DB": dsn,
-                "CLIPJOBS_PG_SCHEMA": schema,
-                "CLIPJOBS_PORT": str(port),
-                "PUBLIC_BASE_URL": url,
-                "CLIPJOBS_TOKENS": f"{TOKEN}={USER}",
-                "CLIPJOBS_WORKER_ID": f"fleet-{i}",
-                "SUNO_API_KEY": SUNO_KEY,
-                "SUNO_BASE_URL": suno_url,
-                # CLIPJOBS_SUNO_MAX_RPS is left at its default (2): Suno's limit.
-                "CLIPJOBS_MAX_ACTIVE_PER_USER": "100000",
-                # A job of a killed process: its callbacks are lost (polled after 5 s),
-                # a send it left uncertain is resent after 10 s.
-                "CLIPJOBS_POLL_AFTER_S": "5",
-                "CLIPJOBS_POLL_INTERVAL_S": "5",
-                "CLIPJOBS_RESEND_UNCERTAIN_AFTER_S": "10",
-                "CLIPJOBS_MEDIA_DIR": str(tmp / f"media-{i}"),
-                "CLIPJOBS_LOG_LEVEL": "WARNING",
-                "PYTHONUNBUFFERED": "1",
-            }
-            err = tmp / f"serve-{i}.err"
-            with err.open("wb") as sink:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "clipjobs_cli",
-                    "serve",
-                    env=env,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=sink,
-                )
-            started.append(Server(f"fleet-{i}", proc, url, err))
-        await asyncio.wait_for(asyncio.gather(*(s.wait_listening() for s in started)), 60)
-        yield started
-    finally:
-        await asyncio.gather(*(s.stop() for s in started))
+async def servers(dsn: str, schema: str, suno_url: str, tmp: Path) -> AsyncIterator[list[Serve]]:
+    fleet = []
+    for i in range(PROCESSES):
+        url = f"http://127.0.0.1:{free_port()}"
+        env = process_env(
+            url,
+            suno_url,
+            dsn,
+            CLIPJOBS_PG_SCHEMA=schema,
+            CLIPJOBS_WORKER_ID=f"fleet-{i}",
+            # CLIPJOBS_SUNO_MAX_RPS is left at its default (2): Suno's limit.
+            CLIPJOBS_MAX_ACTIVE_PER_USER="100000",
+            # A job of a killed process: its callbacks are lost (polled after 5 s),
+            # a send it left uncertain is resent after 10 s.
+            CLIPJOBS_POLL_AFTER_S="5",
+            CLIPJOBS_POLL_INTERVAL_S="5",
+            CLIPJOBS_RESEND_UNCERTAIN_AFTER_S="10",
+            CLIPJOBS_MEDIA_DIR=str(tmp / f"media-{i}"),
+        )
+        fleet.append(Serve(env, tmp, f"fleet-{i}"))
+    async with running(fleet):
+        yield fleet
 
 
 async def run_fleet(
@@ -241,23 +144,17 @@ async def run_fleet(
             servers(dsn, schema, suno_url, tmp) as fleet,
             aiohttp.ClientSession() as http,
         ):
-            headers = {"Authorization": f"Bearer {TOKEN}"}
-
-            async def start(i: int) -> str:
-                server = fleet[i % PROCESSES]
-                url = f"{server.url}/api/music-clips/channels/fleet-ch-{i:04d}/runOnce"
-                async with http.post(url, headers=headers) as response:
-                    body = await response.json()
-                    assert response.status == 202, body
-                    return str(body["jobId"])
-
             began = time.monotonic()
-            job_ids = await asyncio.gather(*(start(i) for i in range(jobs)))
+            job_ids = await asyncio.gather(
+                *(
+                    run_once(http, fleet[i % PROCESSES].url, f"fleet-ch-{i:04d}")
+                    for i in range(jobs)
+                )
+            )
             if kill_after_s is not None:
                 await asyncio.sleep(max(0.0, kill_after_s - (time.monotonic() - began)))
                 victim = fleet[-1]
-                victim.proc.send_signal(signal.SIGKILL)
-                await victim.proc.wait()
+                await victim.kill()
                 killed, killed_at = victim.name, time.monotonic()
             async with asyncio.timeout(finish_limit_s):
                 while await store.count_active() > 0:

@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from _pg_harness import DSN, StoreFactory, fresh_schema
 
+from _backends import scratch_pg_store
 from clipjobs_postgres import PostgresEventStore
 
 requires_pg = pytest.mark.skipif(
@@ -32,14 +33,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest_asyncio.fixture
 async def pg_store() -> AsyncIterator[PostgresEventStore]:
-    store = await PostgresEventStore.open(DSN, fresh_schema(), min_size=1, max_size=4)
-    try:
+    async with scratch_pg_store(DSN, fresh_schema(), min_size=1, max_size=4) as store:
         yield store
-    finally:
-        try:
-            await store.drop_schema()
-        finally:
-            await store.aclose()
 
 
 @pytest_asyncio.fixture

@@ -19,17 +19,11 @@ from _pg_harness import DSN, fresh_schema
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
+from _backends import scratch_pg_store, scripted_service
 from clipjobs import (
-    ChannelDefaults,
-    FakeClock,
-    JobService,
-    ServiceConfig,
     TokenAuthenticator,
-    WebhookSigner,
 )
-from clipjobs.testing import ScriptedSuno
 from clipjobs_aiohttp import ApiConfig, create_app
-from clipjobs_postgres import PostgresEventStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -67,24 +61,12 @@ OTHER = textwrap.dedent(
 @pytest_asyncio.fixture
 async def served() -> AsyncIterator[tuple[TestClient, str]]:  # type: ignore[type-arg]
     schema = fresh_schema()
-    store = await PostgresEventStore.open(DSN, schema, max_size=4)
-    try:
-        service = JobService(
-            store,
-            ScriptedSuno(),
-            ChannelDefaults(),
-            WebhookSigner("pg-fleet-webhook-secret"),
-            clock=FakeClock(),
-            config=ServiceConfig(callback_base_url="https://clips.example"),
+    async with scratch_pg_store(DSN, schema, max_size=4) as store:
+        app = create_app(
+            scripted_service(store), TokenAuthenticator({BOB: "bob"}, {ROOT: "root"}), ApiConfig()
         )
-        app = create_app(service, TokenAuthenticator({BOB: "bob"}, {ROOT: "root"}), ApiConfig())
         async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
             yield client, schema
-    finally:
-        try:
-            await store.drop_schema()
-        finally:
-            await store.aclose()
 
 
 async def _open(client: TestClient, token: str) -> ClientResponse:  # type: ignore[type-arg]

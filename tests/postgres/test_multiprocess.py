@@ -15,10 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ import aiohttp
 import pytest
 from _pg_harness import DSN, StoreFactory
 
+from _procs import HEADERS, SUNO_KEY, Serve, free_port, process_env, run_once, running
 from clipjobs import fold
 from clipjobs.domain.events import SunoRequestSent, SunoTaskCreated
 from clipjobs.domain.stages import Stage
@@ -38,109 +36,40 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 JOBS = 300
 WATCHED_PER_PROCESS = 10
-TOKEN = "multiprocess-token-0001"
-USER = "mp-user"
-HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-SUNO_KEY = "mp-suno-key"
 #: Only so a broken build fails with a diagnosis instead of hanging CI; every
 #: job ends by CLIPJOBS_JOB_TIMEOUT_S (60 s) plus a sweep.
 FINISH_LIMIT_S = 150.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    def __init__(self, proc: asyncio.subprocess.Process, url: str, stderr: Path) -> None:
-        self.proc, self.url, self.stderr = proc, url, stderr
-        self.lines: list[str] = []
-        self._drain: asyncio.Task[None] | None = None
-
-    async def wait_listening(self) -> None:
-        assert self.proc.stdout is not None
-        while True:
-            raw = await self.proc.stdout.readline()
-            if not raw:
-                raise RuntimeError(f"clipjobs serve exited:\n{self.stderr.read_text()[-3000:]}")
-            line = raw.decode(errors="replace").rstrip()
-            self.lines.append(line)
-            if "listening on http://127.0.0.1:" in line:
-                assert line.split("listening on ", 1)[1].strip() == self.url
-                break
-        self._drain = asyncio.create_task(self._read_rest())
-
-    async def _read_rest(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._drain is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drain, 5)
-
-
 @contextlib.asynccontextmanager
-async def three_servers(schema: str, suno_url: str, tmp_path: Path) -> AsyncIterator[list[Server]]:
-    base_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CLIPJOBS_", "SUNO_", "PUBLIC_BASE_URL"))
-    }
-    servers: list[Server] = []
-    try:
-        for i in range(3):
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
-            env = {
-                **base_env,
-                "CLIPJOBS_DB": DSN,
-                "CLIPJOBS_PG_SCHEMA": schema,
-                "CLIPJOBS_PORT": str(port),
-                "PUBLIC_BASE_URL": url,
-                "CLIPJOBS_TOKENS": f"{TOKEN}={USER}",
-                "CLIPJOBS_WORKER_ID": f"mp-worker-{i}",
-                "SUNO_API_KEY": SUNO_KEY,
-                "SUNO_BASE_URL": suno_url,
-                "CLIPJOBS_SUNO_MAX_RPS": "500",
-                "CLIPJOBS_MAX_ACTIVE_PER_USER": "1000",
-                "CLIPJOBS_POLL_AFTER_S": "2",
-                "CLIPJOBS_POLL_INTERVAL_S": "1",
+async def three_servers(schema: str, suno_url: str, tmp_path: Path) -> AsyncIterator[list[Serve]]:
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(3)]
+    servers = [
+        Serve(
+            process_env(
+                url,
+                suno_url,
+                DSN,
+                CLIPJOBS_PG_SCHEMA=schema,
+                CLIPJOBS_WORKER_ID=f"mp-worker-{i}",
+                CLIPJOBS_SUNO_MAX_RPS="500",
+                CLIPJOBS_MAX_ACTIVE_PER_USER="1000",
+                CLIPJOBS_POLL_AFTER_S="2",
+                CLIPJOBS_POLL_INTERVAL_S="1",
                 # A send the dead process left uncertain is sent again after 5 s
                 # (no callback can name it: its callback URL was the dead one's).
-                "CLIPJOBS_RESEND_UNCERTAIN_AFTER_S": "5",
-                "CLIPJOBS_JOB_TIMEOUT_S": "60",
-                "CLIPJOBS_MEDIA_DIR": str(tmp_path / f"media-{i}"),
-                "CLIPJOBS_LOG_LEVEL": "WARNING",
-                "PYTHONUNBUFFERED": "1",
-            }
-            stderr = tmp_path / f"serve-{i}.err"
-            with stderr.open("wb") as err:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "clipjobs_cli",
-                    "serve",
-                    env=env,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=err,
-                )
-            servers.append(Server(proc, url, stderr))
-        await asyncio.wait_for(asyncio.gather(*(s.wait_listening() for s in servers)), 60)
+                CLIPJOBS_RESEND_UNCERTAIN_AFTER_S="5",
+                CLIPJOBS_JOB_TIMEOUT_S="60",
+                CLIPJOBS_MEDIA_DIR=str(tmp_path / f"media-{i}"),
+            ),
+            tmp_path,
+            f"mp-worker-{i}",
+        )
+        for i, url in enumerate(urls)
+    ]
+    async with running(servers):
+        assert [server.url for server in servers] == urls
         yield servers
-    finally:
-        await asyncio.gather(*(s.stop() for s in servers))
 
 
 async def _follow(session: aiohttp.ClientSession, url: str) -> list[tuple[int, dict[str, Any]]]:
@@ -200,11 +129,7 @@ async def test_three_processes_one_killed_every_job_ends_exactly_once(
         streams: dict[str, asyncio.Task[list[tuple[int, dict[str, Any]]]]] = {}
 
         async def start(i: int) -> str:
-            server = servers[i % 3]
-            url = f"{server.url}/api/music-clips/channels/mp-ch-{i:03d}/runOnce"
-            async with session.post(url, headers=HEADERS) as r:
-                assert r.status == 202, await r.text()
-                job = str((await r.json())["jobId"])
+            job = await run_once(session, servers[i % 3].url, f"mp-ch-{i:03d}")
             if i < 3 * WATCHED_PER_PROCESS:
                 # Followed on the survivor whichever process created it.
                 events = f"{survivor.url}/api/music-clips/jobs/{job}/events"
@@ -216,8 +141,7 @@ async def test_three_processes_one_killed_every_job_ends_exactly_once(
         # Mid-run: jobs are being sent and called back when the process dies.
         await asyncio.sleep(0.5)
         assert await store.count_active() > 0
-        victim.proc.send_signal(signal.SIGKILL)
-        assert await victim.proc.wait() == -signal.SIGKILL
+        assert await victim.kill() == -signal.SIGKILL
 
         async def all_done() -> None:
             while await store.count_active() > 0:

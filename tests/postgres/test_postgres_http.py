@@ -18,15 +18,10 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import define
 
+from _backends import scripted_service
 from clipjobs import (
-    ChannelDefaults,
-    FakeClock,
-    JobService,
-    ServiceConfig,
     TokenAuthenticator,
-    WebhookSigner,
 )
-from clipjobs.testing import ScriptedSuno
 from clipjobs_aiohttp import ApiConfig, create_app
 from clipjobs_postgres import PostgresEventStore
 
@@ -59,15 +54,7 @@ async def api(stores: StoreFactory) -> AsyncIterator[PgApi]:
     async with running_proxy(DSN) as proxy:
         store = await stores(proxy.dsn(DSN), connect_timeout_s=2.0, reconnect_backoff_s=(0.05, 0.2))
         direct = await stores()
-        service = JobService(
-            store,
-            ScriptedSuno(),
-            ChannelDefaults(),
-            WebhookSigner("webhook-secret-for-pg-http-tests"),
-            clock=FakeClock(),
-            config=ServiceConfig(callback_base_url="https://clips.example"),
-        )
-        app = create_app(service, TokenAuthenticator({TOKEN: USER}), ApiConfig())
+        app = create_app(scripted_service(store), TokenAuthenticator({TOKEN: USER}), ApiConfig())
         async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
             yield PgApi(client, proxy, store, direct)
 

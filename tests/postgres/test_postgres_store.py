@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from _pg_harness import DSN, StoreFactory, backend_pids, fresh_schema, running_proxy, terminate
 
-from clipjobs.app.ports import OrphanCallback
+from clipjobs.app.ports import Commit, OrphanCallback
 from clipjobs.domain.commands import FailJob, MarkRequestSent
 from clipjobs.domain.errors import (
     ChannelBusy,
@@ -78,12 +78,10 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
     """A schema written by the first clipjobs (version 1) gains the workers registry, the fair
     queue's memory, the per-user indexes and the shared Suno budget, keeping its jobs claimable.
     """
-    store = await stores()
-    commit = new_job()
-    await store.append(commit)
-    await store.aclose()
     s = f'"{schema}"'
-    await admin.execute(
+    commit = await _job_in_older_schema(
+        stores,
+        admin,
         f"DROP TABLE {s}.workers; DROP TABLE {s}.turns; DROP SEQUENCE {s}.handouts;"
         f" DROP INDEX {s}.jobs_active_by_user;"
         f" DROP INDEX {s}.jobs_created_by_user; DELETE FROM {s}.schema_version WHERE version > 1;"
@@ -91,7 +89,7 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
         f" DROP FUNCTION {s}.budget_take, {s}.budget_limited, {s}.budget_slowdown;"
         f" DROP INDEX {s}.jobs_media_due, {s}.jobs_finished;"
         f" DROP TABLE {s}.notify_subscriptions, {s}.notify_deliveries, {s}.notify_attempts;"
-        + _drop_fleet(s)
+        + _drop_fleet(s),
     )
     assert await _versions(admin, schema) == [1]
     store = await stores()
@@ -102,6 +100,18 @@ async def test_a_version_1_schema_is_migrated_with_its_jobs(
     assert [s.job_id for s in got] == [commit.job_id]
     assert await _versions(admin, schema) == list(range(1, LATEST_VERSION + 1))
     assert await _tables(admin, schema) == TABLES
+
+
+async def _job_in_older_schema(
+    stores: StoreFactory, admin: asyncpg.Connection, older_sql: str
+) -> Commit:
+    """One job stored and the store closed; then ``older_sql`` plays the schema back."""
+    store = await stores()
+    commit = new_job()
+    await store.append(commit)
+    await store.aclose()
+    await admin.execute(older_sql)
+    return commit
 
 
 def _drop_fleet(s: str) -> str:
@@ -118,15 +128,13 @@ async def test_a_version_3_schema_gains_media_webhook_and_fleet_objects(
     """A schema of version 3 migrates to the latest: the media and pruner indexes (4), the
     webhook outbox (5) and the fleet's indexes (6); its jobs load and list by the new filters.
     """
-    store = await stores()
-    commit = new_job()
-    await store.append(commit)
-    await store.aclose()
     s = f'"{schema}"'
-    await admin.execute(
+    commit = await _job_in_older_schema(
+        stores,
+        admin,
         f"DROP INDEX {s}.jobs_media_due, {s}.jobs_finished;"
         f" DROP TABLE {s}.notify_subscriptions, {s}.notify_deliveries, {s}.notify_attempts;"
-        f" DELETE FROM {s}.schema_version WHERE version > 3;" + _drop_fleet(s)
+        f" DELETE FROM {s}.schema_version WHERE version > 3;" + _drop_fleet(s),
     )
     assert await _versions(admin, schema) == [1, 2, 3]
     store = await stores()

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -243,10 +244,26 @@ def _channel() -> str:
 
 
 def _stuck_job(server: Server) -> str:
-    """The id of a job started under the ``stuck`` scenario: Suno never finishes it."""
+    """The id of a job started under the ``stuck`` scenario: Suno never finishes it.
+
+    The fake picks a task's scenario when the generate call arrives, which the workers make
+    after runOnce has answered: the scenario stays until the job has its task.
+    """
     with server.fake_scenario("stuck"):
         started = clipjobs("run", "--channel", _channel(), "--json", env=server.client_env())
-    return str(started.views[0]["jobId"])
+        job_id = str(started.views[0]["jobId"])
+        request = urllib.request.Request(
+            f"{server.url}/api/music-clips/jobs/{job_id}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        for _ in range(300):
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                if json.load(answer).get("sunoTaskId"):
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"job {job_id} got no Suno task in 30 s")
+    return job_id
 
 
 # --- success -------------------------------------------------------------------------------

@@ -319,7 +319,7 @@ async def run_clipjobs(args: argparse.Namespace) -> None:
             ),
             routes=lambda app: app.router.add_get("/_bench/info", info),
             start_workers=not args.no_workers,
-            http=HttpLimits(shutdown_s=2.0),
+            http=HttpLimits(max_connections=args.max_connections, shutdown_s=2.0),
         )
         announce(url=url, fake_url=fake_url, seed_s=seed_s, seeded=counts, started_at=started)
         await until_signalled()
@@ -340,6 +340,12 @@ def main() -> None:
     cj.add_argument("--poll-interval-s", type=float, default=Settings().poll_interval_s)
     cj.add_argument("--worker-id", default="bench-worker")
     cj.add_argument("--no-workers", action="store_true")
+    cj.add_argument(
+        "--max-connections",
+        type=int,
+        default=HttpLimits().max_connections,
+        help="CLIPJOBS_MAX_CONNECTIONS (bench_watchers holds one per watcher)",
+    )
     fk = sub.add_parser("fake")
     fk.add_argument("--rate-limit", type=int, default=20)
     bare = sub.add_parser("bare")

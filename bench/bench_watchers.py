@@ -54,6 +54,10 @@ def watch(mode: str, size: dict[str, Any], tmp: Path, repeat: int) -> dict[str, 
         str(tmp / f"{mode}-{repeat}.db"),
         "--seed-short",
         str(size["watchers"]),
+        # One connection per watcher, plus the posters': over the default 1,000 the server
+        # would answer 503 and the watchers past it would never see their first state.
+        "--max-connections",
+        str(size["watchers"] + 100),
         log=tmp / f"{mode}-{repeat}.log",
     )
     try:

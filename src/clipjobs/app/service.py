@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 import attrs
-from attrs import asdict, field, frozen
+from attrs import asdict, define, field, frozen
 
 from ..domain._decide import decide
 from ..domain._fold import fold
@@ -243,6 +243,14 @@ class _Credits:
     at: datetime
 
 
+@define
+class _UserTurn:
+    """One user's runOnce lock, and how many runOnce calls hold or wait for it."""
+
+    lock: asyncio.Lock = field(factory=asyncio.Lock)
+    users: int = 0
+
+
 class JobService:
     """Starts jobs, records what Suno says, and does each worker's one step.
 
@@ -287,7 +295,7 @@ class JobService:
         self.suno = BudgetedSuno(suno, self.budget)
         self._rng = rng or random.Random()  # jitter only
         self._credits: _Credits | None = None
-        self._user_locks: dict[str, asyncio.Lock] = {}
+        self._user_turns: dict[str, _UserTurn] = {}
         self._queue: _QueueSnapshot | None = None
         self._queue_refresh: asyncio.Task[_QueueSnapshot] | None = None
         #: Called with the job's new state after every commit of this service
@@ -597,14 +605,26 @@ class JobService:
 
     @contextlib.asynccontextmanager
     async def _per_user(self, user_id: str) -> AsyncIterator[None]:
-        """One runOnce at a time per user in this process, so the caps count exactly."""
-        lock = self._user_locks.setdefault(user_id, asyncio.Lock())
+        """One runOnce at a time per user in this process, so the caps count exactly.
+
+        Without a cap there is nothing to count and nobody waits. The lock is
+        forgotten when no call holds or waits for it (``locked()`` alone is false
+        for a moment between one holder and the next waiter: forgetting it then
+        would let a newcomer past the waiter).
+        """
+        config = self.config
+        if config.max_active_per_user <= 0 and config.max_starts_per_user_per_hour <= 0:
+            yield
+            return
+        turn = self._user_turns.setdefault(user_id, _UserTurn())
+        turn.users += 1
         try:
-            async with lock:
+            async with turn.lock:
                 yield
         finally:
-            if not lock.locked() and self._user_locks.get(user_id) is lock:
-                del self._user_locks[user_id]
+            turn.users -= 1
+            if turn.users == 0:
+                del self._user_turns[user_id]
 
     async def _check_caps(self, user_id: str) -> None:
         """TooManyJobs when the user has too many running, or started too many this hour."""

@@ -1,14 +1,16 @@
-"""The figures docs/benchmarks.md quotes, checked against bench/results/latest.json or rewritten.
+"""The figures the docs quote, checked against bench/results/latest.json or rewritten.
 
-Every measured figure in the docs is a Markdown reference link whose label is
-its path in ``latest.json``::
+The documents: docs/benchmarks.md and docs/storage.md (``DOCS``). Every
+measured figure in them is a Markdown reference link whose label is its path
+in ``latest.json``::
 
     131x ... becomes [131×][fold.like_for_like.ratio]
 
 The label's first part names the bench, the rest is the path inside that
-bench's ``figures`` (list items by index: ``http.run_once.p99s_ms.0``).
+bench's ``figures`` (list items by index: ``http.run_once.p99s_ms.0``; keys may
+hold a hyphen: ``budget_pg.saturated.shares.budget-0``).
 Rendered, the figure links to the results file (the label's definition,
-which this script keeps at the end of the document); in the source it says
+which this script keeps at the end of each document); in the source it says
 where it came from. The figure is written with as many decimals as the
 reader needs, and it must equal the recorded value rounded to those
 decimals. Tables whose header has a ``measured`` column may hold no other
@@ -32,16 +34,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
+#: The documents whose figures this script checks and rewrites.
+DOCS = [ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "storage.md"]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
-#: Where the doc's links point (relative to docs/).
+#: Where the docs' links point (relative to docs/).
 TARGET = "../bench/results/latest.json"
 
-FIGURE = re.compile(r"\[(?P<text>[^\[\]]*\d[^\[\]]*)\]\[(?P<path>[a-z_]+(?:\.[A-Za-z0-9_]+)+)\]")
+FIGURE = re.compile(r"\[(?P<text>[^\[\]]*\d[^\[\]]*)\]\[(?P<path>[a-z_]+(?:\.[A-Za-z0-9_-]+)+)\]")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 #: A number standing alone (not the 99 of "p99").
 LOOSE = re.compile(r"(?<![\w.,])-?\d[\d,]*(?:\.\d+)?")
-DEFINITION = re.compile(r"^\[(?P<path>[a-z_]+(?:\.[A-Za-z0-9_]+)+)\]: (?P<url>\S+)\s*$", re.M)
+DEFINITION = re.compile(r"^\[(?P<path>[a-z_]+(?:\.[A-Za-z0-9_-]+)+)\]: (?P<url>\S+)\s*$", re.M)
 BLOCK_START = "<!-- figures: the links below are written by bench/figures.py --write -->"
 
 
@@ -146,19 +149,21 @@ def write(doc: str, record: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite the figures from the JSON")
-    parser.add_argument("--doc", default=str(DOC))
+    parser.add_argument("--doc", action="append", help="a document (default: every one of DOCS)")
     parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args()
-    doc_path = Path(args.doc)
     record = json.loads(Path(args.results).read_text())
-    doc = doc_path.read_text()
-    if args.write:
-        doc = write(doc, record)
-        doc_path.write_text(doc)
-    problems = check(doc, record)
+    count, problems = 0, []
+    for doc_path in [Path(d) for d in args.doc] if args.doc else DOCS:
+        doc = doc_path.read_text()
+        if args.write:
+            doc = write(doc, record)
+            doc_path.write_text(doc)
+        count += len(figures(doc))
+        problems += [f"{doc_path.name}: {problem}" for problem in check(doc, record)]
     for problem in problems:
         print(problem, file=sys.stderr)
-    print(f"{len(figures(doc))} figures, {len(problems)} problems")
+    print(f"{count} figures, {len(problems)} problems")
     return 1 if problems else 0
 
 

@@ -52,14 +52,18 @@ def _figures_module() -> Any:
 
 
 def test_benchmark_figures_are_those_of_the_committed_run() -> None:
-    """Every figure docs/benchmarks.md quotes is bench/results/latest.json's (rounded as shown),
-    latest.json is a full run, and the table's measured column quotes nothing else.
+    """Every figure docs/benchmarks.md and docs/storage.md quote is bench/results/latest.json's
+    (rounded as shown), latest.json is a full run, and a measured column quotes nothing else.
     """
     figures = _figures_module()
-    doc = figures.DOC.read_text()
+    assert [d.name for d in figures.DOCS] == ["benchmarks.md", "storage.md"]
     record = json.loads(figures.RESULTS.read_text())
-    assert len(figures.figures(doc)) >= 40
-    assert figures.check(doc, record) == []
+    docs = {d.name: d.read_text() for d in figures.DOCS}
+    assert len(figures.figures(docs["benchmarks.md"])) >= 40
+    assert len(figures.figures(docs["storage.md"])) >= 20
+    assert {name: figures.check(doc, record) for name, doc in docs.items()} == {
+        name: [] for name in docs
+    }
 
 
 def test_the_figure_check_finds_what_is_wrong() -> None:

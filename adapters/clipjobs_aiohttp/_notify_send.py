@@ -289,10 +289,22 @@ class WebhookSender:
         )
         if self._metrics is not None:
             self._metrics.inc("clipjobs_webhook_attempts_total", outcome=outcome.value)
-        try:
-            await self._store.finish_attempt(attempt, owner=self._owner, status=outcome)
-        except StoreError as exc:
+        # Written down even if the sender is stopped meanwhile: the answer is known, and an
+        # attempt left unrecorded would be sent again only after its lease.
+        recording = asyncio.ensure_future(
+            self._store.finish_attempt(attempt, owner=self._owner, status=outcome)
+        )
+        while not recording.done():
+            try:
+                await asyncio.shield(recording)
+            except asyncio.CancelledError:
+                interrupted = True
+            except StoreError:
+                pass  # looked at below
+        if not recording.cancelled() and isinstance(recording.exception(), StoreError):
             # The lease runs out and the delivery is sent again, with the same webhook-id.
-            log.warning("webhooks: cannot record attempt of %s: %s", delivery.id, exc)
+            log.warning(
+                "webhooks: cannot record attempt of %s: %s", delivery.id, recording.exception()
+            )
         if interrupted:
             raise asyncio.CancelledError

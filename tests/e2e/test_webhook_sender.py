@@ -19,7 +19,7 @@ from aiohttp import web
 
 from clipjobs import SystemClock
 from clipjobs.app.metrics import Metrics
-from clipjobs.app.notify import DeliveryStatus, Subscription
+from clipjobs.app.notify import Attempt, DeliveryStatus, Subscription
 from clipjobs.domain.commands import FailJob
 from clipjobs.testing import new_job, step
 from clipjobs_aiohttp import NotifyConfig, WebhookSender, new_webhook_secret
@@ -188,6 +188,44 @@ async def test_a_delivery_is_given_up_when_its_event_is_old_enough(tmp_path: Pat
         assert attempt.status_code == 503 and attempt.next_at is None
 
 
+class GatedStore(SQLiteEventStore):
+    """Recording an attempt waits for ``gate``: a sender can be stopped while it records."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.recording = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def finish_attempt(self, attempt: Attempt, *, owner: str, status: DeliveryStatus) -> bool:
+        self.recording.set()
+        await self.gate.wait()
+        return await super().finish_attempt(attempt, owner=owner, status=status)
+
+
+async def test_a_sender_stopped_while_recording_an_answer_still_records_it(
+    tmp_path: Path,
+) -> None:
+    """The receiver said 200 and the sender is stopped while it writes that down: the write
+    finishes (delivered, one attempt), so the delivery is not sent again after its lease."""
+    receiver = Receiver()
+    async with GatedStore(tmp_path / "g.db") as store, serving(receiver) as url:
+        sub = subscription(url)
+        receiver.secrets.append(sub.secret)
+        await store.add_subscription(sub, limit=10)
+        await fail_jobs(store, 1)
+        running = sender(store, lease_s=60.0)
+        await running.__aenter__()
+        await asyncio.wait_for(store.recording.wait(), 10)  # a bound for a hang, not a timing
+        stopping = asyncio.create_task(running.__aexit__(None, None, None))
+        await asyncio.sleep(0.05)  # the stop is under way, its cancel delivered
+        store.gate.set()
+        await asyncio.wait_for(stopping, 10)
+        [delivery] = await store.deliveries(sub.id)
+        assert delivery.status is DeliveryStatus.DELIVERED and delivery.attempts == 1
+        [attempt] = await store.attempts(subscription_id=sub.id)
+        assert attempt.status_code == 200 and attempt.error is None
+
+
 async def test_a_stopped_sender_hands_an_attempt_in_flight_back(tmp_path: Path) -> None:
     """Closing a sender mid-attempt records it as interrupted and frees the lease, so another
     sender delivers it (same webhook-id) long before the 60 s lease would have run out.
@@ -205,6 +243,10 @@ async def test_a_stopped_sender_hands_an_attempt_in_flight_back(tmp_path: Path) 
         assert interrupted.next_at is not None
         async with sender(store, owner="another-process"):
             await receiver.wait(lambda: receiver.ok(), timeout=10)
-        [delivered] = await store.deliveries(sub.id)
+            for _ in range(200):  # the 200 is in; its record follows
+                [delivered] = await store.deliveries(sub.id)
+                if delivered.status is not DeliveryStatus.PENDING:
+                    break
+                await asyncio.sleep(0.05)
         assert delivered.status is DeliveryStatus.DELIVERED and delivered.attempts == 2
     assert len({r.webhook_id for r in receiver.received}) == 1

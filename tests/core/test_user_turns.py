@@ -13,7 +13,7 @@ import pytest
 from _core_harness import make_service
 
 from clipjobs import Commit, InMemoryEventStore, JobRequest
-from clipjobs.domain.errors import TooManyJobs
+from clipjobs.domain.errors import JobAlreadyRunning, TooManyJobs
 from clipjobs.testing import ScriptedSuno
 
 pytestmark = pytest.mark.asyncio
@@ -72,3 +72,21 @@ async def test_without_caps_one_user_s_calls_do_not_wait_for_each_other() -> Non
     results = await _burst(service, 20)
     assert all(not isinstance(r, BaseException) for r in results), results
     assert store.most_at_once > 1  # they were appending together
+
+
+async def test_without_caps_the_store_still_keeps_one_job_per_channel() -> None:
+    """Nobody waits, so racing calls on one channel all get past the look-up: the store's
+    channel lock decides, and the losers get JobAlreadyRunning naming the winner."""
+    service, store = _service(max_active_per_user=0, max_starts_per_user_per_hour=0)
+    results = await asyncio.gather(
+        *(service.start_job(JobRequest("one-channel", "u1")) for _ in range(8)),
+        return_exceptions=True,
+    )
+    started = [r for r in results if not isinstance(r, BaseException)]
+    assert len(started) == 1, results
+    assert all(
+        isinstance(r, JobAlreadyRunning) and r.job_id == started[0].job.job_id
+        for r in results
+        if r is not started[0]
+    ), results
+    assert store.most_at_once > 1  # they did race to the store
